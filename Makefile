@@ -1,0 +1,57 @@
+# hitl-operator. `make demo` runs the operator's main job on the local cluster; `make test` runs
+# every test. Both build what is missing (the Kubernetes binaries are cached outside the checkout).
+SHELL := /bin/bash
+CARGO ?= cargo
+KUBECTL = $(shell hack/asset-path kubectl)
+# Integration tests each run their own operator process; more threads only contend for 2 cores.
+TEST_THREADS ?= 4
+
+.PHONY: all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status \
+        install-crds demo bench assets
+
+all: build
+
+build:
+	$(CARGO) build --bins
+
+# Regenerate the CRD YAML from the Rust types (a unit test fails when crds/ is stale).
+crds:
+	$(CARGO) run --quiet --bin crdgen > crds/hitl.dev.yaml
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+assets:
+	hack/build-assets
+
+cluster-up:
+	hack/cluster up
+
+cluster-down:
+	hack/cluster down
+
+cluster-status:
+	hack/cluster status
+
+install-crds:
+	$(KUBECTL) --kubeconfig "$$(hack/cluster kubeconfig admin)" apply --server-side --force-conflicts -f crds/
+	$(KUBECTL) --kubeconfig "$$(hack/cluster kubeconfig admin)" wait --for=condition=Established --timeout=60s \
+		crd/workflows.hitl.dev crd/approvals.hitl.dev
+
+test-unit:
+	$(CARGO) test --lib --bins
+
+# Needs a running local cluster (make cluster-up).
+test-integration:
+	$(CARGO) build --bins
+	$(CARGO) test --test '*' -- --test-threads=$(TEST_THREADS)
+
+# Unit tests, then the integration tests on a fresh local cluster, which is torn down even when
+# tests fail.
+test: test-unit
+	hack/cluster up
+	status=0; $(MAKE) test-integration || status=$$?; hack/cluster down; exit $$status

@@ -1,0 +1,34 @@
+# Shared helpers for hack/ scripts. Source it; do not run it.
+# shellcheck shell=bash
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$HACK_DIR/versions.env"
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+HITL_CACHE=${HITL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hitl-operator}
+
+# The pinned version of a component, by binary name.
+asset_version() {
+  case "$1" in
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "$KUBERNETES_VERSION" ;;
+    etcd) echo "$ETCD_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    *) echo "unknown asset $1" >&2; return 1 ;;
+  esac
+}
+
+# Where a binary comes from, in envtest's order: TEST_ASSET_<NAME>, then $KUBEBUILDER_ASSETS/<name>,
+# then the project's versioned cache (which may not be built yet).
+asset_path() {
+  local name=$1 var
+  var="TEST_ASSET_$(echo "$name" | tr '[:lower:]-' '[:upper:]_')"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$name" ]; then
+    echo "$KUBEBUILDER_ASSETS/$name"; return
+  fi
+  echo "$HITL_CACHE/bin/$name-$(asset_version "$name")/$name"
+}
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }

@@ -1,0 +1,137 @@
+//! The `Approval` custom resource: one human decision a Workflow waits for.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::shared::{Approvers, InputSpec, OnTimeout};
+
+/// A decision a person makes for a Workflow's suspend step. The controller creates it; a person
+/// patches `decision` (and `input`, `comment`, `decidedBy`) once.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "hitl.dev",
+    version = "v1alpha1",
+    kind = "Approval",
+    namespaced,
+    status = "ApprovalStatus",
+    shortname = "apr",
+    category = "hitl",
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "A decision a person makes for a Workflow's suspend step.",
+    printcolumn(
+        name = "Workflow",
+        type_ = "string",
+        json_path = ".spec.workflowRef.name"
+    ),
+    printcolumn(name = "Step", type_ = "string", json_path = ".spec.step"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Approvers", type_ = "string", json_path = ".status.approvers"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = super::validation::approval_spec_rules()))]
+pub struct ApprovalSpec {
+    /// The Workflow that waits (set by the controller, immutable).
+    pub workflow_ref: WorkflowRef,
+    /// The suspend step (set by the controller, immutable).
+    #[schemars(length(max = 63))]
+    pub step: String,
+    /// What the person is asked (set by the controller, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8192))]
+    pub message: Option<String>,
+    /// Who may decide (set by the controller, immutable). Empty: anyone RBAC allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
+    /// The typed inputs asked for (set by the controller, immutable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = 32))]
+    pub inputs: Vec<InputSpec>,
+    /// Seconds from creation until the gate expires (set by the controller, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<i64>,
+    /// What expiry means (set by the controller, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+
+    /// The person's decision: `Approve` or `Reject`. Final once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Values for the inputs, with their JSON types (`"priority": 2`). Final once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::shared::any_object")]
+    pub input: Option<BTreeMap<String, serde_json::Value>>,
+    /// Why the person decided so. Final once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub comment: Option<String>,
+    /// The deciding user; must be the user who sends the decision. Final once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub decided_by: Option<String>,
+}
+
+/// Reference to the owning Workflow.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRef {
+    /// Workflow name.
+    pub name: String,
+    /// Workflow UID.
+    pub uid: String,
+}
+
+/// A person's decision.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// Observed state, written only by the controller.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStatus {
+    /// Pending, Approved, Rejected or Expired. Expired is never a person's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ApprovalPhase>,
+    /// Who decided, as checked by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// When the controller saw the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Time>,
+    /// When the gate expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// Who may decide, for humans (`alice, group:legal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<String>,
+    /// Human-readable detail (e.g. why a decision was not acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Standard conditions: `Decided`, and `InputValid` when a decision could not be used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Phase of an Approval.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ApprovalPhase {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}

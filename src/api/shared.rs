@@ -1,0 +1,119 @@
+//! Types shared by the Workflow's suspend step and the Approval it creates.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Who may decide a gate: listed users, and members of listed groups.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// User names as the API server knows them (e.g. `alice`, `system:serviceaccount:ns:name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64))]
+    pub users: Vec<String>,
+    /// Group names; any member may decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64))]
+    pub groups: Vec<String>,
+}
+
+impl Approvers {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+
+    /// One line for humans: `alice, group:legal`.
+    pub fn summary(&self) -> String {
+        let users = self.users.iter().cloned();
+        let groups = self.groups.iter().map(|g| format!("group:{g}"));
+        users.chain(groups).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// A typed value a person supplies at a gate.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = super::validation::input_spec_rules()))]
+pub struct InputSpec {
+    /// Input name: the key in the Approval's `spec.input`, and `outputs.<name>` of the step.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    pub name: String,
+    /// JSON type of the value: string (default), integer, number or boolean.
+    #[serde(default, rename = "type")]
+    pub type_: InputType,
+    /// What the person is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// The input must be supplied to approve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// Value used when the input is not supplied (and on expiry with `onTimeout: Approve`).
+    /// Must have the input's type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::shared::any_json")]
+    pub default: Option<serde_json::Value>,
+    /// Allowed values (string inputs only).
+    #[serde(default, rename = "enum", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
+    pub enum_: Vec<String>,
+    /// Smallest allowed value (integer and number inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    /// Largest allowed value (integer and number inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    /// Longest allowed string, in characters (string inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 65536))]
+    pub max_length: Option<i64>,
+    /// Regular expression (RE2) a string input must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub pattern: Option<String>,
+}
+
+/// JSON type of an input.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    #[default]
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+impl InputType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
+}
+
+/// What a gate's expiry means for its step.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OnTimeout {
+    /// The step fails with reason `ApprovalExpired`.
+    #[default]
+    Reject,
+    /// The step succeeds with the inputs' defaults and `decision: Expired`.
+    Approve,
+}
+
+/// Schema for a value of any JSON type (kept as-is by the API server).
+pub fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// Schema for a JSON object with values of any type.
+pub fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}

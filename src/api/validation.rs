@@ -1,0 +1,158 @@
+//! Admission-time CEL rules (`x-kubernetes-validations`) added to the generated schemas, so that
+//! `kubectl apply` refuses a bad object with a message naming the step and the field.
+//! What CEL cannot express (cycles, expressions that do not compile) the controller reports as
+//! `InvalidSpec` before any Pod starts.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, ValidationRule,
+};
+use serde_json::{Value, json};
+
+/// A Go duration as `time.ParseDuration` accepts it, without sign (e.g. `30s`, `1h30m`, `1.5h`).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+fn rule(rule: &str, message_expression: &str, field_path: Option<&str>) -> Value {
+    let mut r = json!({ "rule": rule, "messageExpression": message_expression });
+    if let Some(path) = field_path {
+        r["fieldPath"] = json!(path);
+    }
+    r
+}
+
+/// Rules on one step; each message starts with `step <name>:`.
+pub fn step_rules() -> Value {
+    json!([
+        rule(
+            "(has(self.container) ? 1 : 0) + (has(self.suspend) ? 1 : 0) + (has(self.sleep) ? 1 : 0) == 1",
+            "'step ' + self.name + ': set exactly one of container, suspend or sleep'",
+            None,
+        ),
+        rule(
+            &format!(
+                "!has(self.sleep) || self.sleep.matches('{}')",
+                DURATION_PATTERN.replace('\\', "\\\\")
+            ),
+            "'step ' + self.name + ': sleep must be a duration such as 30s, 5m or 1h30m, not \"' + self.sleep + '\"'",
+            Some(".sleep"),
+        ),
+        rule(
+            "!has(self.retries) || has(self.container)",
+            "'step ' + self.name + ': retries applies only to container steps'",
+            Some(".retries"),
+        ),
+        rule(
+            "!has(self.timeoutSeconds) || has(self.container)",
+            "'step ' + self.name + ': timeoutSeconds applies only to container steps (a suspend step has suspend.timeoutSeconds)'",
+            Some(".timeoutSeconds"),
+        ),
+        rule(
+            "!has(self.when) || !self.when.contains('{{')",
+            "'step ' + self.name + ': when is a CEL expression itself; write it without {{ }}'",
+            Some(".when"),
+        ),
+        rule(
+            "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+            "'step ' + self.name + ': dependsOn must not name the step itself'",
+            Some(".dependsOn"),
+        ),
+    ])
+}
+
+/// Rules that need the whole step list.
+pub fn workflow_spec_rules() -> Value {
+    json!([rule(
+        "self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))",
+        "'step ' + self.steps.filter(s, has(s.dependsOn) && s.dependsOn.exists(d, !self.steps.exists(t, t.name == d)))[0].name + ': dependsOn names a step that does not exist'",
+        Some(".steps"),
+    ),])
+}
+
+/// Rules on a typed input declaration.
+pub fn input_spec_rules() -> Value {
+    json!([
+        rule(
+            "!has(self.enum) || size(self.enum) == 0 || !has(self.type) || self.type == 'string'",
+            "'input ' + self.name + ': enum is allowed only for string inputs'",
+            Some(".enum"),
+        ),
+        rule(
+            "(!has(self.minimum) && !has(self.maximum)) || (has(self.type) && (self.type == 'integer' || self.type == 'number'))",
+            "'input ' + self.name + ': minimum and maximum apply only to integer and number inputs'",
+            None,
+        ),
+        rule(
+            "!has(self.minimum) || !has(self.maximum) || self.minimum <= self.maximum",
+            "'input ' + self.name + ': minimum must not exceed maximum'",
+            None,
+        ),
+        rule(
+            "(!has(self.maxLength) && !has(self.pattern)) || !has(self.type) || self.type == 'string'",
+            "'input ' + self.name + ': maxLength and pattern apply only to string inputs'",
+            None,
+        ),
+    ])
+}
+
+/// Rules on an Approval's spec: what the controller set is immutable, a decision is final.
+/// `input` is checked by the ValidatingAdmissionPolicy: CRD rules cannot see inside it.
+pub fn approval_spec_rules() -> Value {
+    let immutable = [
+        "workflowRef",
+        "step",
+        "message",
+        "approvers",
+        "inputs",
+        "timeoutSeconds",
+        "onTimeout",
+    ]
+    .iter()
+    .map(|f| {
+        format!("has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})")
+    })
+    .collect::<Vec<_>>()
+    .join(" && ");
+    let mut rules = vec![json!({
+        "rule": immutable,
+        "message": "workflowRef, step, message, approvers, inputs, timeoutSeconds and onTimeout are set by the controller and cannot change",
+    })];
+    for f in ["decision", "comment", "decidedBy"] {
+        rules.push(json!({
+            "rule": format!("!has(oldSelf.{f}) || (has(self.{f}) && self.{f} == oldSelf.{f})"),
+            "message": format!("{f} is final once set: a decision cannot be changed or withdrawn"),
+            "fieldPath": format!(".{f}"),
+        }));
+    }
+    Value::Array(rules)
+}
+
+/// The Workflow's spec may not change once the run has started, except `suspend`. This needs the
+/// status, which only a rule on the root of the schema can see.
+pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let frozen = ["params", "serviceAccountName", "activeDeadlineSeconds", "ttlSecondsAfterFinished", "podTemplate", "steps"]
+        .iter()
+        .map(|f| format!("has(self.spec.{f}) == has(oldSelf.spec.{f}) && (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f})"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    let root_rule = ValidationRule {
+        rule: format!("!has(oldSelf.status) || !has(oldSelf.status.startedAt) || ({frozen})"),
+        message: Some(
+            "spec cannot change once the run has started; only spec.suspend may (create a new Workflow instead)"
+                .into(),
+        ),
+        ..Default::default()
+    };
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let rules: &mut JSONSchemaProps = schema;
+            rules
+                .x_kubernetes_validations
+                .get_or_insert_with(Vec::new)
+                .push(root_rule.clone());
+        }
+    }
+    crd
+}

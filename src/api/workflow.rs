@@ -1,0 +1,388 @@
+//! The `Workflow` custom resource: steps that run as Pods, timers, and gates where a person decides.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    EnvFromSource, EnvVar, ResourceRequirements, SecurityContext, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::shared::{Approvers, InputSpec, OnTimeout};
+
+/// Longest step list a Workflow may have. Bounded so the CRD's CEL rules stay within the API
+/// server's cost budget and status stays far below etcd's object size limit.
+pub const MAX_STEPS: usize = 64;
+
+/// A run of steps: Pods, timers and human decisions, in sequence or as a DAG.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "hitl.dev",
+    version = "v1alpha1",
+    kind = "Workflow",
+    namespaced,
+    status = "WorkflowStatus",
+    shortname = "hwf",
+    category = "hitl",
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "A run of steps (Pods, timers, human approvals) in sequence or as a DAG.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
+    printcolumn(
+        name = "Waiting-For",
+        type_ = "string",
+        json_path = ".status.waitingFor"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = super::validation::workflow_spec_rules()))]
+pub struct WorkflowSpec {
+    /// Named string parameters, available to every step's expressions as `params.<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = 64))]
+    pub params: Vec<Param>,
+
+    /// ServiceAccount that step Pods run as. Defaults to the namespace's default account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// Limit on the whole run, in seconds from its start. When it passes, running step Pods are
+    /// stopped, no new step starts, and the Workflow fails with reason `DeadlineExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+
+    /// Delete the Workflow (and so its Pods and Approvals) this many seconds after it finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+
+    /// Pause: while true, no new step starts (running ones finish). Set it back to false to go on.
+    /// The only field that may change once the run has started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
+    /// Defaults merged into every step Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateDefaults>,
+
+    /// The steps. Without `dependsOn` a step runs after the one listed before it, so a plain list
+    /// is a sequence; `dependsOn` makes a DAG.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(min = 1, max = 64))]
+    pub steps: Vec<Step>,
+}
+
+/// A named string parameter.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Param {
+    /// Parameter name; expressions read it as `params.<name>`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    pub name: String,
+    /// Parameter value.
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// Defaults applied to every step Pod.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateDefaults {
+    /// Labels and annotations added to every step Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PodMetadata>,
+    /// Node selector for every step Pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations for every step Pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// Extra labels and annotations for a Pod.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMetadata {
+    /// Labels added to the Pod. Keys under `hitl.dev/` are reserved and ignored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the Pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One step of a Workflow: exactly one of `container`, `suspend` or `sleep`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = super::validation::step_rules()))]
+pub struct Step {
+    /// Step name: a DNS label, unique in the Workflow. Expressions refer to it as `steps.<name>`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// Extra labels and annotations for this step's Pod (merged over `podTemplate.metadata`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PodMetadata>,
+
+    /// Steps that must finish (Succeeded or Skipped) before this one starts. Unset: the step
+    /// listed before this one. Empty list: start at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64))]
+    pub depends_on: Option<Vec<String>>,
+
+    /// CEL condition; when it is false the step is `Skipped`. Variables: `params`,
+    /// `steps.<name>.phase`, `steps.<name>.outputs.<key>`, `steps.<name>.decidedBy`,
+    /// `workflow.name`, `workflow.namespace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub when: Option<String>,
+
+    /// Run a container. `{{ expr }}` in `command`, `args` and `env` values is replaced by the
+    /// value of the CEL expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<StepContainer>,
+
+    /// Wait for a person: creates an Approval and continues when it is decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<SuspendStep>,
+
+    /// Wait this long (a duration such as `30s`, `5m`, `1h30m`), then succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub sleep: Option<String>,
+
+    /// Extra attempts after a failed one (container steps only). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub retries: Option<i32>,
+
+    /// Limit on each attempt, in seconds (container steps only). An attempt that runs longer is
+    /// stopped and counts as failed (reason `Timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 31_536_000))]
+    pub timeout_seconds: Option<i64>,
+}
+
+/// A container to run: a lean subset of the core/v1 Container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepContainer {
+    /// Container image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Entrypoint array; `{{ expr }}` templates are expanded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Arguments; `{{ expr }}` templates are expanded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables; `{{ expr }}` templates in `value` are expanded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Environment from ConfigMaps and Secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Compute resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Security context. Unset: no privilege escalation, all capabilities dropped,
+    /// RuntimeDefault seccomp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+/// A gate where a person approves, rejects or supplies input.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspendStep {
+    /// What the person is asked; `{{ expr }}` templates are expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub message: Option<String>,
+    /// Who may decide. Empty: anyone whom RBAC lets patch approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
+    /// Typed input the person supplies; checked by the API server when it is given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = 32))]
+    pub inputs: Vec<InputSpec>,
+    /// Seconds until the gate expires. Unset: it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<i64>,
+    /// What expiry means for the step: `Reject` (default; the step fails) or `Approve` (the step
+    /// succeeds with the inputs' defaults and `decision: Expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// Observed state, written only by the controller.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowStatus {
+    /// Pending, Running, Waiting (every unfinished step waits for a person), Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<WorkflowPhase>,
+    /// Human-readable summary of the current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Machine-readable reason for the phase (e.g. `InvalidSpec`, `StepFailed`, `DeadlineExceeded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Steps finished / steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Names of the Approvals that wait for a person, comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One entry per step, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub steps: Vec<StepStatus>,
+    /// Standard conditions: `Completed` and `Waiting`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Phase of a Workflow.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WorkflowPhase {
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+}
+
+impl WorkflowPhase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// Observed state of one step.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// Step name.
+    pub name: String,
+    /// Pending, Running, Waiting, Succeeded, Failed, Skipped or Omitted.
+    pub phase: StepPhase,
+    /// Attempts started so far (container steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    /// The Pod of the current or last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// The Approval of a suspend step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_name: Option<String>,
+    /// When the step started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the current attempt started (container steps; used for the per-attempt timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_started_at: Option<Time>,
+    /// When the step finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Why the step is in its phase (e.g. `Error`, `Timeout`, `PodDeleted`, `Rejected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Outputs: keys of the JSON object the container wrote to /dev/termination-log (else
+    /// `result`), or a gate's input values plus `decision`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+    /// Who decided a suspend step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
+/// Phase of a step.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum StepPhase {
+    #[default]
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Skipped,
+    Omitted,
+}
+
+impl StepPhase {
+    /// Finished for good: the phase never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Omitted
+        )
+    }
+    /// Lets dependents start.
+    pub fn satisfies_dependency(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Skipped)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Waiting => "Waiting",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+            Self::Omitted => "Omitted",
+        }
+    }
+}
+
+/// Which kind of step this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    Container,
+    Suspend,
+    Sleep,
+}
+
+impl Step {
+    /// The step's kind, or None when it declares zero or several kinds (refused at admission).
+    pub fn kind(&self) -> Option<StepKind> {
+        match (&self.container, &self.suspend, &self.sleep) {
+            (Some(_), None, None) => Some(StepKind::Container),
+            (None, Some(_), None) => Some(StepKind::Suspend),
+            (None, None, Some(_)) => Some(StepKind::Sleep),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The Workflow controller: gather -> plan -> apply -> status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use super::pods::{self, LABEL_WORKFLOW, MANAGER};
+use super::{Context, Error};
+use crate::api::{Approval, ApprovalSpec, StepPhase, Workflow, WorkflowRef};
+use crate::engine::names;
+use crate::engine::plan::{self, ApprovalRequest, Event};
+
+fn api<K>(ctx: &Context, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Watches Workflows, and the Pods and Approvals they own (Pods by label, so only ours are seen).
+pub async fn run(ctx: Arc<Context>) {
+    let ns = ctx.config.namespace.clone();
+    let workflows: Api<Workflow> = api(&ctx, ns.as_deref());
+    let pods: Api<Pod> = api(&ctx, ns.as_deref());
+    let approvals: Api<Approval> = api(&ctx, ns.as_deref());
+    let children = watcher::Config::default()
+        .labels(LABEL_WORKFLOW)
+        .page_size(200);
+    Controller::new(workflows, watcher::Config::default().page_size(200))
+        .owns(pods, children.clone())
+        .owns(approvals, children)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn error_policy(_wf: Arc<Workflow>, err: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(error = %err, category = err.category(), "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Lists this Workflow's children straight from the API server: the plan must not rest on a
+/// cache that has not yet seen a Pod this controller just created.
+async fn owned<K>(api: &Api<K>, wf: &Workflow) -> Result<Vec<K>, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let selector = format!("{LABEL_WORKFLOW}={}", names::workflow_label(&wf.name_any()));
+    let uid = wf.uid().unwrap_or_default();
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::Kube)?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|o| {
+            o.meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid)
+        })
+        .collect())
+}
+
+#[instrument(skip_all, fields(workflow = %wf.name_any(), namespace = wf.namespace().unwrap_or_default()))]
+async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if wf.metadata.deletion_timestamp.is_some() {
+        ctx.forget(&wf.uid().unwrap_or_default());
+        return Ok(Action::await_change());
+    }
+    if ctx.is_stale(wf.as_ref()) {
+        // Our own newer write is on its way through the watch; act on that instead.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let ns = wf.namespace().unwrap_or_default();
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let approval_api: Api<Approval> = Api::namespaced(ctx.client.clone(), &ns);
+    let wf_api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &ns);
+
+    let terminal = wf
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(|p| p.is_terminal());
+    let (pods, approvals) = if terminal {
+        (vec![], vec![])
+    } else {
+        (
+            owned(&pod_api, &wf).await?,
+            owned(&approval_api, &wf).await?,
+        )
+    };
+    let now = jiff::Timestamp::now();
+    let mut plan = plan::plan(&wf, &pods, &approvals, now);
+
+    if plan.delete_workflow {
+        info!("ttlSecondsAfterFinished passed; deleting the Workflow");
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: wf.uid(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match wf_api.delete(&wf.name_any(), &dp).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+        return Ok(Action::await_change());
+    }
+
+    // Children first, so the status never names an object that does not exist.
+    for req in plan.create_pods.clone() {
+        let pod = pods::build(&wf, &req);
+        if let Err(e) = pods::create_if_absent(&pod_api, &wf, &pod).await {
+            if !(e.is_permanent() || matches!(e, Error::NotOwned(_))) {
+                return Err(e);
+            }
+            fail_step(&mut plan, &req.step, "PodCreateFailed", e.to_string());
+        }
+    }
+    for req in plan.create_approvals.clone() {
+        if let Err(e) = create_approval(&approval_api, &wf, &req).await {
+            if !(e.is_permanent() || matches!(e, Error::NotOwned(_))) {
+                return Err(e);
+            }
+            fail_step(&mut plan, &req.step, "ApprovalCreateFailed", e.to_string());
+        }
+    }
+    for name in &plan.delete_pods {
+        match pod_api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+    }
+
+    if wf.status.as_ref() != Some(&plan.status) {
+        let mut next = (*wf).clone();
+        next.status = Some(plan.status.clone());
+        next.metadata.managed_fields = None;
+        // PUT carries the resourceVersion we read: a concurrent change makes this fail with 409
+        // instead of overwriting it.
+        match wf_api
+            .replace_status(
+                &wf.name_any(),
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
+                &next,
+            )
+            .await
+        {
+            Ok(written) => ctx.wrote(&written),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(100)));
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Err(e) => return Err(Error::Kube(e)),
+        }
+        for ev in &plan.events {
+            ctx.event(wf.as_ref(), ev).await;
+        }
+    }
+    Ok(match plan.requeue_at {
+        Some(at) => Action::requeue(super::until(at, jiff::Timestamp::now())),
+        None => Action::await_change(),
+    })
+}
+
+/// A child that cannot be created (refused by admission, quota, a foreign object under its name)
+/// fails its step; the next reconcile carries the failure through the run.
+fn fail_step(plan: &mut plan::Plan, step: &str, reason: &'static str, message: String) {
+    if let Some(st) = plan.status.steps.iter_mut().find(|s| s.name == step) {
+        st.phase = StepPhase::Failed;
+        st.reason = Some(reason.into());
+        st.message = Some(message.clone());
+    }
+    plan.events.push(Event {
+        warning: true,
+        reason,
+        note: format!("step {step}: {message}"),
+    });
+}
+
+async fn create_approval(
+    api: &Api<Approval>,
+    wf: &Workflow,
+    req: &ApprovalRequest,
+) -> Result<(), Error> {
+    let approval = Approval {
+        metadata: ObjectMeta {
+            name: Some(req.name.clone()),
+            namespace: wf.namespace(),
+            labels: Some(
+                [
+                    (
+                        LABEL_WORKFLOW.to_string(),
+                        names::workflow_label(&wf.name_any()),
+                    ),
+                    (pods::LABEL_STEP.to_string(), req.step.clone()),
+                    (pods::LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+                ]
+                .into(),
+            ),
+            owner_references: Some(vec![
+                wf.controller_owner_ref(&())
+                    .expect("Workflow has a name and uid"),
+            ]),
+            ..Default::default()
+        },
+        spec: ApprovalSpec {
+            workflow_ref: WorkflowRef {
+                name: wf.name_any(),
+                uid: wf.uid().unwrap_or_default(),
+            },
+            step: req.step.clone(),
+            message: req.message.clone(),
+            approvers: req.approvers.clone(),
+            inputs: req.inputs.clone(),
+            timeout_seconds: req.timeout_seconds,
+            on_timeout: req.on_timeout,
+            ..Default::default()
+        },
+        status: None,
+    };
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &approval,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get(&req.name).await.map_err(Error::Kube)?;
+            super::check_owner(wf, &existing)
+        }
+        Err(e) => Err(Error::Create(e)),
+    }
+}

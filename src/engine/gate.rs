@@ -1,0 +1,197 @@
+//! What an Approval's status should be: a pure function of the Approval and the time.
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::inputs;
+use super::plan::Event;
+use crate::api::{Approval, ApprovalPhase, ApprovalStatus, Decision};
+
+/// The Approval's next status, an Event if something happened, and when to look again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateDecision {
+    pub status: ApprovalStatus,
+    pub event: Option<Event>,
+    pub requeue_at: Option<Timestamp>,
+}
+
+/// Why a person's patch is not acted on (the admission policy should have refused it already).
+fn refusal(a: &Approval) -> Option<String> {
+    let approvers = a.spec.approvers.clone().unwrap_or_default();
+    if approvers.is_empty() {
+        return None;
+    }
+    match a.spec.decided_by.as_deref().filter(|d| !d.is_empty()) {
+        None => Some("decidedBy is empty, but this gate lists approvers".into()),
+        Some(who) if approvers.groups.is_empty() && !approvers.users.iter().any(|u| u == who) => {
+            Some(format!(
+                "{who} is not among the approvers ({})",
+                approvers.summary()
+            ))
+        }
+        Some(_) => None,
+    }
+}
+
+pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
+    let old = a.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let finished = matches!(
+        old.phase,
+        Some(ApprovalPhase::Approved | ApprovalPhase::Rejected | ApprovalPhase::Expired)
+    );
+    if finished {
+        return GateDecision {
+            status,
+            event: None,
+            requeue_at: None,
+        };
+    }
+    status.phase = Some(ApprovalPhase::Pending);
+    status.approvers = a
+        .spec
+        .approvers
+        .as_ref()
+        .filter(|p| !p.is_empty())
+        .map(|p| p.summary());
+    if status.expires_at.is_none() {
+        let created = a
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or(now);
+        status.expires_at = a.spec.timeout_seconds.map(|s| {
+            Time(
+                created
+                    .saturating_add(SignedDuration::from_secs(s))
+                    .unwrap_or(Timestamp::MAX),
+            )
+        });
+    }
+    // Input without a decision approves: a gate that only asks for input goes on when it arrives.
+    let decision = a
+        .spec
+        .decision
+        .or(a.spec.input.as_ref().map(|_| Decision::Approve));
+    let mut event = None;
+    let mut problem = None;
+    match decision {
+        Some(d) => match refusal(a) {
+            Some(why) => problem = Some(("NotAnApprover", why)),
+            None => {
+                let checked = match d {
+                    Decision::Approve => {
+                        inputs::resolve(&a.spec.inputs, &a.spec.input.clone().unwrap_or_default())
+                            .map(|_| ())
+                    }
+                    Decision::Reject => Ok(()),
+                };
+                match checked {
+                    Err(e) => problem = Some(("InputInvalid", e)),
+                    Ok(()) => {
+                        let (phase, reason) = match d {
+                            Decision::Approve => (ApprovalPhase::Approved, "Approved"),
+                            Decision::Reject => (ApprovalPhase::Rejected, "Rejected"),
+                        };
+                        let who = a.spec.decided_by.clone();
+                        status.phase = Some(phase);
+                        status.decided_by = who.clone();
+                        status.decided_at = Some(Time(now));
+                        status.message = a.spec.comment.clone();
+                        let by = who.unwrap_or_else(|| "an unnamed user".into());
+                        event = Some(Event {
+                            warning: false,
+                            reason,
+                            note: format!("{reason} by {by}"),
+                        });
+                    }
+                }
+            }
+        },
+        None => {
+            if let Some(exp) = status.expires_at.as_ref().filter(|e| e.0 <= now) {
+                status.phase = Some(ApprovalPhase::Expired);
+                status.message = Some(format!("nobody decided before {}", exp.0));
+                event = Some(Event {
+                    warning: true,
+                    reason: "Expired",
+                    note: "nobody decided in time".into(),
+                });
+            }
+        }
+    }
+    if let Some((reason, why)) = &problem {
+        status.message = Some(format!("decision not acted on: {why}"));
+        if old.message != status.message {
+            event = Some(Event {
+                warning: true,
+                reason,
+                note: status.message.clone().unwrap_or_default(),
+            });
+        }
+    } else if status.phase == Some(ApprovalPhase::Pending) {
+        status.message = None;
+    }
+    set_conditions(
+        &mut status,
+        &old,
+        problem.as_ref().map(|p| p.0),
+        now,
+        a.metadata.generation,
+    );
+    let requeue_at = (status.phase == Some(ApprovalPhase::Pending))
+        .then(|| status.expires_at.as_ref().map(|e| e.0))
+        .flatten();
+    GateDecision {
+        status,
+        event,
+        requeue_at,
+    }
+}
+
+fn set_conditions(
+    status: &mut ApprovalStatus,
+    old: &ApprovalStatus,
+    problem: Option<&str>,
+    now: Timestamp,
+    generation: Option<i64>,
+) {
+    let decided = match status.phase {
+        Some(ApprovalPhase::Approved) => ("True", "Approved"),
+        Some(ApprovalPhase::Rejected) => ("True", "Rejected"),
+        Some(ApprovalPhase::Expired) => ("False", "Expired"),
+        _ => ("False", "Pending"),
+    };
+    let mut wanted = vec![(
+        "Decided",
+        decided.0,
+        decided.1,
+        status.message.clone().unwrap_or_default(),
+    )];
+    if let Some(reason) = problem {
+        wanted.push((
+            "Accepted",
+            "False",
+            reason,
+            status.message.clone().unwrap_or_default(),
+        ));
+    }
+    status.conditions = wanted
+        .into_iter()
+        .map(|(type_, st, reason, message)| {
+            let last = match old.conditions.iter().find(|c| c.type_ == type_) {
+                Some(p) if p.status == st => p.last_transition_time.clone(),
+                _ => Time(now),
+            };
+            Condition {
+                type_: type_.into(),
+                status: st.into(),
+                reason: reason.into(),
+                message,
+                observed_generation: generation,
+                last_transition_time: last,
+            }
+        })
+        .collect();
+}

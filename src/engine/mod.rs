@@ -1,0 +1,12 @@
+//! Pure decisions: no I/O and no clock reads. The controller gathers objects, asks `plan`, and
+//! carries the plan out.
+pub mod duration;
+pub mod expr;
+pub mod gate;
+pub mod graph;
+pub mod inputs;
+pub mod names;
+pub mod outputs;
+pub mod plan;
+#[cfg(test)]
+mod plan_tests;

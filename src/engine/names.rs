@@ -1,0 +1,65 @@
+//! Deterministic names for the objects a Workflow owns, so a retried reconcile finds what an
+//! earlier one created instead of creating it twice.
+
+use sha2::{Digest, Sha256};
+
+fn short_hash(s: &str, len: usize) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..len]
+        .to_string()
+}
+
+/// Shortens `name` to `max` characters, keeping it unique with a hash of the whole.
+fn fit(name: String, max: usize) -> String {
+    if name.len() <= max {
+        return name;
+    }
+    let hash = short_hash(&name, 8);
+    let keep = name[..max - 9].trim_end_matches('-').to_string();
+    format!("{keep}-{hash}")
+}
+
+/// A step attempt's Pod: `<workflow>-<step>-<attempt>-<uid hash>`. The hash of the Workflow's UID
+/// keeps a re-created Workflow of the same name from adopting the old run's Pods. At most 63
+/// characters, so it also works as a hostname.
+pub fn pod_name(workflow: &str, uid: &str, step: &str, attempt: i32) -> String {
+    fit(
+        format!("{workflow}-{step}-{attempt}-{}", short_hash(uid, 5)),
+        63,
+    )
+}
+
+/// A suspend step's Approval: `<workflow>-<step>`, short enough to type in `kubectl patch`.
+pub fn approval_name(workflow: &str, step: &str) -> String {
+    fit(format!("{workflow}-{step}"), 253)
+}
+
+/// A label value naming the Workflow (label values are limited to 63 characters).
+pub fn workflow_label(workflow: &str) -> String {
+    fit(workflow.to_string(), 63)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_and_bounded() {
+        let a = pod_name("contract-review", "uid-1", "scan", 1);
+        assert_eq!(a, pod_name("contract-review", "uid-1", "scan", 1));
+        assert!(a.starts_with("contract-review-scan-1-"));
+        assert_ne!(a, pod_name("contract-review", "uid-2", "scan", 1));
+        assert_ne!(a, pod_name("contract-review", "uid-1", "scan", 2));
+        let long = pod_name(&"w".repeat(200), "uid", &"s".repeat(63), 3);
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(long, pod_name(&"w".repeat(200), "uid", &"s".repeat(63), 4));
+        assert_eq!(
+            approval_name("contract-review", "review"),
+            "contract-review-review"
+        );
+        assert_eq!(workflow_label(&"x".repeat(100)).len(), 63);
+    }
+}

@@ -1,0 +1,881 @@
+//! `plan`: what a Workflow should do next, as a pure function of the Workflow, the Pods and
+//! Approvals it owns, and the time. The controller carries the plan out.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::json;
+
+use super::{duration, expr, graph, inputs, names, outputs};
+use crate::api::{
+    Approval, ApprovalPhase, Approvers, InputSpec, OnTimeout, Step, StepContainer, StepKind,
+    StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowStatus,
+};
+
+/// What to do. Creates happen before the status write, so a status that names a Pod or Approval
+/// is never written before the object exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub status: WorkflowStatus,
+    pub create_pods: Vec<PodRequest>,
+    pub delete_pods: Vec<String>,
+    pub create_approvals: Vec<ApprovalRequest>,
+    pub events: Vec<Event>,
+    /// Reconcile again at this time even if nothing changes (timers).
+    pub requeue_at: Option<Timestamp>,
+    /// `ttlSecondsAfterFinished` has passed.
+    pub delete_workflow: bool,
+}
+
+/// A step attempt's Pod, with templates already expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodRequest {
+    pub name: String,
+    pub step: String,
+    pub attempt: i32,
+    pub container: StepContainer,
+}
+
+/// A gate to open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRequest {
+    pub name: String,
+    pub step: String,
+    pub message: Option<String>,
+    pub approvers: Option<Approvers>,
+    pub inputs: Vec<InputSpec>,
+    pub timeout_seconds: Option<i64>,
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// A Kubernetes Event to record on the Workflow. Reasons are static so they can be metric labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// Checks what the CRD schema cannot: the graph (cycles), durations, expressions and defaults.
+pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
+    let steps = &wf.spec.steps;
+    if steps.is_empty() {
+        return Err("the Workflow has no steps".into());
+    }
+    let g = graph::build(steps)?;
+    for s in steps {
+        let at = |field: &str, e: String| format!("step {}: {field}: {e}", s.name);
+        if s.kind().is_none() {
+            return Err(format!(
+                "step {}: set exactly one of container, suspend or sleep",
+                s.name
+            ));
+        }
+        if let Some(w) = &s.when {
+            expr::compile(w).map_err(|e| at("when", e))?;
+        }
+        if let Some(d) = &s.sleep {
+            duration::parse(d).map_err(|e| at("sleep", e))?;
+        }
+        if let Some(c) = &s.container {
+            for (i, t) in c.command.iter().enumerate() {
+                expr::check_template(t).map_err(|e| at(&format!("container.command[{i}]"), e))?;
+            }
+            for (i, t) in c.args.iter().enumerate() {
+                expr::check_template(t).map_err(|e| at(&format!("container.args[{i}]"), e))?;
+            }
+            for e in &c.env {
+                if let Some(v) = &e.value {
+                    expr::check_template(v)
+                        .map_err(|err| at(&format!("container.env[{}]", e.name), err))?;
+                }
+            }
+        }
+        if let Some(g) = &s.suspend {
+            if let Some(m) = &g.message {
+                expr::check_template(m).map_err(|e| at("suspend.message", e))?;
+            }
+            inputs::check_specs(&g.inputs).map_err(|e| at("suspend.inputs", e))?;
+        }
+    }
+    Ok(g)
+}
+
+fn t(ts: Timestamp) -> Time {
+    Time(ts)
+}
+
+fn after(ts: &Time, seconds: i64) -> Timestamp {
+    ts.0.saturating_add(SignedDuration::from_secs(seconds))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// What happened to a step attempt's Pod.
+enum PodOutcome {
+    /// Not finished (or not yet seen by the API server's list).
+    Active,
+    Succeeded {
+        message: String,
+    },
+    Failed {
+        reason: String,
+        message: String,
+    },
+    /// Gone, or being deleted, before it finished.
+    Vanished,
+}
+
+fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
+    let Some(pod) = pod else {
+        return PodOutcome::Vanished;
+    };
+    let status = pod.status.as_ref();
+    let terminated = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    let message = terminated
+        .and_then(|t| t.message.clone())
+        .unwrap_or_default();
+    match status.and_then(|s| s.phase.as_deref()) {
+        Some("Succeeded") => PodOutcome::Succeeded { message },
+        Some("Failed") => {
+            let exit = terminated.map(|t| t.exit_code);
+            let reason = terminated
+                .and_then(|t| t.reason.clone())
+                .or_else(|| status.and_then(|s| s.reason.clone()))
+                .unwrap_or_else(|| "Error".into());
+            let detail = match (exit, message.trim()) {
+                (Some(code), "") => format!("exit code {code}"),
+                (Some(code), m) => format!("exit code {code}: {m}"),
+                (None, m) => m.to_string(),
+            };
+            PodOutcome::Failed {
+                reason,
+                message: detail,
+            }
+        }
+        _ if pod.metadata.deletion_timestamp.is_some() => PodOutcome::Vanished,
+        _ => PodOutcome::Active,
+    }
+}
+
+/// The variables expressions see, from the steps' current state.
+fn scope(wf: &Workflow, steps: &[StepStatus]) -> expr::Scope {
+    let params: BTreeMap<_, _> = wf
+        .spec
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), p.value.clone()))
+        .collect();
+    let steps: serde_json::Map<_, _> = steps
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                json!({
+                    "phase": s.phase.as_str(),
+                    "outputs": s.outputs,
+                    "decidedBy": s.decided_by.clone().unwrap_or_default(),
+                }),
+            )
+        })
+        .collect();
+    expr::Scope::new(json!({
+        "params": params,
+        "steps": steps,
+        "workflow": {
+            "name": wf.metadata.name.clone().unwrap_or_default(),
+            "namespace": wf.metadata.namespace.clone().unwrap_or_default(),
+        },
+    }))
+}
+
+fn render_container(c: &StepContainer, scope: &expr::Scope) -> Result<StepContainer, String> {
+    let mut out = c.clone();
+    for (i, s) in out.command.iter_mut().enumerate() {
+        *s = scope
+            .render(s)
+            .map_err(|e| format!("container.command[{i}]: {e}"))?;
+    }
+    for (i, s) in out.args.iter_mut().enumerate() {
+        *s = scope
+            .render(s)
+            .map_err(|e| format!("container.args[{i}]: {e}"))?;
+    }
+    for e in out.env.iter_mut() {
+        if let Some(v) = e.value.as_mut() {
+            *v = scope
+                .render(v)
+                .map_err(|err| format!("container.env[{}]: {err}", e.name))?;
+        }
+    }
+    Ok(out)
+}
+
+struct Ctx<'a> {
+    wf: &'a Workflow,
+    name: String,
+    uid: String,
+    now: Timestamp,
+    pods: HashMap<&'a str, &'a Pod>,
+    approvals: HashMap<&'a str, &'a Approval>,
+    plan: Plan,
+}
+
+impl Ctx<'_> {
+    fn wake_at(&mut self, at: Timestamp) {
+        if at > self.now {
+            self.plan.requeue_at = Some(self.plan.requeue_at.map_or(at, |r| r.min(at)));
+        }
+    }
+
+    fn finish(
+        &self,
+        st: &mut StepStatus,
+        phase: StepPhase,
+        reason: Option<&str>,
+        message: Option<String>,
+    ) {
+        st.phase = phase;
+        st.reason = reason.map(str::to_string);
+        st.message = message;
+        st.finished_at = Some(t(self.now));
+    }
+
+    fn start_attempt(&mut self, step: &Step, st: &mut StepStatus, container: StepContainer) {
+        let attempt = st.attempts.unwrap_or(0) + 1;
+        let name = names::pod_name(&self.name, &self.uid, &step.name, attempt);
+        st.phase = StepPhase::Running;
+        st.attempts = Some(attempt);
+        st.pod_name = Some(name.clone());
+        st.attempt_started_at = Some(t(self.now));
+        st.started_at.get_or_insert(t(self.now));
+        self.plan.create_pods.push(PodRequest {
+            name,
+            step: step.name.clone(),
+            attempt,
+            container,
+        });
+        if let Some(timeout) = step.timeout_seconds {
+            self.wake_at(after(&t(self.now), timeout));
+        }
+    }
+
+    /// An attempt failed: returns true when a retry should start (attempts remain and the run is
+    /// not failing); otherwise the step fails.
+    fn attempt_failed(
+        &mut self,
+        step: &Step,
+        st: &mut StepStatus,
+        failing: bool,
+        reason: &str,
+        message: String,
+    ) -> bool {
+        let attempts = st.attempts.unwrap_or(1);
+        if attempts <= step.retries.unwrap_or(0) && !failing {
+            st.reason = Some(reason.into());
+            st.message = Some(format!("attempt {attempts} failed: {message}"));
+            self.plan.events.push(Event {
+                warning: true,
+                reason: "StepRetrying",
+                note: format!(
+                    "step {} attempt {attempts} failed ({reason}): {message}",
+                    step.name
+                ),
+            });
+            return true;
+        }
+        self.finish(st, StepPhase::Failed, Some(reason), Some(message.clone()));
+        self.plan.events.push(Event {
+            warning: true,
+            reason: "StepFailed",
+            note: format!("step {} failed ({reason}): {message}", step.name),
+        });
+        false
+    }
+
+    /// Starts a container step's next attempt, expanding its templates with the current scope.
+    fn start_container(&mut self, step: &Step, st: &mut StepStatus, steps: &[StepStatus]) {
+        let scope = scope(self.wf, steps);
+        match render_container(step.container.as_ref().expect("container step"), &scope) {
+            Ok(c) => self.start_attempt(step, st, c),
+            Err(e) => {
+                self.finish(
+                    st,
+                    StepPhase::Failed,
+                    Some("ExpressionError"),
+                    Some(e.clone()),
+                );
+                self.plan.events.push(Event {
+                    warning: true,
+                    reason: "StepFailed",
+                    note: format!("step {}: {e}", step.name),
+                });
+            }
+        }
+    }
+}
+
+/// Decides the next actions for `wf`, given the Pods and Approvals it owns and the time.
+pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp) -> Plan {
+    let old = wf.status.clone().unwrap_or_default();
+    let mut ctx = Ctx {
+        wf,
+        name: wf.metadata.name.clone().unwrap_or_default(),
+        uid: wf.metadata.uid.clone().unwrap_or_default(),
+        now,
+        pods: pods
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
+            .collect(),
+        approvals: approvals
+            .iter()
+            .filter_map(|a| Some((a.metadata.name.as_deref()?, a)))
+            .collect(),
+        plan: Plan {
+            status: old.clone(),
+            create_pods: vec![],
+            delete_pods: vec![],
+            create_approvals: vec![],
+            events: vec![],
+            requeue_at: None,
+            delete_workflow: false,
+        },
+    };
+    let mut status = old.clone();
+    status.observed_generation = wf.metadata.generation;
+
+    // A finished run only waits for its time to live.
+    if old.phase.is_some_and(WorkflowPhase::is_terminal) {
+        if let (Some(ttl), Some(finished)) = (wf.spec.ttl_seconds_after_finished, &old.finished_at)
+        {
+            let at = after(finished, ttl);
+            if at <= now {
+                ctx.plan.delete_workflow = true;
+            } else {
+                ctx.wake_at(at);
+            }
+        }
+        ctx.plan.status = status;
+        return ctx.plan;
+    }
+
+    // Step statuses in spec order, keeping what earlier passes recorded.
+    let mut previous: HashMap<String, StepStatus> = old
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), s.clone()))
+        .collect();
+    let mut steps: Vec<StepStatus> = wf
+        .spec
+        .steps
+        .iter()
+        .map(|s| {
+            previous.remove(&s.name).unwrap_or_else(|| StepStatus {
+                name: s.name.clone(),
+                ..Default::default()
+            })
+        })
+        .collect();
+    status.started_at.get_or_insert(t(now));
+
+    let graph = match validate(wf) {
+        Ok(g) => g,
+        Err(e) => {
+            for st in steps.iter_mut().filter(|s| !s.phase.is_terminal()) {
+                ctx.finish(st, StepPhase::Omitted, Some("InvalidSpec"), None);
+            }
+            status.steps = steps;
+            ctx.plan.events.push(Event {
+                warning: true,
+                reason: "InvalidSpec",
+                note: e.clone(),
+            });
+            finish_run(
+                &mut ctx,
+                &mut status,
+                WorkflowPhase::Failed,
+                "InvalidSpec",
+                e,
+            );
+            ctx.plan.status = status;
+            return ctx.plan;
+        }
+    };
+
+    // The run's deadline stops everything still going.
+    let deadline = wf
+        .spec
+        .active_deadline_seconds
+        .map(|s| after(status.started_at.as_ref().expect("set above"), s));
+    let deadline_passed = deadline.is_some_and(|d| d <= now);
+    if let Some(d) = deadline {
+        ctx.wake_at(d);
+    }
+
+    let mut failing = steps.iter().any(|s| s.phase == StepPhase::Failed);
+    for &i in &graph.order {
+        let step = &wf.spec.steps[i];
+        let mut st = steps[i].clone();
+        if st.phase.is_terminal() {
+            continue;
+        }
+        if deadline_passed {
+            if let Some(pod) = st
+                .pod_name
+                .clone()
+                .filter(|_| st.phase == StepPhase::Running)
+            {
+                ctx.plan.delete_pods.push(pod);
+            }
+            let (phase, reason) = match st.phase {
+                StepPhase::Pending => (StepPhase::Omitted, "DeadlineExceeded"),
+                _ => (StepPhase::Failed, "DeadlineExceeded"),
+            };
+            ctx.finish(
+                &mut st,
+                phase,
+                Some(reason),
+                Some("the Workflow's activeDeadlineSeconds passed".into()),
+            );
+            steps[i] = st;
+            continue;
+        }
+        match (st.phase, step.kind()) {
+            (StepPhase::Running, Some(StepKind::Container)) => {
+                let pod_name = st.pod_name.clone().unwrap_or_default();
+                let retry = match pod_outcome(ctx.pods.get(pod_name.as_str()).copied()) {
+                    PodOutcome::Succeeded { message } => {
+                        st.outputs = outputs::from_termination_message(&message);
+                        ctx.finish(&mut st, StepPhase::Succeeded, None, None);
+                        false
+                    }
+                    PodOutcome::Failed { reason, message } => {
+                        ctx.attempt_failed(step, &mut st, failing, &reason, message)
+                    }
+                    PodOutcome::Vanished => {
+                        let msg = format!("Pod {pod_name} disappeared before it finished");
+                        ctx.attempt_failed(step, &mut st, failing, "PodDeleted", msg)
+                    }
+                    PodOutcome::Active => match (step.timeout_seconds, &st.attempt_started_at) {
+                        (Some(timeout), Some(started)) if after(started, timeout) <= now => {
+                            ctx.plan.delete_pods.push(pod_name);
+                            let msg =
+                                format!("the attempt ran longer than timeoutSeconds ({timeout}s)");
+                            ctx.attempt_failed(step, &mut st, failing, "Timeout", msg)
+                        }
+                        (Some(timeout), Some(started)) => {
+                            let at = after(started, timeout);
+                            ctx.wake_at(at);
+                            false
+                        }
+                        _ => false,
+                    },
+                };
+                if retry {
+                    ctx.start_container(step, &mut st, &steps);
+                }
+            }
+            (StepPhase::Running, Some(StepKind::Sleep)) if failing => {
+                ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
+            }
+            (StepPhase::Running, Some(StepKind::Sleep)) => {
+                let length = step
+                    .sleep
+                    .as_deref()
+                    .and_then(|d| duration::parse(d).ok())
+                    .unwrap_or_default();
+                let started = st.started_at.clone().unwrap_or(t(now));
+                let at = started.0.checked_add(length).unwrap_or(Timestamp::MAX);
+                if at <= now {
+                    ctx.finish(&mut st, StepPhase::Succeeded, None, None);
+                } else {
+                    ctx.wake_at(at);
+                }
+            }
+            (StepPhase::Waiting, _) if failing => {
+                ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
+            }
+            (StepPhase::Waiting, _) => {
+                let gate = step.suspend.as_ref().expect("suspend step");
+                let name = st.approval_name.clone().unwrap_or_default();
+                match ctx.approvals.get(name.as_str()).copied() {
+                    None => ctx
+                        .plan
+                        .create_approvals
+                        .push(approval_request(&name, step, &st)),
+                    Some(a) => decide_gate(&ctx, &mut st, gate.inputs.as_slice(), a),
+                }
+            }
+            _ => {}
+        }
+        if st.phase == StepPhase::Failed {
+            failing = true;
+        }
+        steps[i] = st;
+    }
+
+    // Second pass, once every running step's outcome is known: start what is ready, and omit
+    // what can no longer run. Topological order lets a step that finishes at once (skipped, zero
+    // sleep) unblock its dependents in the same pass.
+    for &i in &graph.order {
+        if steps[i].phase != StepPhase::Pending || deadline_passed {
+            continue;
+        }
+        let step = &wf.spec.steps[i];
+        let mut st = steps[i].clone();
+        let deps = &graph.deps[i];
+        let blocked = deps
+            .iter()
+            .any(|&d| matches!(steps[d].phase, StepPhase::Failed | StepPhase::Omitted));
+        let ready = deps.iter().all(|&d| steps[d].phase.satisfies_dependency());
+        if failing || blocked {
+            ctx.finish(&mut st, StepPhase::Omitted, None, None);
+        } else if ready && !wf.spec.suspend {
+            start_step(&mut ctx, step, &mut st, &steps);
+            failing |= st.phase == StepPhase::Failed;
+        }
+        steps[i] = st;
+    }
+
+    summarize(&mut ctx, &mut status, steps, deadline_passed);
+    ctx.plan.status = status;
+    ctx.plan
+}
+
+fn approval_request(name: &str, step: &Step, st: &StepStatus) -> ApprovalRequest {
+    let gate = step.suspend.as_ref().expect("suspend step");
+    ApprovalRequest {
+        name: name.to_string(),
+        step: step.name.clone(),
+        message: st.message.clone(),
+        approvers: gate.approvers.clone().filter(|a| !a.is_empty()),
+        inputs: gate.inputs.clone(),
+        timeout_seconds: gate.timeout_seconds,
+        on_timeout: gate.on_timeout,
+    }
+}
+
+/// Reads a gate's outcome from its Approval's status, which only the controller writes.
+fn decide_gate(ctx: &Ctx<'_>, st: &mut StepStatus, specs: &[InputSpec], a: &Approval) {
+    let status = a.status.clone().unwrap_or_default();
+    let decided_by = status.decided_by.clone();
+    match status.phase {
+        Some(ApprovalPhase::Approved) => {
+            let given = a.spec.input.clone().unwrap_or_default();
+            // Checked once more: never act on input that fails the check.
+            let Ok(values) = inputs::resolve(specs, &given) else {
+                return;
+            };
+            st.outputs = values
+                .iter()
+                .map(|(k, v)| (k.clone(), outputs::to_text(v)))
+                .collect();
+            st.outputs.insert("decision".into(), "Approve".into());
+            st.decided_by = decided_by;
+            ctx.finish(
+                st,
+                StepPhase::Succeeded,
+                Some("Approved"),
+                a.spec.comment.clone(),
+            );
+        }
+        Some(ApprovalPhase::Rejected) => {
+            st.outputs = BTreeMap::from([("decision".to_string(), "Reject".to_string())]);
+            st.decided_by = decided_by.clone();
+            let who = decided_by.unwrap_or_else(|| "someone".into());
+            let msg = match &a.spec.comment {
+                Some(c) => format!("rejected by {who}: {c}"),
+                None => format!("rejected by {who}"),
+            };
+            ctx.finish(st, StepPhase::Failed, Some("Rejected"), Some(msg));
+        }
+        Some(ApprovalPhase::Expired) => {
+            if a.spec.on_timeout == Some(OnTimeout::Approve) {
+                st.outputs = inputs::defaults(specs)
+                    .iter()
+                    .map(|(k, v)| (k.clone(), outputs::to_text(v)))
+                    .collect();
+                st.outputs.insert("decision".into(), "Expired".into());
+                ctx.finish(
+                    st,
+                    StepPhase::Succeeded,
+                    Some("ApprovalExpired"),
+                    Some("expired; onTimeout: Approve".into()),
+                );
+            } else {
+                st.outputs = BTreeMap::from([("decision".to_string(), "Expired".to_string())]);
+                ctx.finish(
+                    st,
+                    StepPhase::Failed,
+                    Some("ApprovalExpired"),
+                    Some("nobody decided before the gate expired".into()),
+                );
+            }
+        }
+        Some(ApprovalPhase::Pending) | None => {}
+    }
+}
+
+fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[StepStatus]) {
+    let scope = scope(ctx.wf, steps);
+    if let Some(w) = &step.when {
+        match scope.eval_bool(w) {
+            Ok(true) => {}
+            Ok(false) => {
+                st.started_at.get_or_insert(t(ctx.now));
+                ctx.finish(
+                    st,
+                    StepPhase::Skipped,
+                    Some("ConditionFalse"),
+                    Some(format!("when: {w}")),
+                );
+                return;
+            }
+            Err(e) => {
+                ctx.finish(
+                    st,
+                    StepPhase::Failed,
+                    Some("ExpressionError"),
+                    Some(format!("when: {e}")),
+                );
+                ctx.plan.events.push(Event {
+                    warning: true,
+                    reason: "StepFailed",
+                    note: format!("step {}: when: {e}", step.name),
+                });
+                return;
+            }
+        }
+    }
+    match step.kind() {
+        Some(StepKind::Container) => ctx.start_container(step, st, steps),
+        Some(StepKind::Sleep) => {
+            st.phase = StepPhase::Running;
+            st.started_at = Some(t(ctx.now));
+            let length = step
+                .sleep
+                .as_deref()
+                .and_then(|d| duration::parse(d).ok())
+                .unwrap_or_default();
+            if length.is_zero() {
+                ctx.finish(st, StepPhase::Succeeded, None, None);
+            } else {
+                ctx.wake_at(ctx.now.checked_add(length).unwrap_or(Timestamp::MAX));
+            }
+        }
+        Some(StepKind::Suspend) => {
+            let gate = step.suspend.as_ref().expect("suspend");
+            let message = match gate.message.as_deref().map(|m| scope.render(m)).transpose() {
+                Ok(m) => m,
+                Err(e) => {
+                    ctx.finish(
+                        st,
+                        StepPhase::Failed,
+                        Some("ExpressionError"),
+                        Some(format!("suspend.message: {e}")),
+                    );
+                    return;
+                }
+            };
+            let name = names::approval_name(&ctx.name, &step.name);
+            st.phase = StepPhase::Waiting;
+            st.started_at = Some(t(ctx.now));
+            st.approval_name = Some(name.clone());
+            st.message = message;
+            ctx.plan
+                .create_approvals
+                .push(approval_request(&name, step, st));
+            ctx.plan.events.push(Event {
+                warning: false,
+                reason: "ApprovalRequested",
+                note: format!("step {} waits for a decision on Approval {name}", step.name),
+            });
+        }
+        None => unreachable!("validated"),
+    }
+}
+
+fn finish_run(
+    ctx: &mut Ctx<'_>,
+    status: &mut WorkflowStatus,
+    phase: WorkflowPhase,
+    reason: &str,
+    message: String,
+) {
+    status.phase = Some(phase);
+    status.reason = Some(reason.into());
+    status.message = Some(message.clone());
+    status.finished_at = Some(t(ctx.now));
+    status.waiting_for = None;
+    let total = status.steps.len();
+    let done = status
+        .steps
+        .iter()
+        .filter(|s| s.phase.is_terminal())
+        .count();
+    status.progress = Some(format!("{done}/{total}"));
+    set_conditions(ctx, status);
+    if let Some(ttl) = ctx.wf.spec.ttl_seconds_after_finished {
+        ctx.wake_at(after(&t(ctx.now), ttl));
+    }
+    let (warning, event) = match phase {
+        WorkflowPhase::Succeeded => (false, "WorkflowSucceeded"),
+        _ => (true, "WorkflowFailed"),
+    };
+    ctx.plan.events.push(Event {
+        warning,
+        reason: event,
+        note: message,
+    });
+}
+
+/// Workflow phase, message, progress and conditions from the steps.
+fn summarize(
+    ctx: &mut Ctx<'_>,
+    status: &mut WorkflowStatus,
+    steps: Vec<StepStatus>,
+    deadline_passed: bool,
+) {
+    status.steps = steps;
+    let steps = &status.steps;
+    let total = steps.len();
+    let done = steps.iter().filter(|s| s.phase.is_terminal()).count();
+    status.progress = Some(format!("{done}/{total}"));
+    let failed: Vec<&StepStatus> = steps
+        .iter()
+        .filter(|s| s.phase == StepPhase::Failed)
+        .collect();
+
+    if done == total {
+        let (phase, reason, message) = if deadline_passed {
+            (
+                WorkflowPhase::Failed,
+                "DeadlineExceeded",
+                "the Workflow's activeDeadlineSeconds passed".to_string(),
+            )
+        } else if let Some(f) = failed.first() {
+            let detail = f.message.clone().unwrap_or_default();
+            let why = f.reason.clone().unwrap_or_else(|| "Failed".into());
+            (
+                WorkflowPhase::Failed,
+                "StepFailed",
+                format!("step {} failed ({why}): {detail}", f.name),
+            )
+        } else {
+            (
+                WorkflowPhase::Succeeded,
+                "Succeeded",
+                format!("all {total} steps finished"),
+            )
+        };
+        finish_run(ctx, status, phase, reason, message);
+        return;
+    }
+
+    let waiting: Vec<&StepStatus> = steps
+        .iter()
+        .filter(|s| s.phase == StepPhase::Waiting)
+        .collect();
+    let running: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.phase == StepPhase::Running)
+        .map(|s| s.name.as_str())
+        .collect();
+    status.waiting_for = (!waiting.is_empty()).then(|| {
+        waiting
+            .iter()
+            .filter_map(|s| s.approval_name.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let (phase, reason, message) = if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|s| s.name.as_str()).collect();
+        (
+            WorkflowPhase::Running,
+            "Failing",
+            format!(
+                "step {} failed; waiting for {} to finish",
+                names.join(", "),
+                running.join(", ")
+            ),
+        )
+    } else if running.is_empty() && !waiting.is_empty() {
+        let names: Vec<String> = waiting
+            .iter()
+            .filter_map(|s| s.approval_name.clone())
+            .collect();
+        (
+            WorkflowPhase::Waiting,
+            "ApprovalPending",
+            format!("waiting for approval {}", names.join(", ")),
+        )
+    } else if running.is_empty() && ctx.wf.spec.suspend {
+        (
+            WorkflowPhase::Pending,
+            "Suspended",
+            "suspended: set spec.suspend to false to continue".to_string(),
+        )
+    } else {
+        (
+            WorkflowPhase::Running,
+            "Running",
+            format!("running {}", running.join(", ")),
+        )
+    };
+    status.phase = Some(phase);
+    status.reason = Some(reason.into());
+    status.message = Some(message);
+    set_conditions(ctx, status);
+}
+
+/// `Completed` and `Waiting` conditions; `lastTransitionTime` moves only when the status does.
+fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
+    let phase = status.phase.unwrap_or(WorkflowPhase::Pending);
+    let completed = match phase {
+        WorkflowPhase::Succeeded => ("True", "Succeeded"),
+        WorkflowPhase::Failed => ("True", "Failed"),
+        WorkflowPhase::Waiting => ("False", "Waiting"),
+        WorkflowPhase::Pending => ("False", "Pending"),
+        WorkflowPhase::Running => ("False", "Running"),
+    };
+    let waiting = if phase.is_terminal() || status.waiting_for.is_none() {
+        ("False", "NoApprovalPending")
+    } else {
+        ("True", "ApprovalPending")
+    };
+    let message = status.message.clone().unwrap_or_default();
+    let wanted = [
+        ("Completed", completed.0, completed.1, message.clone()),
+        (
+            "Waiting",
+            waiting.0,
+            waiting.1,
+            status
+                .waiting_for
+                .clone()
+                .map(|w| format!("waiting for approval {w}"))
+                .unwrap_or_default(),
+        ),
+    ];
+    let old = std::mem::take(&mut status.conditions);
+    for (type_, st, reason, msg) in wanted {
+        let prev = old.iter().find(|c| c.type_ == type_);
+        let last = match prev {
+            Some(p) if p.status == st => p.last_transition_time.clone(),
+            _ => t(ctx.now),
+        };
+        status.conditions.push(Condition {
+            type_: type_.into(),
+            status: st.into(),
+            reason: reason.into(),
+            message: msg,
+            observed_generation: ctx.wf.metadata.generation,
+            last_transition_time: last,
+        });
+    }
+}

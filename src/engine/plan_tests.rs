@@ -1,0 +1,576 @@
+//! Table and property tests of `plan`: the semantics, without a cluster.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
+};
+use kube::api::ObjectMeta;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::plan::{Plan, plan};
+use crate::api::{Approval, ApprovalPhase, ApprovalStatus, StepPhase, Workflow, WorkflowPhase};
+
+fn wf(spec: serde_json::Value) -> Workflow {
+    let mut w = Workflow::new("wf", serde_json::from_value(spec).expect("spec"));
+    w.metadata.namespace = Some("ns".into());
+    w.metadata.uid = Some("uid-1".into());
+    w.metadata.generation = Some(1);
+    w
+}
+
+fn t0() -> Timestamp {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn at(secs: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(secs)
+}
+
+fn pod(name: &str, phase: &str, exit: i32, message: &str) -> Pod {
+    let terminated = matches!(phase, "Succeeded" | "Failed").then(|| ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: exit,
+            message: Some(message.into()),
+            reason: Some(if exit == 0 { "Completed" } else { "Error" }.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: None,
+        status: Some(PodStatus {
+            phase: Some(phase.into()),
+            container_statuses: Some(vec![ContainerStatus {
+                name: "main".into(),
+                state: terminated,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Runs one pass and stores the status, as the controller does.
+fn step(w: &mut Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp) -> Plan {
+    let p = plan(w, pods, approvals, now);
+    w.status = Some(p.status.clone());
+    p
+}
+
+fn phases(w: &Workflow) -> Vec<(String, StepPhase)> {
+    w.status
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), s.phase))
+        .collect()
+}
+
+fn phase(w: &Workflow) -> WorkflowPhase {
+    w.status.as_ref().unwrap().phase.unwrap()
+}
+
+fn container(name: &str) -> serde_json::Value {
+    json!({"name": name, "container": {"image": "busybox"}})
+}
+
+#[test]
+fn a_plain_list_runs_in_sequence() {
+    let mut w = wf(json!({"steps": [container("a"), container("b")]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!(p.create_pods.len(), 1);
+    assert_eq!(p.create_pods[0].step, "a");
+    assert_eq!(phase(&w), WorkflowPhase::Running);
+    let a = pod(&p.create_pods[0].name, "Succeeded", 0, r#"{"n": 3}"#);
+    let p = step(&mut w, std::slice::from_ref(&a), &[], at(1));
+    assert_eq!(
+        p.create_pods
+            .iter()
+            .map(|r| r.step.as_str())
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert_eq!(w.status.as_ref().unwrap().steps[0].outputs["n"], "3");
+    assert_eq!(w.status.as_ref().unwrap().progress.as_deref(), Some("1/2"));
+    let b = pod(&p.create_pods[0].name, "Succeeded", 0, "");
+    let p = step(&mut w, &[a, b], &[], at(2));
+    assert!(p.create_pods.is_empty());
+    assert_eq!(phase(&w), WorkflowPhase::Succeeded);
+    let completed = w
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Completed")
+        .unwrap();
+    assert_eq!(
+        (completed.status.as_str(), completed.reason.as_str()),
+        ("True", "Succeeded")
+    );
+    assert!(p.events.iter().any(|e| e.reason == "WorkflowSucceeded"));
+}
+
+#[test]
+fn depends_on_fans_out_and_in() {
+    let mut w = wf(json!({"steps": [
+        container("start"),
+        {"name": "left", "dependsOn": ["start"], "container": {"image": "x"}},
+        {"name": "right", "dependsOn": ["start"], "container": {"image": "x"}},
+        {"name": "join", "dependsOn": ["left", "right"], "container": {"image": "x"}},
+    ]}));
+    let p = step(&mut w, &[], &[], t0());
+    let start = pod(&p.create_pods[0].name, "Succeeded", 0, "");
+    let p = step(&mut w, std::slice::from_ref(&start), &[], at(1));
+    let started: Vec<_> = p.create_pods.iter().map(|r| r.step.clone()).collect();
+    assert_eq!(started, ["left", "right"]);
+    let left = pod(&p.create_pods[0].name, "Succeeded", 0, "");
+    let right_running = pod(&p.create_pods[1].name, "Running", 0, "");
+    let p2 = step(
+        &mut w,
+        &[start.clone(), left.clone(), right_running],
+        &[],
+        at(2),
+    );
+    assert!(p2.create_pods.is_empty(), "join waits for right");
+    let right = pod(&p.create_pods[1].name, "Succeeded", 0, "");
+    let p3 = step(&mut w, &[start, left, right], &[], at(3));
+    assert_eq!(p3.create_pods[0].step, "join");
+}
+
+#[test]
+fn outputs_flow_into_later_args_and_when_skips() {
+    let mut w = wf(
+        json!({"params": [{"name": "doc", "value": "a.pdf"}], "steps": [
+            container("scan"),
+            {"name": "maybe", "when": "int(steps.scan.outputs.flagged) > 5", "container": {"image": "x"}},
+            {"name": "sign", "dependsOn": ["maybe"], "container": {"image": "x", "args": ["{{ params.doc }}: {{ steps.scan.outputs.flagged }} {{ steps.maybe.phase }}"]}},
+        ]}),
+    );
+    let p = step(&mut w, &[], &[], t0());
+    let scan = pod(&p.create_pods[0].name, "Succeeded", 0, r#"{"flagged": 3}"#);
+    let p = step(&mut w, &[scan], &[], at(1));
+    assert_eq!(phases(&w)[1].1, StepPhase::Skipped);
+    assert_eq!(p.create_pods[0].container.args, ["a.pdf: 3 Skipped"]);
+}
+
+#[test]
+fn retries_then_succeeds_with_a_new_pod_per_attempt() {
+    let mut w =
+        wf(json!({"steps": [{"name": "flaky", "retries": 2, "container": {"image": "x"}}]}));
+    let p1 = step(&mut w, &[], &[], t0());
+    let f1 = pod(&p1.create_pods[0].name, "Failed", 1, "boom");
+    let p2 = step(&mut w, std::slice::from_ref(&f1), &[], at(1));
+    assert_eq!(p2.create_pods[0].attempt, 2);
+    assert_ne!(p2.create_pods[0].name, p1.create_pods[0].name);
+    assert!(p2.events.iter().any(|e| e.reason == "StepRetrying"));
+    let ok = pod(&p2.create_pods[0].name, "Succeeded", 0, "");
+    step(&mut w, &[f1, ok], &[], at(2));
+    assert_eq!(phase(&w), WorkflowPhase::Succeeded);
+    assert_eq!(w.status.as_ref().unwrap().steps[0].attempts, Some(2));
+}
+
+#[test]
+fn exhausted_retries_fail_the_run_and_omit_dependents() {
+    let mut w = wf(json!({"steps": [
+        {"name": "a", "retries": 1, "container": {"image": "x"}},
+        container("b"),
+        {"name": "c", "dependsOn": [], "sleep": "1h"},
+    ]}));
+    let p1 = step(&mut w, &[], &[], t0());
+    let f1 = pod(&p1.create_pods[0].name, "Failed", 3, "bad input");
+    let p2 = step(&mut w, std::slice::from_ref(&f1), &[], at(1));
+    let f2 = pod(&p2.create_pods[0].name, "Failed", 3, "bad input");
+    let p3 = step(&mut w, &[f1, f2], &[], at(2));
+    assert!(p3.create_pods.is_empty());
+    assert_eq!(
+        phases(&w).iter().map(|p| p.1).collect::<Vec<_>>(),
+        [StepPhase::Failed, StepPhase::Omitted, StepPhase::Omitted]
+    );
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+    let st = &w.status.as_ref().unwrap().steps[0];
+    assert_eq!(st.message.as_deref(), Some("exit code 3: bad input"));
+    assert!(
+        w.status
+            .as_ref()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("step a failed")
+    );
+}
+
+#[test]
+fn a_running_sibling_finishes_before_the_run_fails() {
+    let mut w = wf(json!({"steps": [
+        {"name": "a", "dependsOn": [], "container": {"image": "x"}},
+        {"name": "b", "dependsOn": [], "container": {"image": "x"}},
+    ]}));
+    let p = step(&mut w, &[], &[], t0());
+    let a = pod(&p.create_pods[0].name, "Failed", 1, "");
+    let b_running = pod(&p.create_pods[1].name, "Running", 0, "");
+    step(&mut w, &[a.clone(), b_running], &[], at(1));
+    assert_eq!(phase(&w), WorkflowPhase::Running);
+    assert_eq!(
+        w.status.as_ref().unwrap().reason.as_deref(),
+        Some("Failing")
+    );
+    let b = pod(&p.create_pods[1].name, "Succeeded", 0, "");
+    step(&mut w, &[a, b], &[], at(2));
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+}
+
+#[test]
+fn an_attempt_that_runs_too_long_is_stopped() {
+    let mut w =
+        wf(json!({"steps": [{"name": "slow", "timeoutSeconds": 10, "container": {"image": "x"}}]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!(p.requeue_at, Some(at(10)));
+    let running = pod(&p.create_pods[0].name, "Running", 0, "");
+    let p = step(&mut w, std::slice::from_ref(&running), &[], at(5));
+    assert!(p.delete_pods.is_empty());
+    let p = step(&mut w, &[running], &[], at(10));
+    assert_eq!(p.delete_pods.len(), 1);
+    assert_eq!(
+        w.status.as_ref().unwrap().steps[0].reason.as_deref(),
+        Some("Timeout")
+    );
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+}
+
+#[test]
+fn a_vanished_pod_is_a_failed_attempt() {
+    let mut w = wf(json!({"steps": [{"name": "a", "retries": 1, "container": {"image": "x"}}]}));
+    step(&mut w, &[], &[], t0());
+    let p = step(&mut w, &[], &[], at(1));
+    assert_eq!(
+        w.status.as_ref().unwrap().steps[0].reason.as_deref(),
+        Some("PodDeleted")
+    );
+    assert_eq!(p.create_pods[0].attempt, 2);
+    step(&mut w, &[], &[], at(2));
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+}
+
+#[test]
+fn sleep_requeues_at_its_end() {
+    let mut w = wf(json!({"steps": [{"name": "nap", "sleep": "30s"}, container("after")]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!(p.requeue_at, Some(at(30)));
+    let p = step(&mut w, &[], &[], at(29));
+    assert!(p.create_pods.is_empty());
+    let p = step(&mut w, &[], &[], at(30));
+    assert_eq!(p.create_pods[0].step, "after");
+}
+
+#[test]
+fn suspend_pauses_new_steps_only() {
+    let mut w = wf(json!({"suspend": true, "steps": [container("a")]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert!(p.create_pods.is_empty());
+    assert_eq!(phase(&w), WorkflowPhase::Pending);
+    w.spec.suspend = false;
+    let p = step(&mut w, &[], &[], at(1));
+    assert_eq!(p.create_pods.len(), 1);
+}
+
+#[test]
+fn the_run_deadline_stops_everything() {
+    let mut w = wf(json!({"activeDeadlineSeconds": 60, "steps": [container("a"), container("b")]}));
+    let p = step(&mut w, &[], &[], t0());
+    let running = pod(&p.create_pods[0].name, "Running", 0, "");
+    let p = step(&mut w, &[running], &[], at(60));
+    assert_eq!(p.delete_pods.len(), 1);
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+    assert_eq!(
+        w.status.as_ref().unwrap().reason.as_deref(),
+        Some("DeadlineExceeded")
+    );
+    assert_eq!(phases(&w)[1].1, StepPhase::Omitted);
+}
+
+#[test]
+fn invalid_specs_fail_before_any_pod() {
+    let cases = [
+        (
+            json!({"steps": [{"name": "a", "dependsOn": ["b"], "container": {"image": "x"}}, {"name": "b", "dependsOn": ["a"], "container": {"image": "x"}}]}),
+            "cycle",
+        ),
+        (
+            json!({"steps": [{"name": "a", "when": "1 +", "container": {"image": "x"}}]}),
+            "step a: when:",
+        ),
+        (
+            json!({"steps": [{"name": "a", "container": {"image": "x", "args": ["{{ steps. }}"]}}]}),
+            "step a: container.args[0]",
+        ),
+        (
+            json!({"steps": [{"name": "a", "suspend": {"message": "{{ x"}}]}),
+            "step a: suspend.message",
+        ),
+        (
+            json!({"steps": [{"name": "a", "suspend": {"inputs": [{"name": "p", "type": "integer", "default": "x"}]}}]}),
+            "the default",
+        ),
+    ];
+    for (spec, want) in cases {
+        let mut w = wf(spec);
+        let p = step(&mut w, &[], &[], t0());
+        assert!(p.create_pods.is_empty() && p.create_approvals.is_empty());
+        let st = w.status.as_ref().unwrap();
+        assert_eq!(st.phase, Some(WorkflowPhase::Failed));
+        assert_eq!(st.reason.as_deref(), Some("InvalidSpec"));
+        assert!(
+            st.message.as_deref().unwrap().contains(want),
+            "{:?} lacks {want}",
+            st.message
+        );
+    }
+}
+
+#[test]
+fn ttl_deletes_after_the_end() {
+    let mut w =
+        wf(json!({"ttlSecondsAfterFinished": 100, "steps": [{"name": "z", "sleep": "0s"}]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!(phase(&w), WorkflowPhase::Succeeded);
+    assert_eq!(p.requeue_at, Some(at(100)));
+    assert!(!step(&mut w, &[], &[], at(99)).delete_workflow);
+    assert!(step(&mut w, &[], &[], at(100)).delete_workflow);
+}
+
+fn approval(
+    name: &str,
+    phase: ApprovalPhase,
+    input: serde_json::Value,
+    decided_by: &str,
+) -> Approval {
+    let mut a = Approval::new(name, Default::default());
+    a.spec.input = serde_json::from_value(input).unwrap();
+    a.spec.comment = Some("checked clause 7".into());
+    a.status = Some(ApprovalStatus {
+        phase: Some(phase),
+        decided_by: Some(decided_by.into()),
+        ..Default::default()
+    });
+    a
+}
+
+fn gate_workflow() -> Workflow {
+    wf(
+        json!({"params": [{"name": "doc", "value": "acme.pdf"}], "steps": [
+            {"name": "review", "suspend": {
+                "message": "Review {{ params.doc }}",
+                "approvers": {"users": ["alice"]},
+                "inputs": [{"name": "verdict", "enum": ["sign", "reject"], "required": true},
+                           {"name": "priority", "type": "integer", "default": 3}],
+                "timeoutSeconds": 3600}},
+            {"name": "sign", "when": "steps.review.outputs.verdict == 'sign'",
+             "container": {"image": "x", "args": ["{{ steps.review.decidedBy }} p{{ steps.review.outputs.priority }}"]}},
+        ]}),
+    )
+}
+
+#[test]
+fn a_gate_waits_then_resumes_on_approval() {
+    let mut w = gate_workflow();
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!(p.create_approvals.len(), 1);
+    let req = &p.create_approvals[0];
+    assert_eq!(req.name, "wf-review");
+    assert_eq!(req.message.as_deref(), Some("Review acme.pdf"));
+    assert_eq!(phase(&w), WorkflowPhase::Waiting);
+    assert_eq!(
+        w.status.as_ref().unwrap().waiting_for.as_deref(),
+        Some("wf-review")
+    );
+    let waiting = w
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Waiting")
+        .unwrap();
+    assert_eq!(waiting.status, "True");
+
+    let pending = approval("wf-review", ApprovalPhase::Pending, json!(null), "");
+    let p = step(&mut w, &[], std::slice::from_ref(&pending), at(1));
+    assert!(p.create_pods.is_empty() && p.create_approvals.is_empty());
+
+    let approved = approval(
+        "wf-review",
+        ApprovalPhase::Approved,
+        json!({"verdict": "sign"}),
+        "alice",
+    );
+    let p = step(&mut w, &[], &[approved], at(2));
+    let review = &w.status.as_ref().unwrap().steps[0];
+    assert_eq!(review.phase, StepPhase::Succeeded);
+    assert_eq!(
+        review.outputs,
+        BTreeMap::from([
+            ("decision".into(), "Approve".into()),
+            ("priority".into(), "3".into()),
+            ("verdict".into(), "sign".into())
+        ])
+    );
+    assert_eq!(p.create_pods[0].container.args, ["alice p3"]);
+}
+
+#[test]
+fn rejection_and_expiry_are_told_apart() {
+    let mut w = gate_workflow();
+    step(&mut w, &[], &[], t0());
+    let rejected = approval("wf-review", ApprovalPhase::Rejected, json!(null), "alice");
+    step(&mut w, &[], &[rejected], at(1));
+    let review = &w.status.as_ref().unwrap().steps[0];
+    assert_eq!(
+        (review.phase, review.reason.as_deref()),
+        (StepPhase::Failed, Some("Rejected"))
+    );
+    assert_eq!(
+        review.message.as_deref(),
+        Some("rejected by alice: checked clause 7")
+    );
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+
+    let mut w = gate_workflow();
+    step(&mut w, &[], &[], t0());
+    let expired = approval("wf-review", ApprovalPhase::Expired, json!(null), "");
+    step(&mut w, &[], std::slice::from_ref(&expired), at(1));
+    let review = &w.status.as_ref().unwrap().steps[0];
+    assert_eq!(
+        (review.phase, review.reason.as_deref()),
+        (StepPhase::Failed, Some("ApprovalExpired"))
+    );
+    assert_eq!(review.outputs["decision"], "Expired");
+
+    let mut w = gate_workflow();
+    step(&mut w, &[], &[], t0());
+    let mut lenient = expired;
+    lenient.spec.on_timeout = Some(crate::api::OnTimeout::Approve);
+    lenient.spec.inputs = w.spec.steps[0].suspend.as_ref().unwrap().inputs.clone();
+    step(&mut w, &[], &[lenient], at(1));
+    let review = &w.status.as_ref().unwrap().steps[0];
+    assert_eq!(review.phase, StepPhase::Succeeded);
+    assert_eq!(review.outputs["decision"], "Expired");
+    assert_eq!(review.outputs["priority"], "3");
+}
+
+#[test]
+fn an_approval_with_bad_input_is_not_acted_on() {
+    let mut w = gate_workflow();
+    step(&mut w, &[], &[], t0());
+    let bad = approval(
+        "wf-review",
+        ApprovalPhase::Approved,
+        json!({"verdict": "maybe"}),
+        "alice",
+    );
+    let p = step(&mut w, &[], &[bad], at(1));
+    assert_eq!(
+        w.status.as_ref().unwrap().steps[0].phase,
+        StepPhase::Waiting
+    );
+    assert!(p.create_pods.is_empty());
+}
+
+// ---- properties over random DAGs and random outcomes ----
+
+#[derive(Debug, Clone)]
+struct Case {
+    deps: Vec<Option<Vec<usize>>>,
+    retries: Vec<i32>,
+    outcomes: Vec<u8>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (1usize..8).prop_flat_map(|n| {
+        let deps = (0..n)
+            .map(|i| {
+                prop::option::of(prop::collection::vec(0..i.max(1), 0..=i.min(3)))
+                    .prop_map(move |d| if i == 0 { d.map(|_| vec![]) } else { d })
+            })
+            .collect::<Vec<_>>();
+        (
+            deps,
+            prop::collection::vec(0..3i32, n),
+            prop::collection::vec(any::<u8>(), 64),
+        )
+            .prop_map(|(deps, retries, outcomes)| Case {
+                deps,
+                retries,
+                outcomes,
+            })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_run_ends_in_order_without_duplicates(c in case()) {
+        let steps: Vec<_> = c.deps.iter().enumerate().map(|(i, d)| {
+            let mut s = json!({"name": format!("s{i}"), "retries": c.retries[i], "container": {"image": "x"}});
+            if let Some(d) = d {
+                let mut names: Vec<String> = d.iter().map(|j| format!("s{j}")).collect();
+                names.sort();
+                names.dedup();
+                s["dependsOn"] = json!(names);
+            }
+            s
+        }).collect();
+        let mut w = wf(json!({"steps": steps}));
+        let deps_of = |w: &Workflow, i: usize| -> Vec<usize> {
+            match &w.spec.steps[i].depends_on {
+                None if i == 0 => vec![],
+                None => vec![i - 1],
+                Some(d) => d.iter().map(|n| n[1..].parse().unwrap()).collect(),
+            }
+        };
+        let mut pods: Vec<Pod> = vec![];
+        let mut outcomes = c.outcomes.iter().cycle();
+        let mut ended = false;
+        for round in 0..200i64 {
+            let before = w.status.clone().unwrap_or_default();
+            let p = step(&mut w, &pods, &[], at(round));
+            let after = w.status.clone().unwrap();
+            // A terminal phase never changes.
+            for (b, a) in before.steps.iter().zip(&after.steps) {
+                if b.phase.is_terminal() { prop_assert_eq!(b.phase, a.phase); }
+            }
+            if before.phase.is_some_and(WorkflowPhase::is_terminal) { prop_assert_eq!(before.phase, after.phase); }
+            for req in &p.create_pods {
+                // At most one Pod per attempt.
+                prop_assert!(!pods.iter().any(|x| x.metadata.name.as_deref() == Some(req.name.as_str())));
+                // No step starts before its dependencies finished well.
+                let i: usize = req.step[1..].parse().unwrap();
+                for d in deps_of(&w, i) {
+                    prop_assert!(after.steps[d].phase.satisfies_dependency(), "s{i} started before s{d}");
+                }
+                pods.push(pod(&req.name, "Running", 0, ""));
+            }
+            if after.phase.is_some_and(WorkflowPhase::is_terminal) { ended = true; break; }
+            // Finish one running Pod: succeed, fail, or vanish.
+            if let Some(idx) = pods.iter().position(|p| p.status.as_ref().unwrap().phase.as_deref() == Some("Running")) {
+                let name = pods[idx].metadata.name.clone().unwrap();
+                match outcomes.next().unwrap() % 5 {
+                    0 => { pods.remove(idx); }
+                    1 | 2 => pods[idx] = pod(&name, "Failed", 1, ""),
+                    _ => pods[idx] = pod(&name, "Succeeded", 0, "{}"),
+                }
+            }
+        }
+        prop_assert!(ended, "the run did not end: {:?}", w.status);
+    }
+}

@@ -1,0 +1,56 @@
+//! `hitl-operator`: runs the Workflow and Approval controllers against the current kubeconfig
+//! (or in-cluster service account).
+
+use clap::{Parser, ValueEnum};
+use hitl_operator::controller::{self, Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hitl-operator",
+    version,
+    about = "Kubernetes operator for human-in-the-loop workflows"
+)]
+struct Args {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "HITL_NAMESPACE")]
+    namespace: Option<String>,
+    /// Workflows (and Approvals) reconciled at once.
+    #[arg(long, env = "HITL_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "HITL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    match args.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let client = kube::Client::try_default().await?;
+    tracing::info!(namespace = ?args.namespace, "hitl-operator starting");
+    controller::run(
+        client,
+        Config {
+            namespace: args.namespace,
+            concurrency: args.concurrency,
+        },
+    )
+    .await;
+    tracing::info!("hitl-operator stopped");
+    Ok(())
+}
