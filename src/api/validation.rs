@@ -60,11 +60,11 @@ pub fn step_rules() -> Value {
 
 /// Rules that need the whole step list.
 pub fn workflow_spec_rules() -> Value {
-    json!([rule(
-        "self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))",
-        "'step ' + self.steps.filter(s, has(s.dependsOn) && s.dependsOn.exists(d, !self.steps.exists(t, t.name == d)))[0].name + ': dependsOn names a step that does not exist'",
-        Some(".steps"),
-    ),])
+    json!([{
+        "rule": "self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))",
+        "message": "dependsOn names a step that does not exist",
+        "fieldPath": ".steps",
+    }])
 }
 
 /// Rules on a typed input declaration.

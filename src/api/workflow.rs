@@ -142,7 +142,7 @@ pub struct Step {
     /// Steps that must finish (Succeeded or Skipped) before this one starts. Unset: the step
     /// listed before this one. Empty list: start at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 16), inner(length(max = 63)))]
     pub depends_on: Option<Vec<String>>,
 
     /// CEL condition; when it is false the step is `Skipped`. Variables: `params`,

@@ -560,6 +560,29 @@ fn approval_request(name: &str, step: &Step, st: &StepStatus) -> ApprovalRequest
     }
 }
 
+/// A gate's outputs: every declared input (empty when neither given nor defaulted, so templates
+/// can use it without `has()`), plus the decision.
+fn gate_outputs(
+    specs: &[InputSpec],
+    values: &BTreeMap<String, serde_json::Value>,
+    decision: &str,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = specs
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                values
+                    .get(&s.name)
+                    .map(outputs::to_text)
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.insert("decision".into(), decision.into());
+    out
+}
+
 /// Reads a gate's outcome from its Approval's status, which only the controller writes.
 fn decide_gate(ctx: &Ctx<'_>, st: &mut StepStatus, specs: &[InputSpec], a: &Approval) {
     let status = a.status.clone().unwrap_or_default();
@@ -571,11 +594,7 @@ fn decide_gate(ctx: &Ctx<'_>, st: &mut StepStatus, specs: &[InputSpec], a: &Appr
             let Ok(values) = inputs::resolve(specs, &given) else {
                 return;
             };
-            st.outputs = values
-                .iter()
-                .map(|(k, v)| (k.clone(), outputs::to_text(v)))
-                .collect();
-            st.outputs.insert("decision".into(), "Approve".into());
+            st.outputs = gate_outputs(specs, &values, "Approve");
             st.decided_by = decided_by;
             ctx.finish(
                 st,
@@ -596,11 +615,7 @@ fn decide_gate(ctx: &Ctx<'_>, st: &mut StepStatus, specs: &[InputSpec], a: &Appr
         }
         Some(ApprovalPhase::Expired) => {
             if a.spec.on_timeout == Some(OnTimeout::Approve) {
-                st.outputs = inputs::defaults(specs)
-                    .iter()
-                    .map(|(k, v)| (k.clone(), outputs::to_text(v)))
-                    .collect();
-                st.outputs.insert("decision".into(), "Expired".into());
+                st.outputs = gate_outputs(specs, &inputs::defaults(specs), "Expired");
                 ctx.finish(
                     st,
                     StepPhase::Succeeded,

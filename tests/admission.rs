@@ -1,0 +1,209 @@
+//! Bad Workflows are refused by the API server at `kubectl apply`, with a message naming the
+//! step and the field; nothing is stored.
+
+mod common;
+mod harness;
+
+use std::time::Duration;
+
+use common::{kubectl, kubectl_ok, test_namespace};
+use harness::*;
+
+fn wf(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
+    ensure_crds();
+    let ns = test_namespace("admission");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "duplicate step names",
+            "  steps:\n  - {name: a, sleep: 1s}\n  - {name: a, sleep: 2s}\n",
+            r#"spec.steps[1]: Duplicate value: {"name":"a"}"#,
+        ),
+        (
+            "unknown dependsOn",
+            "  steps:\n  - {name: a, sleep: 1s}\n  - {name: b, dependsOn: [nope], sleep: 1s}\n",
+            "spec.steps: Invalid value: dependsOn names a step that does not exist",
+        ),
+        (
+            "self dependsOn",
+            "  steps:\n  - {name: a, dependsOn: [a], sleep: 1s}\n",
+            "spec.steps[0].dependsOn: Invalid value: step a: dependsOn must not name the step itself",
+        ),
+        (
+            "no kind",
+            "  steps:\n  - {name: a}\n",
+            "step a: set exactly one of container, suspend or sleep",
+        ),
+        (
+            "two kinds",
+            "  steps:\n  - {name: a, sleep: 1s, container: {image: x}}\n",
+            "step a: set exactly one of container, suspend or sleep",
+        ),
+        (
+            "bad duration",
+            "  steps:\n  - {name: nap, sleep: 30x}\n",
+            "spec.steps[0].sleep: Invalid value: step nap: sleep must be a duration such as 30s, 5m or 1h30m, not \"30x\"",
+        ),
+        (
+            "retries too high",
+            "  steps:\n  - {name: a, retries: 21, container: {image: x}}\n",
+            "spec.steps[0].retries: Invalid value: 21: spec.steps[0].retries in body should be less than or equal to 20",
+        ),
+        (
+            "negative retries",
+            "  steps:\n  - {name: a, retries: -1, container: {image: x}}\n",
+            "spec.steps[0].retries in body should be greater than or equal to 0",
+        ),
+        (
+            "zero timeout",
+            "  steps:\n  - {name: a, timeoutSeconds: 0, container: {image: x}}\n",
+            "spec.steps[0].timeoutSeconds in body should be greater than or equal to 1",
+        ),
+        (
+            "retries on a gate",
+            "  steps:\n  - {name: review, retries: 2, suspend: {}}\n",
+            "step review: retries applies only to container steps",
+        ),
+        (
+            "timeout on a sleep",
+            "  steps:\n  - {name: nap, timeoutSeconds: 5, sleep: 1s}\n",
+            "step nap: timeoutSeconds applies only to container steps",
+        ),
+        (
+            "template in when",
+            "  steps:\n  - {name: a, when: \"{{ params.x }} == 'y'\", sleep: 1s}\n",
+            "step a: when is a CEL expression itself; write it without {{ }}",
+        ),
+        (
+            "no steps",
+            "  steps: []\n",
+            "spec.steps in body should have at least 1 items",
+        ),
+        (
+            "bad step name",
+            "  steps:\n  - {name: Scan_1, sleep: 1s}\n",
+            "spec.steps[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+        ),
+        (
+            "enum on an integer input",
+            "  steps:\n  - name: review\n    suspend:\n      inputs: [{name: priority, type: integer, enum: ['1']}]\n",
+            "input priority: enum is allowed only for string inputs",
+        ),
+        (
+            "minimum above maximum",
+            "  steps:\n  - name: review\n    suspend:\n      inputs: [{name: priority, type: integer, minimum: 5, maximum: 1}]\n",
+            "input priority: minimum must not exceed maximum",
+        ),
+        (
+            "maxLength on a boolean",
+            "  steps:\n  - name: review\n    suspend:\n      inputs: [{name: ok, type: boolean, maxLength: 3}]\n",
+            "input ok: maxLength and pattern apply only to string inputs",
+        ),
+        (
+            "unknown input type",
+            "  steps:\n  - name: review\n    suspend:\n      inputs: [{name: when, type: date}]\n",
+            "spec.steps[0].suspend.inputs[0].type: Unsupported value: \"date\"",
+        ),
+        (
+            "unknown onTimeout",
+            "  steps:\n  - name: review\n    suspend: {onTimeout: Maybe}\n",
+            "spec.steps[0].suspend.onTimeout: Unsupported value: \"Maybe\"",
+        ),
+        (
+            "container without image",
+            "  steps:\n  - {name: a, container: {args: [x]}}\n",
+            "spec.steps[0].container.image: Required value",
+        ),
+        (
+            "zero deadline",
+            "  activeDeadlineSeconds: 0\n  steps:\n  - {name: a, sleep: 1s}\n",
+            "spec.activeDeadlineSeconds in body should be greater than or equal to 1",
+        ),
+        (
+            "duplicate params",
+            "  params: [{name: p, value: a}, {name: p, value: b}]\n  steps:\n  - {name: a, sleep: 1s}\n",
+            r#"spec.params[1]: Duplicate value: {"name":"p"}"#,
+        ),
+    ];
+    assert!(cases.len() >= 15);
+    let mut failures = vec![];
+    for (i, (what, spec, want)) in cases.iter().enumerate() {
+        let name = format!("bad-{i}");
+        let msg = apply_refused(&ns.name, &wf(&name, spec));
+        if !msg.contains(want) {
+            failures.push(format!("{what}: expected {want:?} in:\n{msg}"));
+        }
+        assert!(
+            get_json(&ns.name, "workflow", &name).is_none(),
+            "{what}: a refused Workflow was stored"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_spec_is_frozen_once_the_run_starts_except_suspend() {
+    let ns = test_namespace("frozen");
+    let _op = Operator::start(&ns.name);
+    apply(
+        &ns.name,
+        &wf("frozen", "  steps:\n  - {name: nap, sleep: 1h}\n"),
+    );
+    wait_phase(&ns.name, "frozen", "Running", Duration::from_secs(30));
+    let out = kubectl(
+        "admin",
+        &[
+            "-n",
+            &ns.name,
+            "patch",
+            "workflow",
+            "frozen",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"steps":[{"name":"nap","sleep":"1s"}]}}"#,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec cannot change once the run has started; only spec.suspend may"),
+        "{err}"
+    );
+    kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            &ns.name,
+            "patch",
+            "workflow",
+            "frozen",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+    );
+}
+
+#[test]
+fn kubectl_explain_reads_like_a_manual() {
+    ensure_crds();
+    let out = kubectl_ok("admin", &["explain", "workflow.spec.steps"]);
+    for want in [
+        "dependsOn",
+        "Steps that must finish",
+        "when",
+        "CEL condition",
+        "retries",
+        "timeoutSeconds",
+    ] {
+        assert!(out.contains(want), "explain lacks {want:?}:\n{out}");
+    }
+    let out = kubectl_ok("admin", &["explain", "approval.spec.decision"]);
+    assert!(out.contains("Final once set"), "{out}");
+}

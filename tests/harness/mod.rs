@@ -1,0 +1,225 @@
+//! Running the operator under test, and reading Workflows, for the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{self, kubectl, kubectl_ok, kubectl_stdin, repo_root, wait_for};
+
+/// Installs the generated CRDs once per test binary and waits until they are served.
+pub fn ensure_crds() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let crds = repo_root().join("crds/hitl.dev.yaml");
+        kubectl_ok(
+            "admin",
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                crds.to_str().unwrap(),
+            ],
+        );
+        kubectl_ok(
+            "admin",
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/workflows.hitl.dev",
+                "crd/approvals.hitl.dev",
+            ],
+        );
+    });
+}
+
+/// The operator binary, running against one namespace, with its log in target/test-logs/.
+pub struct Operator {
+    child: Option<Child>,
+    namespace: String,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(namespace: &str) -> Self {
+        ensure_crds();
+        let log = repo_root()
+            .join("target/test-logs")
+            .join(format!("{namespace}.log"));
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        let mut op = Operator {
+            child: None,
+            namespace: namespace.into(),
+            log,
+        };
+        op.restart();
+        op
+    }
+
+    /// Starts the process (again), appending to the same log.
+    pub fn restart(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hitl-operator"))
+            .args(["--namespace", &self.namespace])
+            .env("KUBECONFIG", common::kubeconfig(&operator_user()))
+            .env("RUST_LOG", "info,hitl_operator=debug,kube=warn")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start hitl-operator");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no graceful shutdown, as when a node dies.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Which kubeconfig the operator runs with.
+pub fn operator_user() -> String {
+    std::env::var("HITL_OPERATOR_USER").unwrap_or_else(|_| "admin".into())
+}
+
+pub fn apply(ns: &str, yaml: &str) {
+    let out = kubectl_stdin("admin", &["-n", ns, "apply", "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Applies and expects a refusal; returns the API server's message.
+pub fn apply_refused(ns: &str, yaml: &str) -> String {
+    let out = kubectl_stdin("admin", &["-n", ns, "apply", "-f", "-"], yaml);
+    assert!(
+        !out.status.success(),
+        "expected a refusal, but it was accepted:\n{yaml}"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn get_json(ns: &str, kind: &str, name: &str) -> Option<Value> {
+    let out = kubectl("admin", &["-n", ns, "get", kind, name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+pub fn workflow(ns: &str, name: &str) -> Value {
+    get_json(ns, "workflow", name).unwrap_or_else(|| panic!("workflow {ns}/{name} not found"))
+}
+
+pub fn phase(wf: &Value) -> &str {
+    wf["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// Waits until the Workflow reaches `want` (or any terminal phase, which then must be `want`).
+pub fn wait_phase(ns: &str, name: &str, want: &str, timeout: Duration) -> Value {
+    let wf = wait_for(
+        &format!("workflow {ns}/{name} to reach {want}"),
+        timeout,
+        || {
+            let wf = workflow(ns, name);
+            let p = phase(&wf).to_string();
+            (p == want || p == "Succeeded" || p == "Failed").then_some(wf)
+        },
+    );
+    assert_eq!(
+        phase(&wf),
+        want,
+        "workflow {name} ended {}: {}",
+        phase(&wf),
+        serde_json::to_string_pretty(&wf["status"]).unwrap()
+    );
+    wf
+}
+
+pub fn step<'a>(wf: &'a Value, name: &str) -> &'a Value {
+    wf["status"]["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no status for step {name}: {}", wf["status"]))
+}
+
+/// The Pods of a Workflow, as JSON objects.
+pub fn pods(ns: &str, workflow: &str) -> Vec<Value> {
+    let out = kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            ns,
+            "get",
+            "pods",
+            "-l",
+            &format!("hitl.dev/workflow={workflow}"),
+            "-o",
+            "json",
+        ],
+    );
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Events recorded on an object, as `reason: message` lines, one per occurrence (a repeated Event
+/// is kept by the API server as one object with a count).
+pub fn events(ns: &str, name: &str) -> Vec<String> {
+    let out = kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            ns,
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "json",
+        ],
+    );
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            let line = format!(
+                "{}: {}",
+                e["reason"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            );
+            let count = e["count"]
+                .as_u64()
+                .or(e["series"]["count"].as_u64())
+                .unwrap_or(1)
+                .max(1);
+            std::iter::repeat_n(line, count as usize)
+        })
+        .collect()
+}
+
+pub fn time(v: &Value) -> jiff::Timestamp {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+        .parse()
+        .unwrap()
+}

@@ -1,0 +1,370 @@
+//! Workflows on the local cluster: Pods run in order, outputs flow, failures, retries, timeouts,
+//! restarts. Step outcomes are chosen with the kwok `sim.hitl.dev/*` annotations.
+
+mod common;
+mod harness;
+
+use std::time::Duration;
+
+use common::{kubectl_ok, test_namespace, wait_for};
+use harness::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A container step, optionally annotated for the simulated node.
+fn c(name: &str, extra: &str) -> String {
+    format!("    - name: {name}\n      container: {{image: busybox:1.36}}\n{extra}")
+}
+
+fn sim(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::from("      metadata:\n        annotations:\n");
+    for (k, v) in pairs {
+        s.push_str(&format!("          sim.hitl.dev/{k}: '{v}'\n"));
+    }
+    s
+}
+
+fn workflow_yaml(name: &str, steps: &[String]) -> String {
+    format!(
+        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: {name}\nspec:\n  steps:\n{}",
+        steps.concat()
+    )
+}
+
+#[test]
+fn a_sequence_runs_step_after_step() {
+    let ns = test_namespace("seq");
+    let _op = Operator::start(&ns.name);
+    apply(
+        &ns.name,
+        &workflow_yaml("seq", &[c("one", ""), c("two", ""), c("three", "")]),
+    );
+    let out = kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            &ns.name,
+            "wait",
+            "--for=condition=Completed",
+            "--timeout=60s",
+            "workflow/seq",
+        ],
+    );
+    assert!(out.contains("condition met"), "{out}");
+    let wf = workflow(&ns.name, "seq");
+    assert_eq!(phase(&wf), "Succeeded");
+    assert_eq!(wf["status"]["progress"], "3/3");
+    for (a, b) in [("one", "two"), ("two", "three")] {
+        assert!(
+            time(&step(&wf, a)["finishedAt"]) <= time(&step(&wf, b)["startedAt"]),
+            "{b} started before {a} finished"
+        );
+    }
+    assert_eq!(pods(&ns.name, "seq").len(), 3, "one Pod per step");
+    let table = kubectl_ok("admin", &["-n", &ns.name, "get", "hwf"]);
+    assert!(
+        table.contains("PHASE") && table.contains("PROGRESS") && table.contains("WAITING-FOR"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Succeeded") && table.contains("3/3"),
+        "{table}"
+    );
+}
+
+#[test]
+fn fan_out_and_fan_in() {
+    let ns = test_namespace("dag");
+    let _op = Operator::start(&ns.name);
+    let steps = [
+        c("start", ""),
+        c("left", "      dependsOn: [start]\n"),
+        c(
+            "right",
+            &format!("      dependsOn: [start]\n{}", sim(&[("duration", "1s")])),
+        ),
+        c("join", "      dependsOn: [left, right]\n"),
+    ];
+    apply(&ns.name, &workflow_yaml("dag", &steps));
+    let wf = wait_phase(&ns.name, "dag", "Succeeded", WAIT);
+    let join = time(&step(&wf, "join")["startedAt"]);
+    for s in ["left", "right"] {
+        assert!(time(&step(&wf, s)["startedAt"]) >= time(&step(&wf, "start")["finishedAt"]));
+        assert!(
+            time(&step(&wf, s)["finishedAt"]) <= join,
+            "join started before {s} finished"
+        );
+    }
+}
+
+#[test]
+fn an_output_feeds_a_later_steps_args_and_when_skips() {
+    let ns = test_namespace("outputs");
+    let _op = Operator::start(&ns.name);
+    let yaml = format!(
+        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: flow\nspec:\n  params:\n    - {{name: document, value: 's3://contracts/acme.pdf'}}\n  steps:\n{}{}{}",
+        c(
+            "scan",
+            &sim(&[("message", r#"{"flagged": 3, "verdict": "ok"}"#)])
+        ),
+        c(
+            "escalate",
+            "      when: \"int(steps.scan.outputs.flagged) > 10\"\n"
+        ),
+        "    - name: sign\n      dependsOn: [escalate]\n      container:\n        image: busybox:1.36\n        args: [echo, \"{{ params.document }}: {{ steps.scan.outputs.flagged }} flagged, escalate {{ steps.escalate.phase }}\"]\n",
+    );
+    apply(&ns.name, &yaml);
+    let wf = wait_phase(&ns.name, "flow", "Succeeded", WAIT);
+    assert_eq!(step(&wf, "scan")["outputs"]["flagged"], "3");
+    assert_eq!(step(&wf, "escalate")["phase"], "Skipped");
+    let pod_name = step(&wf, "sign")["podName"].as_str().unwrap().to_string();
+    let args = kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            &ns.name,
+            "get",
+            "pod",
+            &pod_name,
+            "-o",
+            "jsonpath={.spec.containers[0].args}",
+        ],
+    );
+    assert_eq!(
+        args,
+        r#"["echo","s3://contracts/acme.pdf: 3 flagged, escalate Skipped"]"#
+    );
+}
+
+#[test]
+fn a_failed_attempt_is_retried_until_it_succeeds() {
+    let ns = test_namespace("retry");
+    let _op = Operator::start(&ns.name);
+    let steps = [c(
+        "flaky",
+        &format!(
+            "      retries: 3\n{}",
+            sim(&[("fail-attempts", "1,2"), ("exit-code", "7")])
+        ),
+    )];
+    apply(&ns.name, &workflow_yaml("retry", &steps));
+    let wf = wait_phase(&ns.name, "retry", "Succeeded", WAIT);
+    assert_eq!(step(&wf, "flaky")["attempts"], 3);
+    let pods = pods(&ns.name, "retry");
+    assert_eq!(pods.len(), 3, "a new Pod per attempt");
+    let events = events(&ns.name, "retry");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.starts_with("StepRetrying"))
+            .count(),
+        2,
+        "{events:?}"
+    );
+}
+
+#[test]
+fn exhausted_retries_fail_the_run_and_omit_what_follows() {
+    let ns = test_namespace("fail");
+    let _op = Operator::start(&ns.name);
+    let steps = [
+        c(
+            "bad",
+            &format!(
+                "      retries: 1\n{}",
+                sim(&[
+                    ("outcome", "Failed"),
+                    ("exit-code", "3"),
+                    ("message", "clause 7 unreadable")
+                ])
+            ),
+        ),
+        c("after", ""),
+        c("later", "      dependsOn: [after]\n"),
+    ];
+    apply(&ns.name, &workflow_yaml("fail", &steps));
+    let wf = wait_phase(&ns.name, "fail", "Failed", WAIT);
+    let bad = step(&wf, "bad");
+    assert_eq!(bad["phase"], "Failed");
+    assert_eq!(bad["attempts"], 2);
+    assert_eq!(bad["message"], "exit code 3: clause 7 unreadable");
+    assert_eq!(step(&wf, "after")["phase"], "Omitted");
+    assert_eq!(step(&wf, "later")["phase"], "Omitted");
+    assert_eq!(pods(&ns.name, "fail").len(), 2);
+    let completed = wf["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Completed")
+        .unwrap();
+    assert_eq!(
+        (completed["status"].as_str(), completed["reason"].as_str()),
+        (Some("True"), Some("Failed"))
+    );
+    assert!(
+        events(&ns.name, "fail")
+            .iter()
+            .any(|e| e.starts_with("WorkflowFailed"))
+    );
+}
+
+#[test]
+fn an_attempt_past_its_timeout_is_stopped() {
+    let ns = test_namespace("timeout");
+    let _op = Operator::start(&ns.name);
+    let steps = [c(
+        "slow",
+        &format!("      timeoutSeconds: 2\n{}", sim(&[("duration", "5m")])),
+    )];
+    apply(&ns.name, &workflow_yaml("timeout", &steps));
+    let wf = wait_phase(&ns.name, "timeout", "Failed", WAIT);
+    assert_eq!(step(&wf, "slow")["reason"], "Timeout");
+    let pod = step(&wf, "slow")["podName"].as_str().unwrap().to_string();
+    wait_for("the timed-out Pod to be deleted", WAIT, || {
+        get_json(&ns.name, "pod", &pod).is_none().then_some(())
+    });
+}
+
+#[test]
+fn a_pod_deleted_mid_run_is_a_failed_attempt() {
+    let ns = test_namespace("poddel");
+    let _op = Operator::start(&ns.name);
+    let steps = [c(
+        "long",
+        &format!("      retries: 1\n{}", sim(&[("duration", "3s")])),
+    )];
+    apply(&ns.name, &workflow_yaml("poddel", &steps));
+    let first = wait_for("the first attempt's Pod", WAIT, || {
+        let wf = workflow(&ns.name, "poddel");
+        wf["status"]["steps"][0]["podName"]
+            .as_str()
+            .map(str::to_string)
+    });
+    kubectl_ok(
+        "admin",
+        &["-n", &ns.name, "delete", "pod", &first, "--wait=false"],
+    );
+    let wf = wait_phase(&ns.name, "poddel", "Succeeded", WAIT);
+    assert_eq!(step(&wf, "long")["attempts"], 2);
+    let events = events(&ns.name, "poddel");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("StepRetrying") && e.contains("PodDeleted")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn deleting_a_workflow_collects_its_pods() {
+    let ns = test_namespace("gc");
+    let _op = Operator::start(&ns.name);
+    let steps = [c("long", &sim(&[("duration", "5m")]))];
+    apply(&ns.name, &workflow_yaml("gc", &steps));
+    wait_for("the step Pod", WAIT, || {
+        (!pods(&ns.name, "gc").is_empty()).then_some(())
+    });
+    kubectl_ok(
+        "admin",
+        &["-n", &ns.name, "delete", "workflow", "gc", "--wait=false"],
+    );
+    wait_for(
+        "garbage collection of the Pod",
+        Duration::from_secs(90),
+        || pods(&ns.name, "gc").is_empty().then_some(()),
+    );
+}
+
+#[test]
+fn a_killed_controller_resumes_without_duplicates() {
+    let ns = test_namespace("restart");
+    let mut op = Operator::start(&ns.name);
+    let slow = sim(&[("duration", "2s")]);
+    apply(
+        &ns.name,
+        &workflow_yaml("restart", &[c("a", &slow), c("b", &slow), c("c", &slow)]),
+    );
+    wait_for("step a to run", WAIT, || {
+        let wf = workflow(&ns.name, "restart");
+        (wf["status"]["steps"][0]["phase"] == "Running").then_some(())
+    });
+    op.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    op.restart();
+    let wf = wait_phase(&ns.name, "restart", "Succeeded", WAIT);
+    let pods = pods(&ns.name, "restart");
+    let mut names: Vec<_> = pods
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "exactly one Pod per step: {names:?}");
+    for s in ["a", "b", "c"] {
+        assert_eq!(step(&wf, s)["attempts"], 1);
+    }
+}
+
+#[test]
+fn a_malformed_workflow_does_not_stop_others() {
+    let ns = test_namespace("malformed");
+    let _op = Operator::start(&ns.name);
+    let cycle = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: cycle\nspec:\n  steps:\n    - {name: a, dependsOn: [b], container: {image: x}}\n    - {name: b, dependsOn: [a], container: {image: x}}\n";
+    let badcel = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: badcel\nspec:\n  steps:\n    - {name: a, when: 'steps.x.phase ==', container: {image: x}}\n";
+    let badtemplate = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: badtemplate\nspec:\n  steps:\n    - {name: a, container: {image: x, args: ['{{ params. }}']}}\n";
+    apply(&ns.name, cycle);
+    apply(&ns.name, badcel);
+    apply(&ns.name, badtemplate);
+    apply(
+        &ns.name,
+        &workflow_yaml("good", &[c("one", ""), c("two", "")]),
+    );
+    for (name, want) in [
+        ("cycle", "steps a -> b -> a depend on each other in a cycle"),
+        (
+            "badcel",
+            "step a: when: \"steps.x.phase ==\" does not compile",
+        ),
+        (
+            "badtemplate",
+            "step a: container.args[0]: \"params.\" does not compile",
+        ),
+    ] {
+        let wf = wait_phase(&ns.name, name, "Failed", WAIT);
+        assert_eq!(wf["status"]["reason"], "InvalidSpec");
+        let msg = wf["status"]["message"].as_str().unwrap();
+        assert!(msg.starts_with(want), "{name}: {msg}");
+        assert!(pods(&ns.name, name).is_empty(), "{name} started a Pod");
+    }
+    wait_phase(&ns.name, "good", "Succeeded", WAIT);
+}
+
+#[test]
+fn sleep_and_spec_suspend() {
+    let ns = test_namespace("pause");
+    let _op = Operator::start(&ns.name);
+    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: pause\nspec:\n  suspend: true\n  steps:\n    - {name: nap, sleep: 1s}\n    - {name: after, container: {image: x}}\n";
+    apply(&ns.name, yaml);
+    let wf = wait_for("the paused run to report", WAIT, || {
+        let wf = workflow(&ns.name, "pause");
+        (phase(&wf) == "Pending").then_some(wf)
+    });
+    assert_eq!(wf["status"]["reason"], "Suspended");
+    kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            &ns.name,
+            "patch",
+            "workflow",
+            "pause",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":false}}"#,
+        ],
+    );
+    let wf = wait_phase(&ns.name, "pause", "Succeeded", WAIT);
+    let nap = step(&wf, "nap");
+    let slept = time(&nap["finishedAt"]).duration_since(time(&nap["startedAt"]));
+    assert!(slept.as_secs() >= 1, "slept {slept:?}");
+}
