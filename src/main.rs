@@ -12,11 +12,7 @@ enum LogFormat {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "hitl-operator",
-    version,
-    about = "Kubernetes operator for human-in-the-loop workflows"
-)]
+#[command(name = "hitl-operator", version, about = "Kubernetes operator for human-in-the-loop workflows")]
 struct Args {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "HITL_NAMESPACE")]
@@ -24,6 +20,10 @@ struct Args {
     /// Workflows (and Approvals) reconciled at once.
     #[arg(long, env = "HITL_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Create a Role and RoleBinding per Approval that lists approvers, giving exactly them
+    /// `get` and `patch` on exactly that Approval.
+    #[arg(long, env = "HITL_PER_GATE_GRANTS", default_value_t = true, action = clap::ArgAction::Set)]
+    per_gate_grants: bool,
     /// Log format.
     #[arg(long, env = "HITL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -32,23 +32,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     match args.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
     let client = kube::Client::try_default().await?;
     tracing::info!(namespace = ?args.namespace, "hitl-operator starting");
     controller::run(
         client,
-        Config {
-            namespace: args.namespace,
-            concurrency: args.concurrency,
-        },
+        Config { namespace: args.namespace, concurrency: args.concurrency, per_gate_grants: args.per_gate_grants },
     )
     .await;
     tracing::info!("hitl-operator stopped");

@@ -10,9 +10,7 @@ use common::{kubectl, kubectl_ok, test_namespace};
 use harness::*;
 
 fn wf(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    )
+    format!("apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: {name}\nspec:\n{spec}")
 }
 
 #[test]
@@ -35,11 +33,7 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
             "  steps:\n  - {name: a, dependsOn: [a], sleep: 1s}\n",
             "spec.steps[0].dependsOn: Invalid value: step a: dependsOn must not name the step itself",
         ),
-        (
-            "no kind",
-            "  steps:\n  - {name: a}\n",
-            "step a: set exactly one of container, suspend or sleep",
-        ),
+        ("no kind", "  steps:\n  - {name: a}\n", "step a: set exactly one of container, suspend or sleep"),
         (
             "two kinds",
             "  steps:\n  - {name: a, sleep: 1s, container: {image: x}}\n",
@@ -80,11 +74,7 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
             "  steps:\n  - {name: a, when: \"{{ params.x }} == 'y'\", sleep: 1s}\n",
             "step a: when is a CEL expression itself; write it without {{ }}",
         ),
-        (
-            "no steps",
-            "  steps: []\n",
-            "spec.steps in body should have at least 1 items",
-        ),
+        ("no steps", "  steps: []\n", "spec.steps in body should have at least 1 items"),
         (
             "bad step name",
             "  steps:\n  - {name: Scan_1, sleep: 1s}\n",
@@ -139,10 +129,7 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
         if !msg.contains(want) {
             failures.push(format!("{what}: expected {want:?} in:\n{msg}"));
         }
-        assert!(
-            get_json(&ns.name, "workflow", &name).is_none(),
-            "{what}: a refused Workflow was stored"
-        );
+        assert!(get_json(&ns.name, "workflow", &name).is_none(), "{what}: a refused Workflow was stored");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -151,10 +138,7 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
 fn the_spec_is_frozen_once_the_run_starts_except_suspend() {
     let ns = test_namespace("frozen");
     let _op = Operator::start(&ns.name);
-    apply(
-        &ns.name,
-        &wf("frozen", "  steps:\n  - {name: nap, sleep: 1h}\n"),
-    );
+    apply(&ns.name, &wf("frozen", "  steps:\n  - {name: nap, sleep: 1h}\n"));
     wait_phase(&ns.name, "frozen", "Running", Duration::from_secs(30));
     let out = kubectl(
         "admin",
@@ -171,22 +155,10 @@ fn the_spec_is_frozen_once_the_run_starts_except_suspend() {
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("spec cannot change once the run has started; only spec.suspend may"),
-        "{err}"
-    );
+    assert!(err.contains("spec cannot change once the run has started; only spec.suspend may"), "{err}");
     kubectl_ok(
         "admin",
-        &[
-            "-n",
-            &ns.name,
-            "patch",
-            "workflow",
-            "frozen",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"suspend":true}}"#,
-        ],
+        &["-n", &ns.name, "patch", "workflow", "frozen", "--type=merge", "-p", r#"{"spec":{"suspend":true}}"#],
     );
 }
 
@@ -194,14 +166,7 @@ fn the_spec_is_frozen_once_the_run_starts_except_suspend() {
 fn kubectl_explain_reads_like_a_manual() {
     ensure_crds();
     let out = kubectl_ok("admin", &["explain", "workflow.spec.steps"]);
-    for want in [
-        "dependsOn",
-        "Steps that must finish",
-        "when",
-        "CEL condition",
-        "retries",
-        "timeoutSeconds",
-    ] {
+    for want in ["dependsOn", "Steps that must finish", "when", "CEL condition", "retries", "timeoutSeconds"] {
         assert!(out.contains(want), "explain lacks {want:?}:\n{out}");
     }
     let out = kubectl_ok("admin", &["explain", "approval.spec.decision"]);

@@ -15,16 +15,7 @@ struct CrdGuard(String);
 
 impl Drop for CrdGuard {
     fn drop(&mut self) {
-        let _ = kubectl(
-            ADMIN,
-            &[
-                "delete",
-                "crd",
-                &self.0,
-                "--wait=false",
-                "--ignore-not-found",
-            ],
-        );
+        let _ = kubectl(ADMIN, &["delete", "crd", &self.0, "--wait=false", "--ignore-not-found"]);
     }
 }
 
@@ -63,26 +54,11 @@ fn crd_cel_rule_refuses_invalid_objects_with_its_message() {
         })
         .to_string(),
     );
-    kubectl_ok(
-        ADMIN,
-        &[
-            "wait",
-            "--for=condition=Established",
-            &format!("crd/{crd}"),
-            "--timeout=30s",
-        ],
-    );
+    kubectl_ok(ADMIN, &["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=30s"]);
     // Established can precede the type showing up in discovery, which kubectl needs.
-    wait_for(
-        "the Widget type to be served",
-        Duration::from_secs(30),
-        || {
-            kubectl(ADMIN, &["-n", &ns.name, "get", &crd])
-                .status
-                .success()
-                .then_some(())
-        },
-    );
+    wait_for("the Widget type to be served", Duration::from_secs(30), || {
+        kubectl(ADMIN, &["-n", &ns.name, "get", &crd]).status.success().then_some(())
+    });
 
     let widget = |name: &str, replicas: i64| {
         json!({
@@ -95,36 +71,17 @@ fn crd_cel_rule_refuses_invalid_objects_with_its_message() {
     };
 
     let out = kubectl_stdin(ADMIN, &["create", "-f", "-"], &widget("too-many", 7));
-    assert!(
-        !out.status.success(),
-        "a Widget with 7 replicas was accepted"
-    );
+    assert!(!out.status.success(), "a Widget with 7 replicas was accepted");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("replicas must be at most 5"), "refusal does not carry the rule's message: {stderr}");
     assert!(
-        stderr.contains("replicas must be at most 5"),
-        "refusal does not carry the rule's message: {stderr}"
-    );
-    assert!(
-        try_jsonpath(
-            ADMIN,
-            &ns.name,
-            &format!("{crd}/too-many"),
-            ".metadata.name"
-        )
-        .is_none(),
+        try_jsonpath(ADMIN, &ns.name, &format!("{crd}/too-many"), ".metadata.name").is_none(),
         "the refused Widget exists"
     );
 
     let out = kubectl_stdin(ADMIN, &["create", "-f", "-"], &widget("fine", 3));
-    assert!(
-        out.status.success(),
-        "a valid Widget was refused: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        jsonpath(ADMIN, &ns.name, &format!("{crd}/fine"), ".spec.replicas"),
-        "3"
-    );
+    assert!(out.status.success(), "a valid Widget was refused: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(jsonpath(ADMIN, &ns.name, &format!("{crd}/fine"), ".spec.replicas"), "3");
 }
 
 fn pod(name: &str, ns: &str, annotations: serde_json::Value) -> String {
@@ -149,17 +106,10 @@ fn rbac_refuses_bob_until_a_rolebinding_allows_him() {
     let other = test_namespace("smoke-rbac-other");
 
     assert_eq!(can_i("bob", &ns.name, "create", "pods"), "no");
-    let out = kubectl_stdin(
-        "bob",
-        &["create", "-f", "-"],
-        &pod("by-bob", &ns.name, json!({})),
-    );
+    let out = kubectl_stdin("bob", &["create", "-f", "-"], &pod("by-bob", &ns.name, json!({})));
     assert!(!out.status.success(), "bob created a Pod without any grant");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("Forbidden"),
-        "expected Forbidden, got: {stderr}"
-    );
+    assert!(stderr.contains("Forbidden"), "expected Forbidden, got: {stderr}");
 
     assert_eq!(can_i(ADMIN, &ns.name, "create", "pods"), "yes");
 
@@ -187,21 +137,11 @@ fn rbac_refuses_bob_until_a_rolebinding_allows_him() {
         .to_string(),
     );
     // The authorizer reads RBAC objects from a cache: allow it a moment.
-    wait_for(
-        "bob's RoleBinding to take effect",
-        Duration::from_secs(10),
-        || (can_i("bob", &ns.name, "create", "pods") == "yes").then_some(()),
-    );
-    let out = kubectl_stdin(
-        "bob",
-        &["create", "-f", "-"],
-        &pod("by-bob", &ns.name, json!({})),
-    );
-    assert!(
-        out.status.success(),
-        "bob was refused despite the RoleBinding: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_for("bob's RoleBinding to take effect", Duration::from_secs(10), || {
+        (can_i("bob", &ns.name, "create", "pods") == "yes").then_some(())
+    });
+    let out = kubectl_stdin("bob", &["create", "-f", "-"], &pod("by-bob", &ns.name, json!({})));
+    assert!(out.status.success(), "bob was refused despite the RoleBinding: {}", String::from_utf8_lossy(&out.stderr));
     // The grant is confined to its namespace.
     assert_eq!(can_i("bob", &other.name, "create", "pods"), "no");
 }
@@ -220,20 +160,16 @@ fn groups_come_from_the_client_certificate() {
         })
         .to_string(),
     );
-    wait_for(
-        "the legal group's RoleBinding to take effect",
-        Duration::from_secs(10),
-        || (can_i("alice", &ns.name, "list", "configmaps") == "yes").then_some(()),
-    );
+    wait_for("the legal group's RoleBinding to take effect", Duration::from_secs(10), || {
+        (can_i("alice", &ns.name, "list", "configmaps") == "yes").then_some(())
+    });
     assert_eq!(can_i("carol", &ns.name, "list", "configmaps"), "yes");
     assert_eq!(can_i("bob", &ns.name, "list", "configmaps"), "no");
     let whoami: serde_json::Value =
         serde_json::from_str(&kubectl_ok("alice", &["auth", "whoami", "-o", "json"])).unwrap();
     assert_eq!(whoami["status"]["userInfo"]["username"], "alice");
     assert!(
-        whoami["status"]["userInfo"]["groups"]
-            .as_array()
-            .is_some_and(|g| g.iter().any(|g| g == "legal")),
+        whoami["status"]["userInfo"]["groups"].as_array().is_some_and(|g| g.iter().any(|g| g == "legal")),
         "alice is not in group legal: {whoami}"
     );
 }
@@ -243,18 +179,14 @@ fn phase(ns: &str, name: &str) -> String {
 }
 
 fn wait_phase(ns: &str, name: &str, want: &str) {
-    wait_for(
-        &format!("pod {ns}/{name} to reach phase {want}"),
-        Duration::from_secs(30),
-        || {
-            let p = phase(ns, name);
-            assert!(
-                !(matches!(p.as_str(), "Succeeded" | "Failed") && p != want),
-                "pod {ns}/{name} ended {p}, expected {want}"
-            );
-            (p == want).then_some(())
-        },
-    );
+    wait_for(&format!("pod {ns}/{name} to reach phase {want}"), Duration::from_secs(30), || {
+        let p = phase(ns, name);
+        assert!(
+            !(matches!(p.as_str(), "Succeeded" | "Failed") && p != want),
+            "pod {ns}/{name} ended {p}, expected {want}"
+        );
+        (p == want).then_some(())
+    });
 }
 
 fn terminated(ns: &str, name: &str) -> serde_json::Value {
@@ -299,27 +231,18 @@ fn unannotated_pod_succeeds() {
 #[test]
 fn pod_with_duration_runs_before_it_succeeds() {
     let ns = test_namespace("smoke-pod-slow");
-    apply_ok(
-        ADMIN,
-        &pod("slow", &ns.name, json!({"sim.hitl.dev/duration": "2s"})),
-    );
+    apply_ok(ADMIN, &pod("slow", &ns.name, json!({"sim.hitl.dev/duration": "2s"})));
     wait_phase(&ns.name, "slow", "Running");
     let running_seen = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        phase(&ns.name, "slow"),
-        "Running",
-        "a 2s Pod was no longer Running ~0.5s after it started"
-    );
+    assert_eq!(phase(&ns.name, "slow"), "Running", "a 2s Pod was no longer Running ~0.5s after it started");
     wait_phase(&ns.name, "slow", "Succeeded");
     assert!(running_seen.elapsed() >= Duration::from_millis(500));
     let t = terminated(&ns.name, "slow");
     assert_eq!(t["exitCode"], 0, "{t}");
     // Timestamps have whole-second precision, so 2s of running shows as at least 1s.
     let secs = |field: &str| {
-        let ts = t[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {field}: {t}"));
+        let ts = t[field].as_str().unwrap_or_else(|| panic!("no {field}: {t}"));
         seconds_of_day(ts)
     };
     let ran = (secs("finishedAt") - secs("startedAt")).rem_euclid(86_400);
@@ -328,14 +251,8 @@ fn pod_with_duration_runs_before_it_succeeds() {
 
 /// Seconds since midnight of an RFC 3339 UTC timestamp such as `2026-01-02T03:04:05Z`.
 fn seconds_of_day(ts: &str) -> i64 {
-    let hms = ts
-        .split('T')
-        .nth(1)
-        .and_then(|t| t.get(..8))
-        .unwrap_or_else(|| panic!("not an RFC 3339 time: {ts}"));
-    hms.split(':')
-        .map(|p| p.parse::<i64>().unwrap_or_else(|e| panic!("{ts}: {e}")))
-        .fold(0, |acc, p| acc * 60 + p)
+    let hms = ts.split('T').nth(1).and_then(|t| t.get(..8)).unwrap_or_else(|| panic!("not an RFC 3339 time: {ts}"));
+    hms.split(':').map(|p| p.parse::<i64>().unwrap_or_else(|e| panic!("{ts}: {e}"))).fold(0, |acc, p| acc * 60 + p)
 }
 
 #[test]
@@ -361,24 +278,9 @@ fn deleting_an_owner_garbage_collects_its_dependent() {
         .to_string(),
     );
     kubectl_ok(ADMIN, &["-n", &ns.name, "delete", "configmap", "owner"]);
-    wait_for(
-        "the dependent ConfigMap to be garbage-collected",
-        Duration::from_secs(60),
-        || {
-            let out = kubectl_ok(
-                ADMIN,
-                &[
-                    "-n",
-                    &ns.name,
-                    "get",
-                    "configmap",
-                    "dependent",
-                    "--ignore-not-found",
-                    "-o",
-                    "name",
-                ],
-            );
-            out.trim().is_empty().then_some(())
-        },
-    );
+    wait_for("the dependent ConfigMap to be garbage-collected", Duration::from_secs(60), || {
+        let out =
+            kubectl_ok(ADMIN, &["-n", &ns.name, "get", "configmap", "dependent", "--ignore-not-found", "-o", "name"]);
+        out.trim().is_empty().then_some(())
+    });
 }

@@ -35,21 +35,9 @@ fn workflow_yaml(name: &str, steps: &[String]) -> String {
 fn a_sequence_runs_step_after_step() {
     let ns = test_namespace("seq");
     let _op = Operator::start(&ns.name);
-    apply(
-        &ns.name,
-        &workflow_yaml("seq", &[c("one", ""), c("two", ""), c("three", "")]),
-    );
-    let out = kubectl_ok(
-        "admin",
-        &[
-            "-n",
-            &ns.name,
-            "wait",
-            "--for=condition=Completed",
-            "--timeout=60s",
-            "workflow/seq",
-        ],
-    );
+    apply(&ns.name, &workflow_yaml("seq", &[c("one", ""), c("two", ""), c("three", "")]));
+    let out =
+        kubectl_ok("admin", &["-n", &ns.name, "wait", "--for=condition=Completed", "--timeout=60s", "workflow/seq"]);
     assert!(out.contains("condition met"), "{out}");
     let wf = workflow(&ns.name, "seq");
     assert_eq!(phase(&wf), "Succeeded");
@@ -62,14 +50,8 @@ fn a_sequence_runs_step_after_step() {
     }
     assert_eq!(pods(&ns.name, "seq").len(), 3, "one Pod per step");
     let table = kubectl_ok("admin", &["-n", &ns.name, "get", "hwf"]);
-    assert!(
-        table.contains("PHASE") && table.contains("PROGRESS") && table.contains("WAITING-FOR"),
-        "{table}"
-    );
-    assert!(
-        table.contains("Succeeded") && table.contains("3/3"),
-        "{table}"
-    );
+    assert!(table.contains("PHASE") && table.contains("PROGRESS") && table.contains("WAITING-FOR"), "{table}");
+    assert!(table.contains("Succeeded") && table.contains("3/3"), "{table}");
 }
 
 #[test]
@@ -79,10 +61,7 @@ fn fan_out_and_fan_in() {
     let steps = [
         c("start", ""),
         c("left", "      dependsOn: [start]\n"),
-        c(
-            "right",
-            &format!("      dependsOn: [start]\n{}", sim(&[("duration", "1s")])),
-        ),
+        c("right", &format!("      dependsOn: [start]\n{}", sim(&[("duration", "1s")]))),
         c("join", "      dependsOn: [left, right]\n"),
     ];
     apply(&ns.name, &workflow_yaml("dag", &steps));
@@ -90,10 +69,7 @@ fn fan_out_and_fan_in() {
     let join = time(&step(&wf, "join")["startedAt"]);
     for s in ["left", "right"] {
         assert!(time(&step(&wf, s)["startedAt"]) >= time(&step(&wf, "start")["finishedAt"]));
-        assert!(
-            time(&step(&wf, s)["finishedAt"]) <= join,
-            "join started before {s} finished"
-        );
+        assert!(time(&step(&wf, s)["finishedAt"]) <= join, "join started before {s} finished");
     }
 }
 
@@ -103,14 +79,8 @@ fn an_output_feeds_a_later_steps_args_and_when_skips() {
     let _op = Operator::start(&ns.name);
     let yaml = format!(
         "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: flow\nspec:\n  params:\n    - {{name: document, value: 's3://contracts/acme.pdf'}}\n  steps:\n{}{}{}",
-        c(
-            "scan",
-            &sim(&[("message", r#"{"flagged": 3, "verdict": "ok"}"#)])
-        ),
-        c(
-            "escalate",
-            "      when: \"int(steps.scan.outputs.flagged) > 10\"\n"
-        ),
+        c("scan", &sim(&[("message", r#"{"flagged": 3, "verdict": "ok"}"#)])),
+        c("escalate", "      when: \"int(steps.scan.outputs.flagged) > 10\"\n"),
         "    - name: sign\n      dependsOn: [escalate]\n      container:\n        image: busybox:1.36\n        args: [echo, \"{{ params.document }}: {{ steps.scan.outputs.flagged }} flagged, escalate {{ steps.escalate.phase }}\"]\n",
     );
     apply(&ns.name, &yaml);
@@ -118,49 +88,23 @@ fn an_output_feeds_a_later_steps_args_and_when_skips() {
     assert_eq!(step(&wf, "scan")["outputs"]["flagged"], "3");
     assert_eq!(step(&wf, "escalate")["phase"], "Skipped");
     let pod_name = step(&wf, "sign")["podName"].as_str().unwrap().to_string();
-    let args = kubectl_ok(
-        "admin",
-        &[
-            "-n",
-            &ns.name,
-            "get",
-            "pod",
-            &pod_name,
-            "-o",
-            "jsonpath={.spec.containers[0].args}",
-        ],
-    );
-    assert_eq!(
-        args,
-        r#"["echo","s3://contracts/acme.pdf: 3 flagged, escalate Skipped"]"#
-    );
+    let args =
+        kubectl_ok("admin", &["-n", &ns.name, "get", "pod", &pod_name, "-o", "jsonpath={.spec.containers[0].args}"]);
+    assert_eq!(args, r#"["echo","s3://contracts/acme.pdf: 3 flagged, escalate Skipped"]"#);
 }
 
 #[test]
 fn a_failed_attempt_is_retried_until_it_succeeds() {
     let ns = test_namespace("retry");
     let _op = Operator::start(&ns.name);
-    let steps = [c(
-        "flaky",
-        &format!(
-            "      retries: 3\n{}",
-            sim(&[("fail-attempts", "1,2"), ("exit-code", "7")])
-        ),
-    )];
+    let steps = [c("flaky", &format!("      retries: 3\n{}", sim(&[("fail-attempts", "1,2"), ("exit-code", "7")])))];
     apply(&ns.name, &workflow_yaml("retry", &steps));
     let wf = wait_phase(&ns.name, "retry", "Succeeded", WAIT);
     assert_eq!(step(&wf, "flaky")["attempts"], 3);
     let pods = pods(&ns.name, "retry");
     assert_eq!(pods.len(), 3, "a new Pod per attempt");
     let events = events(&ns.name, "retry");
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.starts_with("StepRetrying"))
-            .count(),
-        2,
-        "{events:?}"
-    );
+    assert_eq!(events.iter().filter(|e| e.starts_with("StepRetrying")).count(), 2, "{events:?}");
 }
 
 #[test]
@@ -172,11 +116,7 @@ fn exhausted_retries_fail_the_run_and_omit_what_follows() {
             "bad",
             &format!(
                 "      retries: 1\n{}",
-                sim(&[
-                    ("outcome", "Failed"),
-                    ("exit-code", "3"),
-                    ("message", "clause 7 unreadable")
-                ])
+                sim(&[("outcome", "Failed"), ("exit-code", "3"), ("message", "clause 7 unreadable")])
             ),
         ),
         c("after", ""),
@@ -191,68 +131,38 @@ fn exhausted_retries_fail_the_run_and_omit_what_follows() {
     assert_eq!(step(&wf, "after")["phase"], "Omitted");
     assert_eq!(step(&wf, "later")["phase"], "Omitted");
     assert_eq!(pods(&ns.name, "fail").len(), 2);
-    let completed = wf["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Completed")
-        .unwrap();
-    assert_eq!(
-        (completed["status"].as_str(), completed["reason"].as_str()),
-        (Some("True"), Some("Failed"))
-    );
-    assert!(
-        events(&ns.name, "fail")
-            .iter()
-            .any(|e| e.starts_with("WorkflowFailed"))
-    );
+    let completed = wf["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Completed").unwrap();
+    assert_eq!((completed["status"].as_str(), completed["reason"].as_str()), (Some("True"), Some("Failed")));
+    assert!(events(&ns.name, "fail").iter().any(|e| e.starts_with("WorkflowFailed")));
 }
 
 #[test]
 fn an_attempt_past_its_timeout_is_stopped() {
     let ns = test_namespace("timeout");
     let _op = Operator::start(&ns.name);
-    let steps = [c(
-        "slow",
-        &format!("      timeoutSeconds: 2\n{}", sim(&[("duration", "5m")])),
-    )];
+    let steps = [c("slow", &format!("      timeoutSeconds: 2\n{}", sim(&[("duration", "5m")])))];
     apply(&ns.name, &workflow_yaml("timeout", &steps));
     let wf = wait_phase(&ns.name, "timeout", "Failed", WAIT);
     assert_eq!(step(&wf, "slow")["reason"], "Timeout");
     let pod = step(&wf, "slow")["podName"].as_str().unwrap().to_string();
-    wait_for("the timed-out Pod to be deleted", WAIT, || {
-        get_json(&ns.name, "pod", &pod).is_none().then_some(())
-    });
+    wait_for("the timed-out Pod to be deleted", WAIT, || get_json(&ns.name, "pod", &pod).is_none().then_some(()));
 }
 
 #[test]
 fn a_pod_deleted_mid_run_is_a_failed_attempt() {
     let ns = test_namespace("poddel");
     let _op = Operator::start(&ns.name);
-    let steps = [c(
-        "long",
-        &format!("      retries: 1\n{}", sim(&[("duration", "3s")])),
-    )];
+    let steps = [c("long", &format!("      retries: 1\n{}", sim(&[("duration", "3s")])))];
     apply(&ns.name, &workflow_yaml("poddel", &steps));
     let first = wait_for("the first attempt's Pod", WAIT, || {
         let wf = workflow(&ns.name, "poddel");
-        wf["status"]["steps"][0]["podName"]
-            .as_str()
-            .map(str::to_string)
+        wf["status"]["steps"][0]["podName"].as_str().map(str::to_string)
     });
-    kubectl_ok(
-        "admin",
-        &["-n", &ns.name, "delete", "pod", &first, "--wait=false"],
-    );
+    kubectl_ok("admin", &["-n", &ns.name, "delete", "pod", &first, "--wait=false"]);
     let wf = wait_phase(&ns.name, "poddel", "Succeeded", WAIT);
     assert_eq!(step(&wf, "long")["attempts"], 2);
     let events = events(&ns.name, "poddel");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.starts_with("StepRetrying") && e.contains("PodDeleted")),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| e.starts_with("StepRetrying") && e.contains("PodDeleted")), "{events:?}");
 }
 
 #[test]
@@ -261,18 +171,11 @@ fn deleting_a_workflow_collects_its_pods() {
     let _op = Operator::start(&ns.name);
     let steps = [c("long", &sim(&[("duration", "5m")]))];
     apply(&ns.name, &workflow_yaml("gc", &steps));
-    wait_for("the step Pod", WAIT, || {
-        (!pods(&ns.name, "gc").is_empty()).then_some(())
+    wait_for("the step Pod", WAIT, || (!pods(&ns.name, "gc").is_empty()).then_some(()));
+    kubectl_ok("admin", &["-n", &ns.name, "delete", "workflow", "gc", "--wait=false"]);
+    wait_for("garbage collection of the Pod", Duration::from_secs(90), || {
+        pods(&ns.name, "gc").is_empty().then_some(())
     });
-    kubectl_ok(
-        "admin",
-        &["-n", &ns.name, "delete", "workflow", "gc", "--wait=false"],
-    );
-    wait_for(
-        "garbage collection of the Pod",
-        Duration::from_secs(90),
-        || pods(&ns.name, "gc").is_empty().then_some(()),
-    );
 }
 
 #[test]
@@ -280,10 +183,7 @@ fn a_killed_controller_resumes_without_duplicates() {
     let ns = test_namespace("restart");
     let mut op = Operator::start(&ns.name);
     let slow = sim(&[("duration", "2s")]);
-    apply(
-        &ns.name,
-        &workflow_yaml("restart", &[c("a", &slow), c("b", &slow), c("c", &slow)]),
-    );
+    apply(&ns.name, &workflow_yaml("restart", &[c("a", &slow), c("b", &slow), c("c", &slow)]));
     wait_for("step a to run", WAIT, || {
         let wf = workflow(&ns.name, "restart");
         (wf["status"]["steps"][0]["phase"] == "Running").then_some(())
@@ -293,10 +193,7 @@ fn a_killed_controller_resumes_without_duplicates() {
     op.restart();
     let wf = wait_phase(&ns.name, "restart", "Succeeded", WAIT);
     let pods = pods(&ns.name, "restart");
-    let mut names: Vec<_> = pods
-        .iter()
-        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
+    let mut names: Vec<_> = pods.iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 3, "exactly one Pod per step: {names:?}");
@@ -315,20 +212,11 @@ fn a_malformed_workflow_does_not_stop_others() {
     apply(&ns.name, cycle);
     apply(&ns.name, badcel);
     apply(&ns.name, badtemplate);
-    apply(
-        &ns.name,
-        &workflow_yaml("good", &[c("one", ""), c("two", "")]),
-    );
+    apply(&ns.name, &workflow_yaml("good", &[c("one", ""), c("two", "")]));
     for (name, want) in [
         ("cycle", "steps a -> b -> a depend on each other in a cycle"),
-        (
-            "badcel",
-            "step a: when: \"steps.x.phase ==\" does not compile",
-        ),
-        (
-            "badtemplate",
-            "step a: container.args[0]: \"params.\" does not compile",
-        ),
+        ("badcel", "step a: when: \"steps.x.phase ==\" does not compile"),
+        ("badtemplate", "step a: container.args[0]: \"params.\" does not compile"),
     ] {
         let wf = wait_phase(&ns.name, name, "Failed", WAIT);
         assert_eq!(wf["status"]["reason"], "InvalidSpec");
@@ -352,16 +240,7 @@ fn sleep_and_spec_suspend() {
     assert_eq!(wf["status"]["reason"], "Suspended");
     kubectl_ok(
         "admin",
-        &[
-            "-n",
-            &ns.name,
-            "patch",
-            "workflow",
-            "pause",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"suspend":false}}"#,
-        ],
+        &["-n", &ns.name, "patch", "workflow", "pause", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#],
     );
     let wf = wait_phase(&ns.name, "pause", "Succeeded", WAIT);
     let nap = step(&wf, "nap");

@@ -23,20 +23,12 @@ use super::shared::{Approvers, InputSpec, OnTimeout};
     derive = "Default",
     derive = "PartialEq",
     doc = "A decision a person makes for a Workflow's suspend step.",
-    printcolumn(
-        name = "Workflow",
-        type_ = "string",
-        json_path = ".spec.workflowRef.name"
-    ),
+    printcolumn(name = "Workflow", type_ = "string", json_path = ".spec.workflowRef.name"),
     printcolumn(name = "Step", type_ = "string", json_path = ".spec.step"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Approvers", type_ = "string", json_path = ".status.approvers"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = super::validation::approval_spec_rules()))]

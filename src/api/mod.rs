@@ -7,8 +7,8 @@ pub mod workflow;
 pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, WorkflowRef};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout};
 pub use workflow::{
-    Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase,
-    WorkflowSpec, WorkflowStatus,
+    Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase, WorkflowSpec,
+    WorkflowStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -16,19 +16,12 @@ use kube::CustomResourceExt;
 
 /// The CRDs as installed: derived schemas plus the rules that need the whole object.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        validation::with_root_rules(Workflow::crd()),
-        Approval::crd(),
-    ]
+    vec![validation::with_root_rules(Workflow::crd()), Approval::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream (the content of `crds/`).
 pub fn crds_yaml() -> String {
-    crds()
-        .iter()
-        .map(|crd| serde_yaml::to_string(crd).expect("CRDs serialize"))
-        .collect::<Vec<_>>()
-        .join("---\n")
+    crds().iter().map(|crd| serde_yaml::to_string(crd).expect("CRDs serialize")).collect::<Vec<_>>().join("---\n")
 }
 
 #[cfg(test)]
@@ -36,12 +29,8 @@ mod tests {
     /// `crds/` is generated; this fails when the Rust types changed and `make crds` was not run.
     #[test]
     fn committed_crds_are_current() {
-        let committed =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/hitl.dev.yaml"))
-                .expect("crds/hitl.dev.yaml exists");
-        assert!(
-            committed == super::crds_yaml(),
-            "crds/hitl.dev.yaml is stale: run `make crds` and commit it"
-        );
+        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/hitl.dev.yaml"))
+            .expect("crds/hitl.dev.yaml exists");
+        assert!(committed == super::crds_yaml(), "crds/hitl.dev.yaml is stale: run `make crds` and commit it");
     }
 }

@@ -36,10 +36,7 @@ impl Approvers {
 #[schemars(extend("x-kubernetes-validations" = super::validation::input_spec_rules()))]
 pub struct InputSpec {
     /// Input name: the key in the Approval's `spec.input`, and `outputs.<name>` of the step.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
     /// JSON type of the value: string (default), integer, number or boolean.
     #[serde(default, rename = "type")]

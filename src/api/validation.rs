@@ -28,10 +28,7 @@ pub fn step_rules() -> Value {
             None,
         ),
         rule(
-            &format!(
-                "!has(self.sleep) || self.sleep.matches('{}')",
-                DURATION_PATTERN.replace('\\', "\\\\")
-            ),
+            &format!("!has(self.sleep) || self.sleep.matches('{}')", DURATION_PATTERN.replace('\\', "\\\\")),
             "'step ' + self.name + ': sleep must be a duration such as 30s, 5m or 1h30m, not \"' + self.sleep + '\"'",
             Some(".sleep"),
         ),
@@ -96,21 +93,11 @@ pub fn input_spec_rules() -> Value {
 /// Rules on an Approval's spec: what the controller set is immutable, a decision is final.
 /// `input` is checked by the ValidatingAdmissionPolicy: CRD rules cannot see inside it.
 pub fn approval_spec_rules() -> Value {
-    let immutable = [
-        "workflowRef",
-        "step",
-        "message",
-        "approvers",
-        "inputs",
-        "timeoutSeconds",
-        "onTimeout",
-    ]
-    .iter()
-    .map(|f| {
-        format!("has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})")
-    })
-    .collect::<Vec<_>>()
-    .join(" && ");
+    let immutable = ["workflowRef", "step", "message", "approvers", "inputs", "timeoutSeconds", "onTimeout"]
+        .iter()
+        .map(|f| format!("has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})"))
+        .collect::<Vec<_>>()
+        .join(" && ");
     let mut rules = vec![json!({
         "rule": immutable,
         "message": "workflowRef, step, message, approvers, inputs, timeoutSeconds and onTimeout are set by the controller and cannot change",
@@ -128,30 +115,33 @@ pub fn approval_spec_rules() -> Value {
 /// The Workflow's spec may not change once the run has started, except `suspend`. This needs the
 /// status, which only a rule on the root of the schema can see.
 pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    let frozen = ["params", "serviceAccountName", "activeDeadlineSeconds", "ttlSecondsAfterFinished", "podTemplate", "steps"]
-        .iter()
-        .map(|f| format!("has(self.spec.{f}) == has(oldSelf.spec.{f}) && (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f})"))
-        .collect::<Vec<_>>()
-        .join(" && ");
+    let frozen = [
+        "params",
+        "serviceAccountName",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+        "podTemplate",
+        "steps",
+    ]
+    .iter()
+    .map(|f| {
+        format!(
+            "has(self.spec.{f}) == has(oldSelf.spec.{f}) && (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f})"
+        )
+    })
+    .collect::<Vec<_>>()
+    .join(" && ");
     let root_rule = ValidationRule {
         rule: format!("!has(oldSelf.status) || !has(oldSelf.status.startedAt) || ({frozen})"),
         message: Some(
-            "spec cannot change once the run has started; only spec.suspend may (create a new Workflow instead)"
-                .into(),
+            "spec cannot change once the run has started; only spec.suspend may (create a new Workflow instead)".into(),
         ),
         ..Default::default()
     };
     for version in &mut crd.spec.versions {
-        if let Some(schema) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             let rules: &mut JSONSchemaProps = schema;
-            rules
-                .x_kubernetes_validations
-                .get_or_insert_with(Vec::new)
-                .push(root_rule.clone());
+            rules.x_kubernetes_validations.get_or_insert_with(Vec::new).push(root_rule.clone());
         }
     }
     crd

@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, ResourceRequirements, SecurityContext, Toleration,
-};
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements, SecurityContext, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -31,16 +29,8 @@ pub const MAX_STEPS: usize = 64;
     doc = "A run of steps (Pods, timers, human approvals) in sequence or as a DAG.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
-    printcolumn(
-        name = "Waiting-For",
-        type_ = "string",
-        json_path = ".status.waitingFor"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Waiting-For", type_ = "string", json_path = ".status.waitingFor"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = super::validation::workflow_spec_rules()))]
@@ -85,10 +75,7 @@ pub struct WorkflowSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Param {
     /// Parameter name; expressions read it as `params.<name>`.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
     /// Parameter value.
     #[serde(default)]
@@ -129,10 +116,7 @@ pub struct PodMetadata {
 #[schemars(extend("x-kubernetes-validations" = super::validation::step_rules()))]
 pub struct Step {
     /// Step name: a DNS label, unique in the Workflow. Expressions refer to it as `steps.<name>`.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
 
     /// Extra labels and annotations for this step's Pod (merged over `podTemplate.metadata`).
@@ -345,10 +329,7 @@ pub enum StepPhase {
 impl StepPhase {
     /// Finished for good: the phase never changes again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Succeeded | Self::Failed | Self::Skipped | Self::Omitted
-        )
+        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped | Self::Omitted)
     }
     /// Lets dependents start.
     pub fn satisfies_dependency(self) -> bool {

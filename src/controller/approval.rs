@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use tracing::{instrument, warn};
 
 use super::pods::{LABEL_WORKFLOW, MANAGER};
-use super::{Context, Error};
+use super::{Context, Error, grants};
 use crate::api::Approval;
 use crate::engine::gate;
 
@@ -21,17 +21,12 @@ pub async fn run(ctx: Arc<Context>) {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    Controller::new(
-        approvals,
-        watcher::Config::default()
-            .labels(LABEL_WORKFLOW)
-            .page_size(200),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    Controller::new(approvals, watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200))
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
 }
 
 fn error_policy(_a: Arc<Approval>, err: &Error, _ctx: Arc<Context>) -> Action {
@@ -44,21 +39,21 @@ async fn reconcile(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error>
     if a.metadata.deletion_timestamp.is_some() || ctx.is_stale(a.as_ref()) {
         return Ok(Action::await_change());
     }
+    // First sight of a new gate: grant its approvers before anyone is told it waits.
+    if a.status.is_none() && ctx.config.per_gate_grants {
+        grants::ensure(&ctx.client, &a).await?;
+    }
     let now = jiff::Timestamp::now();
     let decision = gate::evaluate(&a, now);
     if a.status.as_ref() != Some(&decision.status) {
-        let api: Api<Approval> =
-            Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
+        let api: Api<Approval> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
         let mut next = (*a).clone();
         next.status = Some(decision.status.clone());
         next.metadata.managed_fields = None;
         match api
             .replace_status(
                 &a.name_any(),
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                },
+                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
                 &next,
             )
             .await

@@ -1,6 +1,7 @@
 //! Side effects: gather what exists, ask the engine, carry the plan out, write status.
 
 pub mod approval;
+pub mod grants;
 pub mod pods;
 pub mod workflow;
 
@@ -21,6 +22,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Workflows reconciled at once.
     pub concurrency: u16,
+    /// Give each gate's approvers `get`/`patch` on that one Approval through a Role it owns.
+    pub per_gate_grants: bool,
 }
 
 /// Errors of one reconcile. Each has a static category, used as Event reason and log field.
@@ -63,10 +66,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, config: Config) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "hitl-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter = Reporter { controller: "hitl-operator".into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -77,31 +77,19 @@ impl Context {
 
     /// True when the cached object predates our own last write to it.
     pub fn is_stale<K: Resource>(&self, obj: &K) -> bool {
-        let (Some(uid), Some(rv)) = (
-            obj.meta().uid.as_ref(),
-            obj.meta().resource_version.as_ref(),
-        ) else {
+        let (Some(uid), Some(rv)) = (obj.meta().uid.as_ref(), obj.meta().resource_version.as_ref()) else {
             return false;
         };
         let Ok(rv) = rv.parse::<u64>() else {
             return false;
         };
-        self.last_write
-            .lock()
-            .expect("lock")
-            .get(uid)
-            .is_some_and(|&w| rv < w)
+        self.last_write.lock().expect("lock").get(uid).is_some_and(|&w| rv < w)
     }
 
     pub fn wrote<K: Resource>(&self, written: &K) {
-        if let (Some(uid), Some(Ok(rv))) = (
-            written.meta().uid.clone(),
-            written
-                .meta()
-                .resource_version
-                .as_ref()
-                .map(|r| r.parse::<u64>()),
-        ) {
+        if let (Some(uid), Some(Ok(rv))) =
+            (written.meta().uid.clone(), written.meta().resource_version.as_ref().map(|r| r.parse::<u64>()))
+        {
             self.last_write.lock().expect("lock").insert(uid, rv);
         }
     }
@@ -113,11 +101,7 @@ impl Context {
     /// Records an Event on `obj`; failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, ev: &Event) {
         let e = KubeEvent {
-            type_: if ev.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if ev.warning { EventType::Warning } else { EventType::Normal },
             reason: ev.reason.into(),
             note: Some(ev.note.chars().take(1000).collect()),
             action: "Reconcile".into(),
@@ -133,12 +117,7 @@ impl Context {
 /// adopted.
 pub fn check_owner<K: Resource<DynamicType = ()>>(wf: &Workflow, child: &K) -> Result<(), Error> {
     let uid = wf.uid().unwrap_or_default();
-    let owned = child
-        .meta()
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid);
+    let owned = child.meta().owner_references.iter().flatten().any(|o| o.uid == uid);
     if owned {
         Ok(())
     } else {

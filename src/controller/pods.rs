@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, Pod, PodSpec, SeccompProfile, SecurityContext,
-};
+use k8s_openapi::api::core::v1::{Capabilities, Container, Pod, PodSpec, SeccompProfile, SecurityContext};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
@@ -23,14 +21,8 @@ pub const MANAGER: &str = "hitl-operator";
 fn secure_defaults() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..Default::default()
-        }),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -41,13 +33,7 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
     let step = wf.spec.steps.iter().find(|s| s.name == req.step);
     let mut labels = BTreeMap::new();
     let mut annotations = BTreeMap::new();
-    for meta in [
-        template.metadata.as_ref(),
-        step.and_then(|s| s.metadata.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for meta in [template.metadata.as_ref(), step.and_then(|s| s.metadata.as_ref())].into_iter().flatten() {
         labels.extend(meta.labels.clone());
         annotations.extend(meta.annotations.clone());
     }
@@ -78,10 +64,7 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
             namespace: wf.namespace(),
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: Some(vec![
-                wf.controller_owner_ref(&())
-                    .expect("Workflow has a name and uid"),
-            ]),
+            owner_references: Some(vec![wf.controller_owner_ref(&()).expect("Workflow has a name and uid")]),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -99,16 +82,7 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
 /// Creates the Pod unless it exists. An existing Pod counts only if this Workflow owns it: a Pod
 /// of the same name left by another owner is an error, never adopted.
 pub async fn create_if_absent(api: &Api<Pod>, wf: &Workflow, pod: &Pod) -> Result<(), Error> {
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            pod,
-        )
-        .await
-    {
+    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, pod).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&pod.name_any()).await.map_err(Error::Kube)?;
@@ -147,11 +121,7 @@ mod tests {
             name: "wf-scan-1-abcde".into(),
             step: "scan".into(),
             attempt: 1,
-            container: StepContainer {
-                image: "busybox".into(),
-                args: vec!["echo".into()],
-                ..Default::default()
-            },
+            container: StepContainer { image: "busybox".into(), args: vec!["echo".into()], ..Default::default() },
         };
         let pod = build(&wf, &req);
         let labels = pod.metadata.labels.as_ref().unwrap();
@@ -159,23 +129,14 @@ mod tests {
         assert_eq!(labels["hitl.dev/step"], "scan");
         assert_eq!(labels["hitl.dev/attempt"], "1");
         assert_eq!(labels["team"], "legal");
-        assert_eq!(
-            pod.metadata.annotations.as_ref().unwrap()["sim.hitl.dev/outcome"],
-            "Failed"
-        );
+        assert_eq!(pod.metadata.annotations.as_ref().unwrap()["sim.hitl.dev/outcome"], "Failed");
         let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!(
-            (owner.uid.as_str(), owner.controller),
-            ("uid-1", Some(true))
-        );
+        assert_eq!((owner.uid.as_str(), owner.controller), ("uid-1", Some(true)));
         let spec = pod.spec.unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.service_account_name.as_deref(), Some("reviewer"));
         let c = &spec.containers[0];
-        assert_eq!(
-            c.termination_message_policy.as_deref(),
-            Some("FallbackToLogsOnError")
-        );
+        assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");

@@ -33,15 +33,11 @@ pub async fn run(ctx: Arc<Context>) {
     let workflows: Api<Workflow> = api(&ctx, ns.as_deref());
     let pods: Api<Pod> = api(&ctx, ns.as_deref());
     let approvals: Api<Approval> = api(&ctx, ns.as_deref());
-    let children = watcher::Config::default()
-        .labels(LABEL_WORKFLOW)
-        .page_size(200);
+    let children = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
     Controller::new(workflows, watcher::Config::default().page_size(200))
         .owns(pods, children.clone())
         .owns(approvals, children)
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
-        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -61,21 +57,8 @@ where
 {
     let selector = format!("{LABEL_WORKFLOW}={}", names::workflow_label(&wf.name_any()));
     let uid = wf.uid().unwrap_or_default();
-    let list = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::Kube)?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|o| {
-            o.meta()
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == uid)
-        })
-        .collect())
+    let list = api.list(&ListParams::default().labels(&selector)).await.map_err(Error::Kube)?;
+    Ok(list.items.into_iter().filter(|o| o.meta().owner_references.iter().flatten().any(|r| r.uid == uid)).collect())
 }
 
 #[instrument(skip_all, fields(workflow = %wf.name_any(), namespace = wf.namespace().unwrap_or_default()))]
@@ -93,29 +76,16 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
     let approval_api: Api<Approval> = Api::namespaced(ctx.client.clone(), &ns);
     let wf_api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &ns);
 
-    let terminal = wf
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .is_some_and(|p| p.is_terminal());
-    let (pods, approvals) = if terminal {
-        (vec![], vec![])
-    } else {
-        (
-            owned(&pod_api, &wf).await?,
-            owned(&approval_api, &wf).await?,
-        )
-    };
+    let terminal = wf.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_terminal());
+    let (pods, approvals) =
+        if terminal { (vec![], vec![]) } else { (owned(&pod_api, &wf).await?, owned(&approval_api, &wf).await?) };
     let now = jiff::Timestamp::now();
     let mut plan = plan::plan(&wf, &pods, &approvals, now);
 
     if plan.delete_workflow {
         info!("ttlSecondsAfterFinished passed; deleting the Workflow");
         let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: wf.uid(),
-                resource_version: None,
-            }),
+            preconditions: Some(Preconditions { uid: wf.uid(), resource_version: None }),
             ..Default::default()
         };
         match wf_api.delete(&wf.name_any(), &dp).await {
@@ -160,10 +130,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
         match wf_api
             .replace_status(
                 &wf.name_any(),
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                },
+                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
                 &next,
             )
             .await
@@ -193,44 +160,27 @@ fn fail_step(plan: &mut plan::Plan, step: &str, reason: &'static str, message: S
         st.reason = Some(reason.into());
         st.message = Some(message.clone());
     }
-    plan.events.push(Event {
-        warning: true,
-        reason,
-        note: format!("step {step}: {message}"),
-    });
+    plan.events.push(Event { warning: true, reason, note: format!("step {step}: {message}") });
 }
 
-async fn create_approval(
-    api: &Api<Approval>,
-    wf: &Workflow,
-    req: &ApprovalRequest,
-) -> Result<(), Error> {
+async fn create_approval(api: &Api<Approval>, wf: &Workflow, req: &ApprovalRequest) -> Result<(), Error> {
     let approval = Approval {
         metadata: ObjectMeta {
             name: Some(req.name.clone()),
             namespace: wf.namespace(),
             labels: Some(
                 [
-                    (
-                        LABEL_WORKFLOW.to_string(),
-                        names::workflow_label(&wf.name_any()),
-                    ),
+                    (LABEL_WORKFLOW.to_string(), names::workflow_label(&wf.name_any())),
                     (pods::LABEL_STEP.to_string(), req.step.clone()),
                     (pods::LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
                 ]
                 .into(),
             ),
-            owner_references: Some(vec![
-                wf.controller_owner_ref(&())
-                    .expect("Workflow has a name and uid"),
-            ]),
+            owner_references: Some(vec![wf.controller_owner_ref(&()).expect("Workflow has a name and uid")]),
             ..Default::default()
         },
         spec: ApprovalSpec {
-            workflow_ref: WorkflowRef {
-                name: wf.name_any(),
-                uid: wf.uid().unwrap_or_default(),
-            },
+            workflow_ref: WorkflowRef { name: wf.name_any(), uid: wf.uid().unwrap_or_default() },
             step: req.step.clone(),
             message: req.message.clone(),
             approvers: req.approvers.clone(),
@@ -241,16 +191,7 @@ async fn create_approval(
         },
         status: None,
     };
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &approval,
-        )
-        .await
-    {
+    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &approval).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&req.name).await.map_err(Error::Kube)?;

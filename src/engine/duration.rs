@@ -12,19 +12,14 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("{s:?} is not a duration such as 30s, 5m or 1h30m"));
         }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration such as 30s, 5m or 1h30m"))?;
+        let value: f64 =
+            rest[..num_len].parse().map_err(|_| format!("{s:?} is not a duration such as 30s, 5m or 1h30m"))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let seconds_per_unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

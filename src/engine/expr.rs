@@ -8,15 +8,13 @@ use cel::{Context, Env, Program, Value};
 /// extension (`lowerAscii`, `split`, ...), as users know it from Kubernetes CEL.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
-    env.add_extension(cel::extensions::strings)
-        .expect("strings extension loads");
+    env.add_extension(cel::extensions::strings).expect("strings extension loads");
     Arc::new(env)
 });
 
 /// Compiles an expression, or says why it does not compile.
 pub fn compile(expr: &str) -> Result<Program, String> {
-    ENV.compile(expr)
-        .map_err(|e| format!("{expr:?} does not compile: {}", one_line(&e.to_string())))
+    ENV.compile(expr).map_err(|e| format!("{expr:?} does not compile: {}", one_line(&e.to_string())))
 }
 
 fn one_line(s: &str) -> String {
@@ -42,19 +40,14 @@ impl Scope {
                 ctx.add_variable_from_value(name.clone(), v);
             }
         }
-        program
-            .execute(&ctx)
-            .map_err(|e| format!("{expr:?} failed: {}", one_line(&e.to_string())))
+        program.execute(&ctx).map_err(|e| format!("{expr:?} failed: {}", one_line(&e.to_string())))
     }
 
     /// Evaluates a `when` condition, which must be a boolean.
     pub fn eval_bool(&self, expr: &str) -> Result<bool, String> {
         match self.eval(expr)? {
             Value::Bool(b) => Ok(b),
-            other => Err(format!(
-                "{expr:?} is {}, not a boolean",
-                render_value(&other)
-            )),
+            other => Err(format!("{expr:?} is {}, not a boolean", render_value(&other))),
         }
     }
 
@@ -75,10 +68,7 @@ impl Scope {
 fn render_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.to_string(),
-        other => other
-            .json()
-            .map(|j| j.to_string())
-            .unwrap_or_else(|_| format!("{other:?}")),
+        other => other.json().map(|j| j.to_string()).unwrap_or_else(|_| format!("{other:?}")),
     }
 }
 
@@ -98,9 +88,7 @@ pub fn parse_template(text: &str) -> Result<Vec<Segment<'_>>, String> {
             segments.push(Segment::Literal(&rest[..open]));
         }
         let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("{text:?}: \"{{{{\" without a closing \"}}}}\""))?;
+        let close = after.find("}}").ok_or_else(|| format!("{text:?}: \"{{{{\" without a closing \"}}}}\""))?;
         let expr = after[..close].trim();
         if expr.is_empty() {
             return Err(format!("{text:?}: empty {{{{ }}}}"));
@@ -144,20 +132,9 @@ mod tests {
     fn renders_templates() {
         let s = scope();
         assert_eq!(s.render("plain").unwrap(), "plain");
-        assert_eq!(
-            s.render("{{ steps.scan.outputs.flagged }} in {{params.document}}")
-                .unwrap(),
-            "3 in s3://a.pdf"
-        );
-        assert_eq!(
-            s.render("n={{ 1 + 2 }} b={{ true }}").unwrap(),
-            "n=3 b=true"
-        );
-        assert_eq!(
-            s.render("{{ workflow.namespace + '/' + workflow.name }}")
-                .unwrap(),
-            "ns/wf"
-        );
+        assert_eq!(s.render("{{ steps.scan.outputs.flagged }} in {{params.document}}").unwrap(), "3 in s3://a.pdf");
+        assert_eq!(s.render("n={{ 1 + 2 }} b={{ true }}").unwrap(), "n=3 b=true");
+        assert_eq!(s.render("{{ workflow.namespace + '/' + workflow.name }}").unwrap(), "ns/wf");
     }
 
     #[test]
@@ -174,21 +151,9 @@ mod tests {
     #[test]
     fn refuses_bad_templates_and_expressions() {
         assert!(check_template("{{ a.b }}").is_ok());
-        assert!(
-            check_template("{{ a. }}")
-                .unwrap_err()
-                .contains("does not compile")
-        );
-        assert!(
-            check_template("x {{ a")
-                .unwrap_err()
-                .contains("without a closing")
-        );
-        assert!(
-            check_template("x }} a")
-                .unwrap_err()
-                .contains("without an opening")
-        );
+        assert!(check_template("{{ a. }}").unwrap_err().contains("does not compile"));
+        assert!(check_template("x {{ a").unwrap_err().contains("without a closing"));
+        assert!(check_template("x }} a").unwrap_err().contains("without an opening"));
         assert!(check_template("{{   }}").unwrap_err().contains("empty"));
         assert!(compile("steps.a.phase == ").is_err());
         assert!(compile("(1").is_err());

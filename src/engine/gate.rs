@@ -24,10 +24,7 @@ fn refusal(a: &Approval) -> Option<String> {
     match a.spec.decided_by.as_deref().filter(|d| !d.is_empty()) {
         None => Some("decidedBy is empty, but this gate lists approvers".into()),
         Some(who) if approvers.groups.is_empty() && !approvers.users.iter().any(|u| u == who) => {
-            Some(format!(
-                "{who} is not among the approvers ({})",
-                approvers.summary()
-            ))
+            Some(format!("{who} is not among the approvers ({})", approvers.summary()))
         }
         Some(_) => None,
     }
@@ -36,44 +33,22 @@ fn refusal(a: &Approval) -> Option<String> {
 pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
     let old = a.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let finished = matches!(
-        old.phase,
-        Some(ApprovalPhase::Approved | ApprovalPhase::Rejected | ApprovalPhase::Expired)
-    );
+    let finished =
+        matches!(old.phase, Some(ApprovalPhase::Approved | ApprovalPhase::Rejected | ApprovalPhase::Expired));
     if finished {
-        return GateDecision {
-            status,
-            event: None,
-            requeue_at: None,
-        };
+        return GateDecision { status, event: None, requeue_at: None };
     }
     status.phase = Some(ApprovalPhase::Pending);
-    status.approvers = a
-        .spec
-        .approvers
-        .as_ref()
-        .filter(|p| !p.is_empty())
-        .map(|p| p.summary());
+    status.approvers = a.spec.approvers.as_ref().filter(|p| !p.is_empty()).map(|p| p.summary());
     if status.expires_at.is_none() {
-        let created = a
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0)
-            .unwrap_or(now);
-        status.expires_at = a.spec.timeout_seconds.map(|s| {
-            Time(
-                created
-                    .saturating_add(SignedDuration::from_secs(s))
-                    .unwrap_or(Timestamp::MAX),
-            )
-        });
+        let created = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+        status.expires_at = a
+            .spec
+            .timeout_seconds
+            .map(|s| Time(created.saturating_add(SignedDuration::from_secs(s)).unwrap_or(Timestamp::MAX)));
     }
     // Input without a decision approves: a gate that only asks for input goes on when it arrives.
-    let decision = a
-        .spec
-        .decision
-        .or(a.spec.input.as_ref().map(|_| Decision::Approve));
+    let decision = a.spec.decision.or(a.spec.input.as_ref().map(|_| Decision::Approve));
     let mut event = None;
     let mut problem = None;
     match decision {
@@ -82,8 +57,7 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
             None => {
                 let checked = match d {
                     Decision::Approve => {
-                        inputs::resolve(&a.spec.inputs, &a.spec.input.clone().unwrap_or_default())
-                            .map(|_| ())
+                        inputs::resolve(&a.spec.inputs, &a.spec.input.clone().unwrap_or_default()).map(|_| ())
                     }
                     Decision::Reject => Ok(()),
                 };
@@ -100,11 +74,7 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
                         status.decided_at = Some(Time(now));
                         status.message = a.spec.comment.clone();
                         let by = who.unwrap_or_else(|| "an unnamed user".into());
-                        event = Some(Event {
-                            warning: false,
-                            reason,
-                            note: format!("{reason} by {by}"),
-                        });
+                        event = Some(Event { warning: false, reason, note: format!("{reason} by {by}") });
                     }
                 }
             }
@@ -113,41 +83,22 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
             if let Some(exp) = status.expires_at.as_ref().filter(|e| e.0 <= now) {
                 status.phase = Some(ApprovalPhase::Expired);
                 status.message = Some(format!("nobody decided before {}", exp.0));
-                event = Some(Event {
-                    warning: true,
-                    reason: "Expired",
-                    note: "nobody decided in time".into(),
-                });
+                event = Some(Event { warning: true, reason: "Expired", note: "nobody decided in time".into() });
             }
         }
     }
     if let Some((reason, why)) = &problem {
         status.message = Some(format!("decision not acted on: {why}"));
         if old.message != status.message {
-            event = Some(Event {
-                warning: true,
-                reason,
-                note: status.message.clone().unwrap_or_default(),
-            });
+            event = Some(Event { warning: true, reason, note: status.message.clone().unwrap_or_default() });
         }
     } else if status.phase == Some(ApprovalPhase::Pending) {
         status.message = None;
     }
-    set_conditions(
-        &mut status,
-        &old,
-        problem.as_ref().map(|p| p.0),
-        now,
-        a.metadata.generation,
-    );
-    let requeue_at = (status.phase == Some(ApprovalPhase::Pending))
-        .then(|| status.expires_at.as_ref().map(|e| e.0))
-        .flatten();
-    GateDecision {
-        status,
-        event,
-        requeue_at,
-    }
+    set_conditions(&mut status, &old, problem.as_ref().map(|p| p.0), now, a.metadata.generation);
+    let requeue_at =
+        (status.phase == Some(ApprovalPhase::Pending)).then(|| status.expires_at.as_ref().map(|e| e.0)).flatten();
+    GateDecision { status, event, requeue_at }
 }
 
 fn set_conditions(
@@ -163,19 +114,9 @@ fn set_conditions(
         Some(ApprovalPhase::Expired) => ("False", "Expired"),
         _ => ("False", "Pending"),
     };
-    let mut wanted = vec![(
-        "Decided",
-        decided.0,
-        decided.1,
-        status.message.clone().unwrap_or_default(),
-    )];
+    let mut wanted = vec![("Decided", decided.0, decided.1, status.message.clone().unwrap_or_default())];
     if let Some(reason) = problem {
-        wanted.push((
-            "Accepted",
-            "False",
-            reason,
-            status.message.clone().unwrap_or_default(),
-        ));
+        wanted.push(("Accepted", "False", reason, status.message.clone().unwrap_or_default()));
     }
     status.conditions = wanted
         .into_iter()

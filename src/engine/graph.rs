@@ -41,10 +41,7 @@ pub fn build(steps: &[Step]) -> Result<Graph, String> {
     }
     let order = topological_order(&deps).map_err(|cycle| {
         let names: Vec<_> = cycle.iter().map(|&i| steps[i].name.as_str()).collect();
-        format!(
-            "steps {} depend on each other in a cycle",
-            names.join(" -> ")
-        )
+        format!("steps {} depend on each other in a cycle", names.join(" -> "))
     })?;
     Ok(Graph { deps, order })
 }
@@ -76,10 +73,7 @@ fn topological_order(deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
     let mut path = vec![(0..n).find(|&i| !done[i]).expect("an unfinished step")];
     loop {
         let last = *path.last().expect("non-empty");
-        let next = *deps[last]
-            .iter()
-            .find(|&&j| !done[j])
-            .expect("an unfinished step waits for another");
+        let next = *deps[last].iter().find(|&&j| !done[j]).expect("an unfinished step waits for another");
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle = path[pos..].to_vec();
             cycle.push(next);
@@ -111,12 +105,8 @@ mod tests {
 
     #[test]
     fn depends_on_makes_a_dag() {
-        let g = build(&[
-            step("join", Some(&["left", "right"])),
-            step("left", Some(&[])),
-            step("right", Some(&[])),
-        ])
-        .unwrap();
+        let g = build(&[step("join", Some(&["left", "right"])), step("left", Some(&[])), step("right", Some(&[]))])
+            .unwrap();
         assert_eq!(g.deps[0], vec![1, 2]);
         assert_eq!(g.order, vec![1, 2, 0]);
     }
@@ -126,9 +116,6 @@ mod tests {
         let err = build(&[step("a", Some(&["nope"]))]).unwrap_err();
         assert_eq!(err, "step a: dependsOn names unknown step nope");
         let err = build(&[step("a", Some(&["c"])), step("b", None), step("c", None)]).unwrap_err();
-        assert_eq!(
-            err,
-            "steps a -> c -> b -> a depend on each other in a cycle"
-        );
+        assert_eq!(err, "steps a -> c -> b -> a depend on each other in a cycle");
     }
 }

@@ -17,17 +17,11 @@ pub fn check_value(spec: &InputSpec, value: &Value) -> Result<(), String> {
         InputType::Boolean => value.is_boolean(),
     };
     if !type_ok {
-        return Err(format!(
-            "input {name}: must be of type {}, got {value}",
-            spec.type_.as_str()
-        ));
+        return Err(format!("input {name}: must be of type {}, got {value}", spec.type_.as_str()));
     }
     if let Some(s) = value.as_str() {
         if !spec.enum_.is_empty() && !spec.enum_.iter().any(|e| e == s) {
-            return Err(format!(
-                "input {name}: must be one of {}, got {s:?}",
-                spec.enum_.join(", ")
-            ));
+            return Err(format!("input {name}: must be one of {}, got {s:?}", spec.enum_.join(", ")));
         }
         if let Some(max) = spec.max_length
             && s.chars().count() as i64 > max
@@ -35,8 +29,7 @@ pub fn check_value(spec: &InputSpec, value: &Value) -> Result<(), String> {
             return Err(format!("input {name}: must be at most {max} characters"));
         }
         if let Some(pattern) = &spec.pattern {
-            let re = regex::Regex::new(pattern)
-                .map_err(|e| format!("input {name}: bad pattern: {e}"))?;
+            let re = regex::Regex::new(pattern).map_err(|e| format!("input {name}: bad pattern: {e}"))?;
             if !re.is_match(s) {
                 return Err(format!("input {name}: must match {pattern}"));
             }
@@ -58,10 +51,7 @@ pub fn check_value(spec: &InputSpec, value: &Value) -> Result<(), String> {
 }
 
 /// Checks a whole input object and returns it with defaults filled in.
-pub fn resolve(
-    specs: &[InputSpec],
-    given: &BTreeMap<String, Value>,
-) -> Result<BTreeMap<String, Value>, String> {
+pub fn resolve(specs: &[InputSpec], given: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Value>, String> {
     if let Some(unknown) = given.keys().find(|k| !specs.iter().any(|s| &s.name == *k)) {
         return Err(format!("input {unknown}: not asked for by this gate"));
     }
@@ -81,10 +71,7 @@ pub fn resolve(
 
 /// The values used when nobody supplied any (expiry with `onTimeout: Approve`).
 pub fn defaults(specs: &[InputSpec]) -> BTreeMap<String, Value> {
-    specs
-        .iter()
-        .filter_map(|s| s.default.clone().map(|d| (s.name.clone(), d)))
-        .collect()
+    specs.iter().filter_map(|s| s.default.clone().map(|d| (s.name.clone(), d))).collect()
 }
 
 /// Checks the declarations themselves: a default must satisfy its own input's rules.
@@ -94,8 +81,7 @@ pub fn check_specs(specs: &[InputSpec]) -> Result<(), String> {
             check_value(spec, d).map_err(|e| format!("{e} (the default)"))?;
         }
         if let Some(p) = &spec.pattern {
-            regex::Regex::new(p)
-                .map_err(|e| format!("input {}: pattern does not compile: {e}", spec.name))?;
+            regex::Regex::new(p).map_err(|e| format!("input {}: pattern does not compile: {e}", spec.name))?;
         }
     }
     Ok(())
@@ -132,43 +118,16 @@ mod tests {
     fn each_bad_input_is_named() {
         let cases = [
             (json!({}), "input verdict: required"),
-            (
-                json!({"verdict": "sign", "extra": 1}),
-                "input extra: not asked for",
-            ),
+            (json!({"verdict": "sign", "extra": 1}), "input extra: not asked for"),
             (json!({"verdict": "maybe"}), "input verdict: must be one of"),
-            (
-                json!({"verdict": "sign", "priority": "2"}),
-                "input priority: must be of type integer",
-            ),
-            (
-                json!({"verdict": "sign", "priority": 2.5}),
-                "input priority: must be of type integer",
-            ),
-            (
-                json!({"verdict": "sign", "priority": 9}),
-                "input priority: must be at most 5",
-            ),
-            (
-                json!({"verdict": "sign", "priority": 0}),
-                "input priority: must be at least 1",
-            ),
-            (
-                json!({"verdict": "sign", "notes": "too long"}),
-                "input notes: must be at most 5 characters",
-            ),
-            (
-                json!({"verdict": "sign", "ticket": "X-1"}),
-                "input ticket: must match",
-            ),
-            (
-                json!({"verdict": "sign", "urgent": "yes"}),
-                "input urgent: must be of type boolean",
-            ),
-            (
-                json!({"verdict": "sign", "score": "1"}),
-                "input score: must be of type number",
-            ),
+            (json!({"verdict": "sign", "priority": "2"}), "input priority: must be of type integer"),
+            (json!({"verdict": "sign", "priority": 2.5}), "input priority: must be of type integer"),
+            (json!({"verdict": "sign", "priority": 9}), "input priority: must be at most 5"),
+            (json!({"verdict": "sign", "priority": 0}), "input priority: must be at least 1"),
+            (json!({"verdict": "sign", "notes": "too long"}), "input notes: must be at most 5 characters"),
+            (json!({"verdict": "sign", "ticket": "X-1"}), "input ticket: must match"),
+            (json!({"verdict": "sign", "urgent": "yes"}), "input urgent: must be of type boolean"),
+            (json!({"verdict": "sign", "score": "1"}), "input score: must be of type number"),
         ];
         for (input, want) in cases {
             let err = resolve(&specs(), &given(input.clone())).unwrap_err();

@@ -5,17 +5,13 @@ use sha2::{Digest, Sha256};
 
 fn short_hash(s: &str, len: usize) -> String {
     let digest = Sha256::digest(s.as_bytes());
-    digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()[..len]
-        .to_string()
+    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
 }
 
 /// Shortens `name` to `max` characters, keeping it unique with a hash of the whole.
-fn fit(name: String, max: usize) -> String {
+pub fn fit(name: &str, max: usize) -> String {
     if name.len() <= max {
-        return name;
+        return name.to_string();
     }
     let hash = short_hash(&name, 8);
     let keep = name[..max - 9].trim_end_matches('-').to_string();
@@ -26,20 +22,17 @@ fn fit(name: String, max: usize) -> String {
 /// keeps a re-created Workflow of the same name from adopting the old run's Pods. At most 63
 /// characters, so it also works as a hostname.
 pub fn pod_name(workflow: &str, uid: &str, step: &str, attempt: i32) -> String {
-    fit(
-        format!("{workflow}-{step}-{attempt}-{}", short_hash(uid, 5)),
-        63,
-    )
+    fit(&format!("{workflow}-{step}-{attempt}-{}", short_hash(uid, 5)), 63)
 }
 
 /// A suspend step's Approval: `<workflow>-<step>`, short enough to type in `kubectl patch`.
 pub fn approval_name(workflow: &str, step: &str) -> String {
-    fit(format!("{workflow}-{step}"), 253)
+    fit(&format!("{workflow}-{step}"), 253)
 }
 
 /// A label value naming the Workflow (label values are limited to 63 characters).
 pub fn workflow_label(workflow: &str) -> String {
-    fit(workflow.to_string(), 63)
+    fit(workflow, 63)
 }
 
 #[cfg(test)]
@@ -56,10 +49,7 @@ mod tests {
         let long = pod_name(&"w".repeat(200), "uid", &"s".repeat(63), 3);
         assert!(long.len() <= 63, "{long}");
         assert_ne!(long, pod_name(&"w".repeat(200), "uid", &"s".repeat(63), 4));
-        assert_eq!(
-            approval_name("contract-review", "review"),
-            "contract-review-review"
-        );
+        assert_eq!(approval_name("contract-review", "review"), "contract-review-review");
         assert_eq!(workflow_label(&"x".repeat(100)).len(), 63);
     }
 }

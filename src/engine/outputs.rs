@@ -10,9 +10,7 @@ pub fn from_termination_message(message: &str) -> BTreeMap<String, String> {
         return BTreeMap::new();
     }
     match serde_json::from_str::<serde_json::Value>(trimmed) {
-        Ok(serde_json::Value::Object(map)) => {
-            map.into_iter().map(|(k, v)| (k, to_text(&v))).collect()
-        }
+        Ok(serde_json::Value::Object(map)) => map.into_iter().map(|(k, v)| (k, to_text(&v))).collect(),
         _ => BTreeMap::from([("result".to_string(), trimmed.to_string())]),
     }
 }
@@ -31,8 +29,7 @@ mod tests {
 
     #[test]
     fn objects_split_into_keys() {
-        let out =
-            from_termination_message(r#"{"flagged": 3, "file": "a.pdf", "ok": true, "l": [1]}"#);
+        let out = from_termination_message(r#"{"flagged": 3, "file": "a.pdf", "ok": true, "l": [1]}"#);
         assert_eq!(out["flagged"], "3");
         assert_eq!(out["file"], "a.pdf");
         assert_eq!(out["ok"], "true");

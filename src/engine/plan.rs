@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::{duration, expr, graph, inputs, names, outputs};
 use crate::api::{
-    Approval, ApprovalPhase, Approvers, InputSpec, OnTimeout, Step, StepContainer, StepKind,
-    StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowStatus,
+    Approval, ApprovalPhase, Approvers, InputSpec, OnTimeout, Step, StepContainer, StepKind, StepPhase, StepStatus,
+    Workflow, WorkflowPhase, WorkflowStatus,
 };
 
 /// What to do. Creates happen before the status write, so a status that names a Pod or Approval
@@ -68,10 +68,7 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
     for s in steps {
         let at = |field: &str, e: String| format!("step {}: {field}: {e}", s.name);
         if s.kind().is_none() {
-            return Err(format!(
-                "step {}: set exactly one of container, suspend or sleep",
-                s.name
-            ));
+            return Err(format!("step {}: set exactly one of container, suspend or sleep", s.name));
         }
         if let Some(w) = &s.when {
             expr::compile(w).map_err(|e| at("when", e))?;
@@ -88,8 +85,7 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
             }
             for e in &c.env {
                 if let Some(v) = &e.value {
-                    expr::check_template(v)
-                        .map_err(|err| at(&format!("container.env[{}]", e.name), err))?;
+                    expr::check_template(v).map_err(|err| at(&format!("container.env[{}]", e.name), err))?;
                 }
             }
         }
@@ -108,8 +104,7 @@ fn t(ts: Timestamp) -> Time {
 }
 
 fn after(ts: &Time, seconds: i64) -> Timestamp {
-    ts.0.saturating_add(SignedDuration::from_secs(seconds))
-        .unwrap_or(Timestamp::MAX)
+    ts.0.saturating_add(SignedDuration::from_secs(seconds)).unwrap_or(Timestamp::MAX)
 }
 
 /// What happened to a step attempt's Pod.
@@ -137,9 +132,7 @@ fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
         .and_then(|cs| cs.first())
         .and_then(|c| c.state.as_ref())
         .and_then(|s| s.terminated.as_ref());
-    let message = terminated
-        .and_then(|t| t.message.clone())
-        .unwrap_or_default();
+    let message = terminated.and_then(|t| t.message.clone()).unwrap_or_default();
     match status.and_then(|s| s.phase.as_deref()) {
         Some("Succeeded") => PodOutcome::Succeeded { message },
         Some("Failed") => {
@@ -153,10 +146,7 @@ fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
                 (Some(code), m) => format!("exit code {code}: {m}"),
                 (None, m) => m.to_string(),
             };
-            PodOutcome::Failed {
-                reason,
-                message: detail,
-            }
+            PodOutcome::Failed { reason, message: detail }
         }
         _ if pod.metadata.deletion_timestamp.is_some() => PodOutcome::Vanished,
         _ => PodOutcome::Active,
@@ -165,12 +155,7 @@ fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
 
 /// The variables expressions see, from the steps' current state.
 fn scope(wf: &Workflow, steps: &[StepStatus]) -> expr::Scope {
-    let params: BTreeMap<_, _> = wf
-        .spec
-        .params
-        .iter()
-        .map(|p| (p.name.clone(), p.value.clone()))
-        .collect();
+    let params: BTreeMap<_, _> = wf.spec.params.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
     let steps: serde_json::Map<_, _> = steps
         .iter()
         .map(|s| {
@@ -197,20 +182,14 @@ fn scope(wf: &Workflow, steps: &[StepStatus]) -> expr::Scope {
 fn render_container(c: &StepContainer, scope: &expr::Scope) -> Result<StepContainer, String> {
     let mut out = c.clone();
     for (i, s) in out.command.iter_mut().enumerate() {
-        *s = scope
-            .render(s)
-            .map_err(|e| format!("container.command[{i}]: {e}"))?;
+        *s = scope.render(s).map_err(|e| format!("container.command[{i}]: {e}"))?;
     }
     for (i, s) in out.args.iter_mut().enumerate() {
-        *s = scope
-            .render(s)
-            .map_err(|e| format!("container.args[{i}]: {e}"))?;
+        *s = scope.render(s).map_err(|e| format!("container.args[{i}]: {e}"))?;
     }
     for e in out.env.iter_mut() {
         if let Some(v) = e.value.as_mut() {
-            *v = scope
-                .render(v)
-                .map_err(|err| format!("container.env[{}]: {err}", e.name))?;
+            *v = scope.render(v).map_err(|err| format!("container.env[{}]: {err}", e.name))?;
         }
     }
     Ok(out)
@@ -233,13 +212,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn finish(
-        &self,
-        st: &mut StepStatus,
-        phase: StepPhase,
-        reason: Option<&str>,
-        message: Option<String>,
-    ) {
+    fn finish(&self, st: &mut StepStatus, phase: StepPhase, reason: Option<&str>, message: Option<String>) {
         st.phase = phase;
         st.reason = reason.map(str::to_string);
         st.message = message;
@@ -254,12 +227,7 @@ impl Ctx<'_> {
         st.pod_name = Some(name.clone());
         st.attempt_started_at = Some(t(self.now));
         st.started_at.get_or_insert(t(self.now));
-        self.plan.create_pods.push(PodRequest {
-            name,
-            step: step.name.clone(),
-            attempt,
-            container,
-        });
+        self.plan.create_pods.push(PodRequest { name, step: step.name.clone(), attempt, container });
         if let Some(timeout) = step.timeout_seconds {
             self.wake_at(after(&t(self.now), timeout));
         }
@@ -282,10 +250,7 @@ impl Ctx<'_> {
             self.plan.events.push(Event {
                 warning: true,
                 reason: "StepRetrying",
-                note: format!(
-                    "step {} attempt {attempts} failed ({reason}): {message}",
-                    step.name
-                ),
+                note: format!("step {} attempt {attempts} failed ({reason}): {message}", step.name),
             });
             return true;
         }
@@ -304,12 +269,7 @@ impl Ctx<'_> {
         match render_container(step.container.as_ref().expect("container step"), &scope) {
             Ok(c) => self.start_attempt(step, st, c),
             Err(e) => {
-                self.finish(
-                    st,
-                    StepPhase::Failed,
-                    Some("ExpressionError"),
-                    Some(e.clone()),
-                );
+                self.finish(st, StepPhase::Failed, Some("ExpressionError"), Some(e.clone()));
                 self.plan.events.push(Event {
                     warning: true,
                     reason: "StepFailed",
@@ -328,14 +288,8 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
         name: wf.metadata.name.clone().unwrap_or_default(),
         uid: wf.metadata.uid.clone().unwrap_or_default(),
         now,
-        pods: pods
-            .iter()
-            .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
-            .collect(),
-        approvals: approvals
-            .iter()
-            .filter_map(|a| Some((a.metadata.name.as_deref()?, a)))
-            .collect(),
+        pods: pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, p))).collect(),
+        approvals: approvals.iter().filter_map(|a| Some((a.metadata.name.as_deref()?, a))).collect(),
         plan: Plan {
             status: old.clone(),
             create_pods: vec![],
@@ -351,8 +305,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
 
     // A finished run only waits for its time to live.
     if old.phase.is_some_and(WorkflowPhase::is_terminal) {
-        if let (Some(ttl), Some(finished)) = (wf.spec.ttl_seconds_after_finished, &old.finished_at)
-        {
+        if let (Some(ttl), Some(finished)) = (wf.spec.ttl_seconds_after_finished, &old.finished_at) {
             let at = after(finished, ttl);
             if at <= now {
                 ctx.plan.delete_workflow = true;
@@ -365,21 +318,12 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
     }
 
     // Step statuses in spec order, keeping what earlier passes recorded.
-    let mut previous: HashMap<String, StepStatus> = old
-        .steps
-        .iter()
-        .map(|s| (s.name.clone(), s.clone()))
-        .collect();
+    let mut previous: HashMap<String, StepStatus> = old.steps.iter().map(|s| (s.name.clone(), s.clone())).collect();
     let mut steps: Vec<StepStatus> = wf
         .spec
         .steps
         .iter()
-        .map(|s| {
-            previous.remove(&s.name).unwrap_or_else(|| StepStatus {
-                name: s.name.clone(),
-                ..Default::default()
-            })
-        })
+        .map(|s| previous.remove(&s.name).unwrap_or_else(|| StepStatus { name: s.name.clone(), ..Default::default() }))
         .collect();
     status.started_at.get_or_insert(t(now));
 
@@ -390,28 +334,15 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                 ctx.finish(st, StepPhase::Omitted, Some("InvalidSpec"), None);
             }
             status.steps = steps;
-            ctx.plan.events.push(Event {
-                warning: true,
-                reason: "InvalidSpec",
-                note: e.clone(),
-            });
-            finish_run(
-                &mut ctx,
-                &mut status,
-                WorkflowPhase::Failed,
-                "InvalidSpec",
-                e,
-            );
+            ctx.plan.events.push(Event { warning: true, reason: "InvalidSpec", note: e.clone() });
+            finish_run(&mut ctx, &mut status, WorkflowPhase::Failed, "InvalidSpec", e);
             ctx.plan.status = status;
             return ctx.plan;
         }
     };
 
     // The run's deadline stops everything still going.
-    let deadline = wf
-        .spec
-        .active_deadline_seconds
-        .map(|s| after(status.started_at.as_ref().expect("set above"), s));
+    let deadline = wf.spec.active_deadline_seconds.map(|s| after(status.started_at.as_ref().expect("set above"), s));
     let deadline_passed = deadline.is_some_and(|d| d <= now);
     if let Some(d) = deadline {
         ctx.wake_at(d);
@@ -425,23 +356,14 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
             continue;
         }
         if deadline_passed {
-            if let Some(pod) = st
-                .pod_name
-                .clone()
-                .filter(|_| st.phase == StepPhase::Running)
-            {
+            if let Some(pod) = st.pod_name.clone().filter(|_| st.phase == StepPhase::Running) {
                 ctx.plan.delete_pods.push(pod);
             }
             let (phase, reason) = match st.phase {
                 StepPhase::Pending => (StepPhase::Omitted, "DeadlineExceeded"),
                 _ => (StepPhase::Failed, "DeadlineExceeded"),
             };
-            ctx.finish(
-                &mut st,
-                phase,
-                Some(reason),
-                Some("the Workflow's activeDeadlineSeconds passed".into()),
-            );
+            ctx.finish(&mut st, phase, Some(reason), Some("the Workflow's activeDeadlineSeconds passed".into()));
             steps[i] = st;
             continue;
         }
@@ -464,8 +386,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                     PodOutcome::Active => match (step.timeout_seconds, &st.attempt_started_at) {
                         (Some(timeout), Some(started)) if after(started, timeout) <= now => {
                             ctx.plan.delete_pods.push(pod_name);
-                            let msg =
-                                format!("the attempt ran longer than timeoutSeconds ({timeout}s)");
+                            let msg = format!("the attempt ran longer than timeoutSeconds ({timeout}s)");
                             ctx.attempt_failed(step, &mut st, failing, "Timeout", msg)
                         }
                         (Some(timeout), Some(started)) => {
@@ -484,11 +405,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
             (StepPhase::Running, Some(StepKind::Sleep)) => {
-                let length = step
-                    .sleep
-                    .as_deref()
-                    .and_then(|d| duration::parse(d).ok())
-                    .unwrap_or_default();
+                let length = step.sleep.as_deref().and_then(|d| duration::parse(d).ok()).unwrap_or_default();
                 let started = st.started_at.clone().unwrap_or(t(now));
                 let at = started.0.checked_add(length).unwrap_or(Timestamp::MAX);
                 if at <= now {
@@ -504,10 +421,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                 let gate = step.suspend.as_ref().expect("suspend step");
                 let name = st.approval_name.clone().unwrap_or_default();
                 match ctx.approvals.get(name.as_str()).copied() {
-                    None => ctx
-                        .plan
-                        .create_approvals
-                        .push(approval_request(&name, step, &st)),
+                    None => ctx.plan.create_approvals.push(approval_request(&name, step, &st)),
                     Some(a) => decide_gate(&ctx, &mut st, gate.inputs.as_slice(), a),
                 }
             }
@@ -529,9 +443,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
         let step = &wf.spec.steps[i];
         let mut st = steps[i].clone();
         let deps = &graph.deps[i];
-        let blocked = deps
-            .iter()
-            .any(|&d| matches!(steps[d].phase, StepPhase::Failed | StepPhase::Omitted));
+        let blocked = deps.iter().any(|&d| matches!(steps[d].phase, StepPhase::Failed | StepPhase::Omitted));
         let ready = deps.iter().all(|&d| steps[d].phase.satisfies_dependency());
         if failing || blocked {
             ctx.finish(&mut st, StepPhase::Omitted, None, None);
@@ -567,18 +479,8 @@ fn gate_outputs(
     values: &BTreeMap<String, serde_json::Value>,
     decision: &str,
 ) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = specs
-        .iter()
-        .map(|s| {
-            (
-                s.name.clone(),
-                values
-                    .get(&s.name)
-                    .map(outputs::to_text)
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
+    let mut out: BTreeMap<String, String> =
+        specs.iter().map(|s| (s.name.clone(), values.get(&s.name).map(outputs::to_text).unwrap_or_default())).collect();
     out.insert("decision".into(), decision.into());
     out
 }
@@ -596,12 +498,7 @@ fn decide_gate(ctx: &Ctx<'_>, st: &mut StepStatus, specs: &[InputSpec], a: &Appr
             };
             st.outputs = gate_outputs(specs, &values, "Approve");
             st.decided_by = decided_by;
-            ctx.finish(
-                st,
-                StepPhase::Succeeded,
-                Some("Approved"),
-                a.spec.comment.clone(),
-            );
+            ctx.finish(st, StepPhase::Succeeded, Some("Approved"), a.spec.comment.clone());
         }
         Some(ApprovalPhase::Rejected) => {
             st.outputs = BTreeMap::from([("decision".to_string(), "Reject".to_string())]);
@@ -643,21 +540,11 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
             Ok(true) => {}
             Ok(false) => {
                 st.started_at.get_or_insert(t(ctx.now));
-                ctx.finish(
-                    st,
-                    StepPhase::Skipped,
-                    Some("ConditionFalse"),
-                    Some(format!("when: {w}")),
-                );
+                ctx.finish(st, StepPhase::Skipped, Some("ConditionFalse"), Some(format!("when: {w}")));
                 return;
             }
             Err(e) => {
-                ctx.finish(
-                    st,
-                    StepPhase::Failed,
-                    Some("ExpressionError"),
-                    Some(format!("when: {e}")),
-                );
+                ctx.finish(st, StepPhase::Failed, Some("ExpressionError"), Some(format!("when: {e}")));
                 ctx.plan.events.push(Event {
                     warning: true,
                     reason: "StepFailed",
@@ -672,11 +559,7 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
         Some(StepKind::Sleep) => {
             st.phase = StepPhase::Running;
             st.started_at = Some(t(ctx.now));
-            let length = step
-                .sleep
-                .as_deref()
-                .and_then(|d| duration::parse(d).ok())
-                .unwrap_or_default();
+            let length = step.sleep.as_deref().and_then(|d| duration::parse(d).ok()).unwrap_or_default();
             if length.is_zero() {
                 ctx.finish(st, StepPhase::Succeeded, None, None);
             } else {
@@ -688,12 +571,7 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
             let message = match gate.message.as_deref().map(|m| scope.render(m)).transpose() {
                 Ok(m) => m,
                 Err(e) => {
-                    ctx.finish(
-                        st,
-                        StepPhase::Failed,
-                        Some("ExpressionError"),
-                        Some(format!("suspend.message: {e}")),
-                    );
+                    ctx.finish(st, StepPhase::Failed, Some("ExpressionError"), Some(format!("suspend.message: {e}")));
                     return;
                 }
             };
@@ -702,9 +580,7 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
             st.started_at = Some(t(ctx.now));
             st.approval_name = Some(name.clone());
             st.message = message;
-            ctx.plan
-                .create_approvals
-                .push(approval_request(&name, step, st));
+            ctx.plan.create_approvals.push(approval_request(&name, step, st));
             ctx.plan.events.push(Event {
                 warning: false,
                 reason: "ApprovalRequested",
@@ -715,24 +591,14 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
     }
 }
 
-fn finish_run(
-    ctx: &mut Ctx<'_>,
-    status: &mut WorkflowStatus,
-    phase: WorkflowPhase,
-    reason: &str,
-    message: String,
-) {
+fn finish_run(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, phase: WorkflowPhase, reason: &str, message: String) {
     status.phase = Some(phase);
     status.reason = Some(reason.into());
     status.message = Some(message.clone());
     status.finished_at = Some(t(ctx.now));
     status.waiting_for = None;
     let total = status.steps.len();
-    let done = status
-        .steps
-        .iter()
-        .filter(|s| s.phase.is_terminal())
-        .count();
+    let done = status.steps.iter().filter(|s| s.phase.is_terminal()).count();
     status.progress = Some(format!("{done}/{total}"));
     set_conditions(ctx, status);
     if let Some(ttl) = ctx.wf.spec.ttl_seconds_after_finished {
@@ -742,105 +608,50 @@ fn finish_run(
         WorkflowPhase::Succeeded => (false, "WorkflowSucceeded"),
         _ => (true, "WorkflowFailed"),
     };
-    ctx.plan.events.push(Event {
-        warning,
-        reason: event,
-        note: message,
-    });
+    ctx.plan.events.push(Event { warning, reason: event, note: message });
 }
 
 /// Workflow phase, message, progress and conditions from the steps.
-fn summarize(
-    ctx: &mut Ctx<'_>,
-    status: &mut WorkflowStatus,
-    steps: Vec<StepStatus>,
-    deadline_passed: bool,
-) {
+fn summarize(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, steps: Vec<StepStatus>, deadline_passed: bool) {
     status.steps = steps;
     let steps = &status.steps;
     let total = steps.len();
     let done = steps.iter().filter(|s| s.phase.is_terminal()).count();
     status.progress = Some(format!("{done}/{total}"));
-    let failed: Vec<&StepStatus> = steps
-        .iter()
-        .filter(|s| s.phase == StepPhase::Failed)
-        .collect();
+    let failed: Vec<&StepStatus> = steps.iter().filter(|s| s.phase == StepPhase::Failed).collect();
 
     if done == total {
         let (phase, reason, message) = if deadline_passed {
-            (
-                WorkflowPhase::Failed,
-                "DeadlineExceeded",
-                "the Workflow's activeDeadlineSeconds passed".to_string(),
-            )
+            (WorkflowPhase::Failed, "DeadlineExceeded", "the Workflow's activeDeadlineSeconds passed".to_string())
         } else if let Some(f) = failed.first() {
             let detail = f.message.clone().unwrap_or_default();
             let why = f.reason.clone().unwrap_or_else(|| "Failed".into());
-            (
-                WorkflowPhase::Failed,
-                "StepFailed",
-                format!("step {} failed ({why}): {detail}", f.name),
-            )
+            (WorkflowPhase::Failed, "StepFailed", format!("step {} failed ({why}): {detail}", f.name))
         } else {
-            (
-                WorkflowPhase::Succeeded,
-                "Succeeded",
-                format!("all {total} steps finished"),
-            )
+            (WorkflowPhase::Succeeded, "Succeeded", format!("all {total} steps finished"))
         };
         finish_run(ctx, status, phase, reason, message);
         return;
     }
 
-    let waiting: Vec<&StepStatus> = steps
-        .iter()
-        .filter(|s| s.phase == StepPhase::Waiting)
-        .collect();
-    let running: Vec<&str> = steps
-        .iter()
-        .filter(|s| s.phase == StepPhase::Running)
-        .map(|s| s.name.as_str())
-        .collect();
-    status.waiting_for = (!waiting.is_empty()).then(|| {
-        waiting
-            .iter()
-            .filter_map(|s| s.approval_name.clone())
-            .collect::<Vec<_>>()
-            .join(",")
-    });
+    let waiting: Vec<&StepStatus> = steps.iter().filter(|s| s.phase == StepPhase::Waiting).collect();
+    let running: Vec<&str> = steps.iter().filter(|s| s.phase == StepPhase::Running).map(|s| s.name.as_str()).collect();
+    status.waiting_for = (!waiting.is_empty())
+        .then(|| waiting.iter().filter_map(|s| s.approval_name.clone()).collect::<Vec<_>>().join(","));
     let (phase, reason, message) = if !failed.is_empty() {
         let names: Vec<&str> = failed.iter().map(|s| s.name.as_str()).collect();
         (
             WorkflowPhase::Running,
             "Failing",
-            format!(
-                "step {} failed; waiting for {} to finish",
-                names.join(", "),
-                running.join(", ")
-            ),
+            format!("step {} failed; waiting for {} to finish", names.join(", "), running.join(", ")),
         )
     } else if running.is_empty() && !waiting.is_empty() {
-        let names: Vec<String> = waiting
-            .iter()
-            .filter_map(|s| s.approval_name.clone())
-            .collect();
-        (
-            WorkflowPhase::Waiting,
-            "ApprovalPending",
-            format!("waiting for approval {}", names.join(", ")),
-        )
+        let names: Vec<String> = waiting.iter().filter_map(|s| s.approval_name.clone()).collect();
+        (WorkflowPhase::Waiting, "ApprovalPending", format!("waiting for approval {}", names.join(", ")))
     } else if running.is_empty() && ctx.wf.spec.suspend {
-        (
-            WorkflowPhase::Pending,
-            "Suspended",
-            "suspended: set spec.suspend to false to continue".to_string(),
-        )
+        (WorkflowPhase::Pending, "Suspended", "suspended: set spec.suspend to false to continue".to_string())
     } else {
-        (
-            WorkflowPhase::Running,
-            "Running",
-            format!("running {}", running.join(", ")),
-        )
+        (WorkflowPhase::Running, "Running", format!("running {}", running.join(", ")))
     };
     status.phase = Some(phase);
     status.reason = Some(reason.into());
@@ -870,11 +681,7 @@ fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
             "Waiting",
             waiting.0,
             waiting.1,
-            status
-                .waiting_for
-                .clone()
-                .map(|w| format!("waiting for approval {w}"))
-                .unwrap_or_default(),
+            status.waiting_for.clone().map(|w| format!("waiting for approval {w}")).unwrap_or_default(),
         ),
     ];
     let old = std::mem::take(&mut status.conditions);

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
-};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus};
 use kube::api::ObjectMeta;
 use proptest::prelude::*;
 use serde_json::json;
@@ -40,10 +38,7 @@ fn pod(name: &str, phase: &str, exit: i32, message: &str) -> Pod {
         ..Default::default()
     });
     Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
         spec: None,
         status: Some(PodStatus {
             phase: Some(phase.into()),
@@ -65,13 +60,7 @@ fn step(w: &mut Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp) 
 }
 
 fn phases(w: &Workflow) -> Vec<(String, StepPhase)> {
-    w.status
-        .as_ref()
-        .unwrap()
-        .steps
-        .iter()
-        .map(|s| (s.name.clone(), s.phase))
-        .collect()
+    w.status.as_ref().unwrap().steps.iter().map(|s| (s.name.clone(), s.phase)).collect()
 }
 
 fn phase(w: &Workflow) -> WorkflowPhase {
@@ -91,31 +80,15 @@ fn a_plain_list_runs_in_sequence() {
     assert_eq!(phase(&w), WorkflowPhase::Running);
     let a = pod(&p.create_pods[0].name, "Succeeded", 0, r#"{"n": 3}"#);
     let p = step(&mut w, std::slice::from_ref(&a), &[], at(1));
-    assert_eq!(
-        p.create_pods
-            .iter()
-            .map(|r| r.step.as_str())
-            .collect::<Vec<_>>(),
-        ["b"]
-    );
+    assert_eq!(p.create_pods.iter().map(|r| r.step.as_str()).collect::<Vec<_>>(), ["b"]);
     assert_eq!(w.status.as_ref().unwrap().steps[0].outputs["n"], "3");
     assert_eq!(w.status.as_ref().unwrap().progress.as_deref(), Some("1/2"));
     let b = pod(&p.create_pods[0].name, "Succeeded", 0, "");
     let p = step(&mut w, &[a, b], &[], at(2));
     assert!(p.create_pods.is_empty());
     assert_eq!(phase(&w), WorkflowPhase::Succeeded);
-    let completed = w
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Completed")
-        .unwrap();
-    assert_eq!(
-        (completed.status.as_str(), completed.reason.as_str()),
-        ("True", "Succeeded")
-    );
+    let completed = w.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Completed").unwrap();
+    assert_eq!((completed.status.as_str(), completed.reason.as_str()), ("True", "Succeeded"));
     assert!(p.events.iter().any(|e| e.reason == "WorkflowSucceeded"));
 }
 
@@ -134,12 +107,7 @@ fn depends_on_fans_out_and_in() {
     assert_eq!(started, ["left", "right"]);
     let left = pod(&p.create_pods[0].name, "Succeeded", 0, "");
     let right_running = pod(&p.create_pods[1].name, "Running", 0, "");
-    let p2 = step(
-        &mut w,
-        &[start.clone(), left.clone(), right_running],
-        &[],
-        at(2),
-    );
+    let p2 = step(&mut w, &[start.clone(), left.clone(), right_running], &[], at(2));
     assert!(p2.create_pods.is_empty(), "join waits for right");
     let right = pod(&p.create_pods[1].name, "Succeeded", 0, "");
     let p3 = step(&mut w, &[start, left, right], &[], at(3));
@@ -148,13 +116,11 @@ fn depends_on_fans_out_and_in() {
 
 #[test]
 fn outputs_flow_into_later_args_and_when_skips() {
-    let mut w = wf(
-        json!({"params": [{"name": "doc", "value": "a.pdf"}], "steps": [
-            container("scan"),
-            {"name": "maybe", "when": "int(steps.scan.outputs.flagged) > 5", "container": {"image": "x"}},
-            {"name": "sign", "dependsOn": ["maybe"], "container": {"image": "x", "args": ["{{ params.doc }}: {{ steps.scan.outputs.flagged }} {{ steps.maybe.phase }}"]}},
-        ]}),
-    );
+    let mut w = wf(json!({"params": [{"name": "doc", "value": "a.pdf"}], "steps": [
+        container("scan"),
+        {"name": "maybe", "when": "int(steps.scan.outputs.flagged) > 5", "container": {"image": "x"}},
+        {"name": "sign", "dependsOn": ["maybe"], "container": {"image": "x", "args": ["{{ params.doc }}: {{ steps.scan.outputs.flagged }} {{ steps.maybe.phase }}"]}},
+    ]}));
     let p = step(&mut w, &[], &[], t0());
     let scan = pod(&p.create_pods[0].name, "Succeeded", 0, r#"{"flagged": 3}"#);
     let p = step(&mut w, &[scan], &[], at(1));
@@ -164,8 +130,7 @@ fn outputs_flow_into_later_args_and_when_skips() {
 
 #[test]
 fn retries_then_succeeds_with_a_new_pod_per_attempt() {
-    let mut w =
-        wf(json!({"steps": [{"name": "flaky", "retries": 2, "container": {"image": "x"}}]}));
+    let mut w = wf(json!({"steps": [{"name": "flaky", "retries": 2, "container": {"image": "x"}}]}));
     let p1 = step(&mut w, &[], &[], t0());
     let f1 = pod(&p1.create_pods[0].name, "Failed", 1, "boom");
     let p2 = step(&mut w, std::slice::from_ref(&f1), &[], at(1));
@@ -198,15 +163,7 @@ fn exhausted_retries_fail_the_run_and_omit_dependents() {
     assert_eq!(phase(&w), WorkflowPhase::Failed);
     let st = &w.status.as_ref().unwrap().steps[0];
     assert_eq!(st.message.as_deref(), Some("exit code 3: bad input"));
-    assert!(
-        w.status
-            .as_ref()
-            .unwrap()
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("step a failed")
-    );
+    assert!(w.status.as_ref().unwrap().message.as_deref().unwrap().contains("step a failed"));
 }
 
 #[test]
@@ -220,10 +177,7 @@ fn a_running_sibling_finishes_before_the_run_fails() {
     let b_running = pod(&p.create_pods[1].name, "Running", 0, "");
     step(&mut w, &[a.clone(), b_running], &[], at(1));
     assert_eq!(phase(&w), WorkflowPhase::Running);
-    assert_eq!(
-        w.status.as_ref().unwrap().reason.as_deref(),
-        Some("Failing")
-    );
+    assert_eq!(w.status.as_ref().unwrap().reason.as_deref(), Some("Failing"));
     let b = pod(&p.create_pods[1].name, "Succeeded", 0, "");
     step(&mut w, &[a, b], &[], at(2));
     assert_eq!(phase(&w), WorkflowPhase::Failed);
@@ -231,8 +185,7 @@ fn a_running_sibling_finishes_before_the_run_fails() {
 
 #[test]
 fn an_attempt_that_runs_too_long_is_stopped() {
-    let mut w =
-        wf(json!({"steps": [{"name": "slow", "timeoutSeconds": 10, "container": {"image": "x"}}]}));
+    let mut w = wf(json!({"steps": [{"name": "slow", "timeoutSeconds": 10, "container": {"image": "x"}}]}));
     let p = step(&mut w, &[], &[], t0());
     assert_eq!(p.requeue_at, Some(at(10)));
     let running = pod(&p.create_pods[0].name, "Running", 0, "");
@@ -240,10 +193,7 @@ fn an_attempt_that_runs_too_long_is_stopped() {
     assert!(p.delete_pods.is_empty());
     let p = step(&mut w, &[running], &[], at(10));
     assert_eq!(p.delete_pods.len(), 1);
-    assert_eq!(
-        w.status.as_ref().unwrap().steps[0].reason.as_deref(),
-        Some("Timeout")
-    );
+    assert_eq!(w.status.as_ref().unwrap().steps[0].reason.as_deref(), Some("Timeout"));
     assert_eq!(phase(&w), WorkflowPhase::Failed);
 }
 
@@ -252,10 +202,7 @@ fn a_vanished_pod_is_a_failed_attempt() {
     let mut w = wf(json!({"steps": [{"name": "a", "retries": 1, "container": {"image": "x"}}]}));
     step(&mut w, &[], &[], t0());
     let p = step(&mut w, &[], &[], at(1));
-    assert_eq!(
-        w.status.as_ref().unwrap().steps[0].reason.as_deref(),
-        Some("PodDeleted")
-    );
+    assert_eq!(w.status.as_ref().unwrap().steps[0].reason.as_deref(), Some("PodDeleted"));
     assert_eq!(p.create_pods[0].attempt, 2);
     step(&mut w, &[], &[], at(2));
     assert_eq!(phase(&w), WorkflowPhase::Failed);
@@ -291,10 +238,7 @@ fn the_run_deadline_stops_everything() {
     let p = step(&mut w, &[running], &[], at(60));
     assert_eq!(p.delete_pods.len(), 1);
     assert_eq!(phase(&w), WorkflowPhase::Failed);
-    assert_eq!(
-        w.status.as_ref().unwrap().reason.as_deref(),
-        Some("DeadlineExceeded")
-    );
+    assert_eq!(w.status.as_ref().unwrap().reason.as_deref(), Some("DeadlineExceeded"));
     assert_eq!(phases(&w)[1].1, StepPhase::Omitted);
 }
 
@@ -305,18 +249,12 @@ fn invalid_specs_fail_before_any_pod() {
             json!({"steps": [{"name": "a", "dependsOn": ["b"], "container": {"image": "x"}}, {"name": "b", "dependsOn": ["a"], "container": {"image": "x"}}]}),
             "cycle",
         ),
-        (
-            json!({"steps": [{"name": "a", "when": "1 +", "container": {"image": "x"}}]}),
-            "step a: when:",
-        ),
+        (json!({"steps": [{"name": "a", "when": "1 +", "container": {"image": "x"}}]}), "step a: when:"),
         (
             json!({"steps": [{"name": "a", "container": {"image": "x", "args": ["{{ steps. }}"]}}]}),
             "step a: container.args[0]",
         ),
-        (
-            json!({"steps": [{"name": "a", "suspend": {"message": "{{ x"}}]}),
-            "step a: suspend.message",
-        ),
+        (json!({"steps": [{"name": "a", "suspend": {"message": "{{ x"}}]}), "step a: suspend.message"),
         (
             json!({"steps": [{"name": "a", "suspend": {"inputs": [{"name": "p", "type": "integer", "default": "x"}]}}]}),
             "the default",
@@ -329,18 +267,13 @@ fn invalid_specs_fail_before_any_pod() {
         let st = w.status.as_ref().unwrap();
         assert_eq!(st.phase, Some(WorkflowPhase::Failed));
         assert_eq!(st.reason.as_deref(), Some("InvalidSpec"));
-        assert!(
-            st.message.as_deref().unwrap().contains(want),
-            "{:?} lacks {want}",
-            st.message
-        );
+        assert!(st.message.as_deref().unwrap().contains(want), "{:?} lacks {want}", st.message);
     }
 }
 
 #[test]
 fn ttl_deletes_after_the_end() {
-    let mut w =
-        wf(json!({"ttlSecondsAfterFinished": 100, "steps": [{"name": "z", "sleep": "0s"}]}));
+    let mut w = wf(json!({"ttlSecondsAfterFinished": 100, "steps": [{"name": "z", "sleep": "0s"}]}));
     let p = step(&mut w, &[], &[], t0());
     assert_eq!(phase(&w), WorkflowPhase::Succeeded);
     assert_eq!(p.requeue_at, Some(at(100)));
@@ -348,36 +281,25 @@ fn ttl_deletes_after_the_end() {
     assert!(step(&mut w, &[], &[], at(100)).delete_workflow);
 }
 
-fn approval(
-    name: &str,
-    phase: ApprovalPhase,
-    input: serde_json::Value,
-    decided_by: &str,
-) -> Approval {
+fn approval(name: &str, phase: ApprovalPhase, input: serde_json::Value, decided_by: &str) -> Approval {
     let mut a = Approval::new(name, Default::default());
     a.spec.input = serde_json::from_value(input).unwrap();
     a.spec.comment = Some("checked clause 7".into());
-    a.status = Some(ApprovalStatus {
-        phase: Some(phase),
-        decided_by: Some(decided_by.into()),
-        ..Default::default()
-    });
+    a.status = Some(ApprovalStatus { phase: Some(phase), decided_by: Some(decided_by.into()), ..Default::default() });
     a
 }
 
 fn gate_workflow() -> Workflow {
-    wf(
-        json!({"params": [{"name": "doc", "value": "acme.pdf"}], "steps": [
-            {"name": "review", "suspend": {
-                "message": "Review {{ params.doc }}",
-                "approvers": {"users": ["alice"]},
-                "inputs": [{"name": "verdict", "enum": ["sign", "reject"], "required": true},
-                           {"name": "priority", "type": "integer", "default": 3}],
-                "timeoutSeconds": 3600}},
-            {"name": "sign", "when": "steps.review.outputs.verdict == 'sign'",
-             "container": {"image": "x", "args": ["{{ steps.review.decidedBy }} p{{ steps.review.outputs.priority }}"]}},
-        ]}),
-    )
+    wf(json!({"params": [{"name": "doc", "value": "acme.pdf"}], "steps": [
+        {"name": "review", "suspend": {
+            "message": "Review {{ params.doc }}",
+            "approvers": {"users": ["alice"]},
+            "inputs": [{"name": "verdict", "enum": ["sign", "reject"], "required": true},
+                       {"name": "priority", "type": "integer", "default": 3}],
+            "timeoutSeconds": 3600}},
+        {"name": "sign", "when": "steps.review.outputs.verdict == 'sign'",
+         "container": {"image": "x", "args": ["{{ steps.review.decidedBy }} p{{ steps.review.outputs.priority }}"]}},
+    ]}))
 }
 
 #[test]
@@ -389,30 +311,15 @@ fn a_gate_waits_then_resumes_on_approval() {
     assert_eq!(req.name, "wf-review");
     assert_eq!(req.message.as_deref(), Some("Review acme.pdf"));
     assert_eq!(phase(&w), WorkflowPhase::Waiting);
-    assert_eq!(
-        w.status.as_ref().unwrap().waiting_for.as_deref(),
-        Some("wf-review")
-    );
-    let waiting = w
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Waiting")
-        .unwrap();
+    assert_eq!(w.status.as_ref().unwrap().waiting_for.as_deref(), Some("wf-review"));
+    let waiting = w.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Waiting").unwrap();
     assert_eq!(waiting.status, "True");
 
     let pending = approval("wf-review", ApprovalPhase::Pending, json!(null), "");
     let p = step(&mut w, &[], std::slice::from_ref(&pending), at(1));
     assert!(p.create_pods.is_empty() && p.create_approvals.is_empty());
 
-    let approved = approval(
-        "wf-review",
-        ApprovalPhase::Approved,
-        json!({"verdict": "sign"}),
-        "alice",
-    );
+    let approved = approval("wf-review", ApprovalPhase::Approved, json!({"verdict": "sign"}), "alice");
     let p = step(&mut w, &[], &[approved], at(2));
     let review = &w.status.as_ref().unwrap().steps[0];
     assert_eq!(review.phase, StepPhase::Succeeded);
@@ -434,14 +341,8 @@ fn rejection_and_expiry_are_told_apart() {
     let rejected = approval("wf-review", ApprovalPhase::Rejected, json!(null), "alice");
     step(&mut w, &[], &[rejected], at(1));
     let review = &w.status.as_ref().unwrap().steps[0];
-    assert_eq!(
-        (review.phase, review.reason.as_deref()),
-        (StepPhase::Failed, Some("Rejected"))
-    );
-    assert_eq!(
-        review.message.as_deref(),
-        Some("rejected by alice: checked clause 7")
-    );
+    assert_eq!((review.phase, review.reason.as_deref()), (StepPhase::Failed, Some("Rejected")));
+    assert_eq!(review.message.as_deref(), Some("rejected by alice: checked clause 7"));
     assert_eq!(phase(&w), WorkflowPhase::Failed);
 
     let mut w = gate_workflow();
@@ -449,10 +350,7 @@ fn rejection_and_expiry_are_told_apart() {
     let expired = approval("wf-review", ApprovalPhase::Expired, json!(null), "");
     step(&mut w, &[], std::slice::from_ref(&expired), at(1));
     let review = &w.status.as_ref().unwrap().steps[0];
-    assert_eq!(
-        (review.phase, review.reason.as_deref()),
-        (StepPhase::Failed, Some("ApprovalExpired"))
-    );
+    assert_eq!((review.phase, review.reason.as_deref()), (StepPhase::Failed, Some("ApprovalExpired")));
     assert_eq!(review.outputs["decision"], "Expired");
 
     let mut w = gate_workflow();
@@ -471,17 +369,9 @@ fn rejection_and_expiry_are_told_apart() {
 fn an_approval_with_bad_input_is_not_acted_on() {
     let mut w = gate_workflow();
     step(&mut w, &[], &[], t0());
-    let bad = approval(
-        "wf-review",
-        ApprovalPhase::Approved,
-        json!({"verdict": "maybe"}),
-        "alice",
-    );
+    let bad = approval("wf-review", ApprovalPhase::Approved, json!({"verdict": "maybe"}), "alice");
     let p = step(&mut w, &[], &[bad], at(1));
-    assert_eq!(
-        w.status.as_ref().unwrap().steps[0].phase,
-        StepPhase::Waiting
-    );
+    assert_eq!(w.status.as_ref().unwrap().steps[0].phase, StepPhase::Waiting);
     assert!(p.create_pods.is_empty());
 }
 
@@ -502,16 +392,8 @@ fn case() -> impl Strategy<Value = Case> {
                     .prop_map(move |d| if i == 0 { d.map(|_| vec![]) } else { d })
             })
             .collect::<Vec<_>>();
-        (
-            deps,
-            prop::collection::vec(0..3i32, n),
-            prop::collection::vec(any::<u8>(), 64),
-        )
-            .prop_map(|(deps, retries, outcomes)| Case {
-                deps,
-                retries,
-                outcomes,
-            })
+        (deps, prop::collection::vec(0..3i32, n), prop::collection::vec(any::<u8>(), 64))
+            .prop_map(|(deps, retries, outcomes)| Case { deps, retries, outcomes })
     })
 }
 

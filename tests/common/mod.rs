@@ -24,10 +24,7 @@ const NO_CLUSTER: &str = "no local Kubernetes cluster is reachable: start one wi
 
 fn hack(script: &str, args: &[&str]) -> Output {
     let path = repo_root().join("hack").join(script);
-    Command::new(&path)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()))
+    Command::new(&path).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()))
 }
 
 /// The kubectl to use: `$KUBECTL` if set, else the pinned one (`hack/asset-path kubectl`).
@@ -38,11 +35,7 @@ pub fn kubectl_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let out = hack("asset-path", &["kubectl"]);
-        assert!(
-            out.status.success(),
-            "hack/asset-path kubectl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "hack/asset-path kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         assert!(
             path.is_file(),
@@ -65,11 +58,7 @@ fn cluster_reachable(kubeconfig: &PathBuf) -> Result<(), String> {
                 .args(["get", "--raw", "/readyz", "--request-timeout=10s"])
                 .output()
                 .map_err(|e| format!("cannot run kubectl: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-            }
+            if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
         })
         .clone()
 }
@@ -82,19 +71,13 @@ pub fn kubeconfig(user: &str) -> PathBuf {
     }
     let out = hack("cluster", &["kubeconfig", user]);
     if !out.status.success() {
-        panic!(
-            "{NO_CLUSTER}\n(hack/cluster kubeconfig {user}: {})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        panic!("{NO_CLUSTER}\n(hack/cluster kubeconfig {user}: {})", String::from_utf8_lossy(&out.stderr).trim());
     }
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     if let Err(e) = cluster_reachable(&path) {
         panic!("{NO_CLUSTER}\n(kubectl get --raw /readyz as {user}: {e})");
     }
-    kubeconfigs()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(user.to_string(), path.clone());
+    kubeconfigs().lock().unwrap_or_else(|e| e.into_inner()).insert(user.to_string(), path.clone());
     path
 }
 
@@ -105,11 +88,7 @@ fn kubeconfigs() -> &'static Mutex<HashMap<String, PathBuf>> {
 
 fn cached_kubeconfig(user: &str) -> Option<PathBuf> {
     // A panic elsewhere while holding the lock must not turn every later call into a PoisonError.
-    kubeconfigs()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(user)
-        .cloned()
+    kubeconfigs().lock().unwrap_or_else(|e| e.into_inner()).get(user).cloned()
 }
 
 fn command(user: &str, args: &[&str]) -> Command {
@@ -130,9 +109,7 @@ fn describe(user: &str, args: &[&str], out: &Output) -> String {
 
 /// Runs kubectl as `user`; the caller judges the outcome.
 pub fn kubectl(user: &str, args: &[&str]) -> Output {
-    command(user, args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run kubectl: {e}"))
+    command(user, args).output().unwrap_or_else(|e| panic!("cannot run kubectl: {e}"))
 }
 
 /// Runs kubectl as `user` and returns its stdout; panics (showing args and stderr) if it fails.
@@ -168,9 +145,7 @@ pub fn kubectl_stdin(user: &str, args: &[&str], stdin: &str) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(data.as_bytes());
     });
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("kubectl: {e}"));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("kubectl: {e}"));
     let _ = writer.join();
     out
 }
@@ -180,10 +155,7 @@ pub fn apply_ok(user: &str, manifest: &str) -> String {
     let args = ["apply", "-f", "-"];
     let out = kubectl_stdin(user, &args, manifest);
     if !out.status.success() {
-        panic!(
-            "expected success:\n{}\nmanifest:\n{manifest}",
-            describe(user, &args, &out)
-        );
+        panic!("expected success:\n{}\nmanifest:\n{manifest}", describe(user, &args, &out));
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -194,10 +166,7 @@ pub fn jsonpath(user: &str, ns: &str, resource: &str, path: &str) -> String {
     try_jsonpath(user, ns, resource, path).unwrap_or_else(|| {
         let p = braced(path);
         let args = ["-n", ns, "get", resource, "-o", &p];
-        panic!(
-            "expected success:\n{}",
-            describe(user, &args, &kubectl(user, &args))
-        );
+        panic!("expected success:\n{}", describe(user, &args, &kubectl(user, &args)));
     })
 }
 
@@ -205,17 +174,11 @@ pub fn jsonpath(user: &str, ns: &str, resource: &str, path: &str) -> String {
 pub fn try_jsonpath(user: &str, ns: &str, resource: &str, path: &str) -> Option<String> {
     let p = braced(path);
     let out = kubectl(user, &["-n", ns, "get", resource, "-o", &p]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn braced(path: &str) -> String {
-    if path.starts_with('{') {
-        format!("jsonpath={path}")
-    } else {
-        format!("jsonpath={{{path}}}")
-    }
+    if path.starts_with('{') { format!("jsonpath={path}") } else { format!("jsonpath={{{path}}}") }
 }
 
 /// `kubectl -n ns get resource -o json` as `user`, parsed. Panics if it cannot be read.
@@ -242,10 +205,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// label (lower-case alphanumerics and '-', at most 63 characters).
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
-        .unwrap_or(0);
+    let nanos =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64 ^ d.as_secs()).unwrap_or(0);
     let suffix = format!(
         "{}{}{}",
         base36(std::process::id() as u64),
@@ -259,11 +220,7 @@ pub fn unique_name(prefix: &str) -> String {
         .collect();
     p.truncate(62 - suffix.len());
     let p = p.trim_matches('-');
-    if p.is_empty() {
-        format!("t{suffix}")
-    } else {
-        format!("{p}-{suffix}")
-    }
+    if p.is_empty() { format!("t{suffix}") } else { format!("{p}-{suffix}") }
 }
 
 fn base36(mut n: u64) -> String {
@@ -322,13 +279,7 @@ impl Drop for TestNamespace {
         let _ = Command::new(kubectl_bin())
             .arg("--kubeconfig")
             .arg(kc)
-            .args([
-                "delete",
-                "namespace",
-                &self.name,
-                "--wait=false",
-                "--ignore-not-found",
-            ])
+            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

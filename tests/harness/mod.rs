@@ -10,31 +10,17 @@ use serde_json::Value;
 
 use crate::common::{self, kubectl, kubectl_ok, kubectl_stdin, repo_root, wait_for};
 
-/// Installs the generated CRDs once per test binary and waits until they are served.
+/// Installs the generated CRDs and the admission policies once per test binary, as a user installs
+/// them, and waits until they are served.
 pub fn ensure_crds() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let crds = repo_root().join("crds/hitl.dev.yaml");
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                crds.to_str().unwrap(),
-            ],
-        );
-        kubectl_ok(
-            "admin",
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/workflows.hitl.dev",
-                "crd/approvals.hitl.dev",
-            ],
-        );
+        kubectl_ok("admin", &["apply", "--server-side", "--force-conflicts", "-f", crds.to_str().unwrap()]);
+        let established = ["wait", "--for=condition=Established", "--timeout=60s"];
+        kubectl_ok("admin", &[&established[..], &["crd/workflows.hitl.dev", "crd/approvals.hitl.dev"]].concat());
+        let policy = repo_root().join("config/policy");
+        kubectl_ok("admin", &["apply", "--server-side", "--force-conflicts", "-f", policy.to_str().unwrap()]);
     });
 }
 
@@ -48,26 +34,16 @@ pub struct Operator {
 impl Operator {
     pub fn start(namespace: &str) -> Self {
         ensure_crds();
-        let log = repo_root()
-            .join("target/test-logs")
-            .join(format!("{namespace}.log"));
+        let log = repo_root().join("target/test-logs").join(format!("{namespace}.log"));
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-        let mut op = Operator {
-            child: None,
-            namespace: namespace.into(),
-            log,
-        };
+        let mut op = Operator { child: None, namespace: namespace.into(), log };
         op.restart();
         op
     }
 
     /// Starts the process (again), appending to the same log.
     pub fn restart(&mut self) {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hitl-operator"))
             .args(["--namespace", &self.namespace])
             .env("KUBECONFIG", common::kubeconfig(&operator_user()))
@@ -101,28 +77,19 @@ pub fn operator_user() -> String {
 
 pub fn apply(ns: &str, yaml: &str) {
     let out = kubectl_stdin("admin", &["-n", ns, "apply", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Applies and expects a refusal; returns the API server's message.
 pub fn apply_refused(ns: &str, yaml: &str) -> String {
     let out = kubectl_stdin("admin", &["-n", ns, "apply", "-f", "-"], yaml);
-    assert!(
-        !out.status.success(),
-        "expected a refusal, but it was accepted:\n{yaml}"
-    );
+    assert!(!out.status.success(), "expected a refusal, but it was accepted:\n{yaml}");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 pub fn get_json(ns: &str, kind: &str, name: &str) -> Option<Value> {
     let out = kubectl("admin", &["-n", ns, "get", kind, name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).expect("json"))
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("json"))
 }
 
 pub fn workflow(ns: &str, name: &str) -> Value {
@@ -135,15 +102,11 @@ pub fn phase(wf: &Value) -> &str {
 
 /// Waits until the Workflow reaches `want` (or any terminal phase, which then must be `want`).
 pub fn wait_phase(ns: &str, name: &str, want: &str, timeout: Duration) -> Value {
-    let wf = wait_for(
-        &format!("workflow {ns}/{name} to reach {want}"),
-        timeout,
-        || {
-            let wf = workflow(ns, name);
-            let p = phase(&wf).to_string();
-            (p == want || p == "Succeeded" || p == "Failed").then_some(wf)
-        },
-    );
+    let wf = wait_for(&format!("workflow {ns}/{name} to reach {want}"), timeout, || {
+        let wf = workflow(ns, name);
+        let p = phase(&wf).to_string();
+        (p == want || p == "Succeeded" || p == "Failed").then_some(wf)
+    });
     assert_eq!(
         phase(&wf),
         want,
@@ -163,19 +126,8 @@ pub fn step<'a>(wf: &'a Value, name: &str) -> &'a Value {
 
 /// The Pods of a Workflow, as JSON objects.
 pub fn pods(ns: &str, workflow: &str) -> Vec<Value> {
-    let out = kubectl_ok(
-        "admin",
-        &[
-            "-n",
-            ns,
-            "get",
-            "pods",
-            "-l",
-            &format!("hitl.dev/workflow={workflow}"),
-            "-o",
-            "json",
-        ],
-    );
+    let out =
+        kubectl_ok("admin", &["-n", ns, "get", "pods", "-l", &format!("hitl.dev/workflow={workflow}"), "-o", "json"]);
     let list: Value = serde_json::from_str(&out).unwrap();
     list["items"].as_array().cloned().unwrap_or_default()
 }
@@ -185,16 +137,7 @@ pub fn pods(ns: &str, workflow: &str) -> Vec<Value> {
 pub fn events(ns: &str, name: &str) -> Vec<String> {
     let out = kubectl_ok(
         "admin",
-        &[
-            "-n",
-            ns,
-            "get",
-            "events",
-            "--field-selector",
-            &format!("involvedObject.name={name}"),
-            "-o",
-            "json",
-        ],
+        &["-n", ns, "get", "events", "--field-selector", &format!("involvedObject.name={name}"), "-o", "json"],
     );
     let list: Value = serde_json::from_str(&out).unwrap();
     list["items"]
@@ -202,24 +145,34 @@ pub fn events(ns: &str, name: &str) -> Vec<String> {
         .into_iter()
         .flatten()
         .flat_map(|e| {
-            let line = format!(
-                "{}: {}",
-                e["reason"].as_str().unwrap_or(""),
-                e["message"].as_str().unwrap_or("")
-            );
-            let count = e["count"]
-                .as_u64()
-                .or(e["series"]["count"].as_u64())
-                .unwrap_or(1)
-                .max(1);
+            let line = format!("{}: {}", e["reason"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""));
+            let count = e["count"].as_u64().or(e["series"]["count"].as_u64()).unwrap_or(1).max(1);
             std::iter::repeat_n(line, count as usize)
         })
         .collect()
 }
 
 pub fn time(v: &Value) -> jiff::Timestamp {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a time: {v}"))
-        .parse()
-        .unwrap()
+    v.as_str().unwrap_or_else(|| panic!("not a time: {v}")).parse().unwrap()
+}
+
+pub fn approval(ns: &str, name: &str) -> Value {
+    get_json(ns, "approval", name).unwrap_or_else(|| panic!("approval {ns}/{name} not found"))
+}
+
+/// Waits until the Approval exists and the controller has stamped it Pending.
+pub fn wait_pending(ns: &str, name: &str) -> Value {
+    wait_for(&format!("approval {ns}/{name} to be Pending"), Duration::from_secs(60), || {
+        get_json(ns, "approval", name).filter(|a| a["status"]["phase"] == "Pending")
+    })
+}
+
+/// `kubectl patch approval` as `user`, with a merge patch; returns Ok(stdout) or Err(stderr).
+pub fn patch_approval(user: &str, ns: &str, name: &str, patch: &str) -> Result<String, String> {
+    let out = kubectl(user, &["-n", ns, "patch", "approval", name, "--type", "merge", "-p", patch]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }

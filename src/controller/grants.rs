@@ -1,0 +1,108 @@
+//! Per-gate grants: when an Approval lists approvers, a Role and RoleBinding give exactly those
+//! users and groups `get` and `patch` on exactly that Approval, so approvers need no standing
+//! rights. Both are owned by the Approval and go when it goes.
+
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Resource, ResourceExt};
+
+use super::Error;
+use super::pods::{LABEL_MANAGED_BY, MANAGER};
+use crate::api::Approval;
+use crate::engine::names;
+
+/// Name of the Role and RoleBinding for an Approval.
+pub fn grant_name(approval: &str) -> String {
+    names::fit(&format!("hitl-approve-{approval}"), 253)
+}
+
+/// The Role and RoleBinding for an Approval, or None when it lists no approvers. Pure.
+pub fn build(a: &Approval) -> Option<(Role, RoleBinding)> {
+    let approvers = a.spec.approvers.clone().filter(|p| !p.is_empty())?;
+    let name = grant_name(&a.name_any());
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: a.namespace(),
+        labels: Some([(LABEL_MANAGED_BY.to_string(), MANAGER.to_string())].into()),
+        owner_references: Some(vec![a.controller_owner_ref(&())?]),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["hitl.dev".into()]),
+            resources: Some(vec!["approvals".into()]),
+            resource_names: Some(vec![a.name_any()]),
+            verbs: vec!["get".into(), "patch".into()],
+            ..Default::default()
+        }]),
+    };
+    let subject = |kind: &str, name: &str| Subject {
+        kind: kind.into(),
+        name: name.into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        namespace: None,
+    };
+    let subjects = approvers
+        .users
+        .iter()
+        .map(|u| subject("User", u))
+        .chain(approvers.groups.iter().map(|g| subject("Group", g)))
+        .collect();
+    let binding = RoleBinding {
+        metadata: meta,
+        role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name },
+        subjects: Some(subjects),
+    };
+    Some((role, binding))
+}
+
+/// Creates the grant unless it exists.
+pub async fn ensure(client: &kube::Client, a: &Approval) -> Result<(), Error> {
+    let Some((role, binding)) = build(a) else { return Ok(()) };
+    let ns = a.namespace().unwrap_or_default();
+    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    match roles.create(&pp, &role).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(Error::Create(e)),
+    }
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    match bindings.create(&pp, &binding).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::Create(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ApprovalSpec, Approvers};
+
+    #[test]
+    fn grants_exactly_one_approval_to_exactly_the_approvers() {
+        let mut a = Approval::new(
+            "wf-review",
+            ApprovalSpec {
+                approvers: Some(Approvers { users: vec!["alice".into()], groups: vec!["legal".into()] }),
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some("ns".into());
+        a.metadata.uid = Some("uid".into());
+        let (role, binding) = build(&a).unwrap();
+        let rule = &role.rules.unwrap()[0];
+        assert_eq!(rule.resource_names.as_deref(), Some(&["wf-review".to_string()][..]));
+        assert_eq!(rule.verbs, ["get", "patch"]);
+        let subjects = binding.subjects.unwrap();
+        assert_eq!(
+            subjects.iter().map(|s| (s.kind.as_str(), s.name.as_str())).collect::<Vec<_>>(),
+            [("User", "alice"), ("Group", "legal")]
+        );
+        assert_eq!(role.metadata.owner_references.unwrap()[0].uid, "uid");
+        a.spec.approvers = None;
+        assert!(build(&a).is_none());
+    }
+}
