@@ -13,7 +13,7 @@ pub fn fit(name: &str, max: usize) -> String {
     if name.len() <= max {
         return name.to_string();
     }
-    let hash = short_hash(&name, 8);
+    let hash = short_hash(name, 8);
     let keep = name[..max - 9].trim_end_matches('-').to_string();
     format!("{keep}-{hash}")
 }
