@@ -6,7 +6,7 @@ KUBECTL = $(shell hack/asset-path kubectl)
 # Integration tests each run their own operator process; more threads only contend for 2 cores.
 TEST_THREADS ?= 4
 
-.PHONY: all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status \
+.PHONY: all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status demo \
         install-crds demo bench assets
 
 all: build
@@ -42,6 +42,11 @@ install-crds:
 	$(KUBECTL) --kubeconfig "$$(hack/cluster kubeconfig admin)" wait --for=condition=Established --timeout=60s \
 		crd/workflows.hitl.dev crd/approvals.hitl.dev
 
+# The operator's main job on the local cluster: submit a workflow, show the pending approval,
+# approve it as alice, and watch the run finish.
+demo:
+	hack/demo
+
 test-unit:
 	$(CARGO) test --lib --bins
 
@@ -49,6 +54,12 @@ test-unit:
 test-integration:
 	$(CARGO) build --bins
 	$(CARGO) test --test '*' -- --test-threads=$(TEST_THREADS)
+
+# Latency and API-write figures on the running local cluster (make cluster-up); no assertions.
+# Report on stdout and in target/bench/latency.json.
+bench:
+	$(CARGO) build --release --bins
+	$(CARGO) bench --bench latency
 
 # Unit tests, then the integration tests on a fresh local cluster, which is torn down even when
 # tests fail.

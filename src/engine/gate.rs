@@ -136,3 +136,96 @@ fn set_conditions(
         })
         .collect();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ApprovalSpec, Approvers};
+    use serde_json::json;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn gate(approvers: &[&str], groups: &[&str]) -> Approval {
+        let mut a = Approval::new(
+            "wf-review",
+            ApprovalSpec {
+                approvers: Some(Approvers {
+                    users: approvers.iter().map(|s| s.to_string()).collect(),
+                    groups: groups.iter().map(|s| s.to_string()).collect(),
+                }),
+                inputs: serde_json::from_value(json!([{"name": "verdict", "enum": ["sign"], "required": true}])).unwrap(),
+                timeout_seconds: Some(60),
+                ..Default::default()
+            },
+        );
+        a.metadata.creation_timestamp = Some(Time(t(0)));
+        a
+    }
+
+    #[test]
+    fn a_new_gate_is_pending_until_it_expires() {
+        let a = gate(&["alice"], &["legal"]);
+        let d = evaluate(&a, t(1));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
+        assert_eq!(d.status.expires_at, Some(Time(t(60))));
+        assert_eq!(d.status.approvers.as_deref(), Some("alice, group:legal"));
+        assert_eq!(d.requeue_at, Some(t(60)));
+        let mut a = a;
+        a.status = Some(d.status);
+        let d = evaluate(&a, t(60));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Expired));
+        assert_eq!(d.status.decided_by, None, "an expiry is nobody's decision");
+        assert_eq!(d.event.unwrap().reason, "Expired");
+    }
+
+    #[test]
+    fn a_valid_decision_by_a_listed_user_is_recorded() {
+        let mut a = gate(&["alice"], &[]);
+        a.spec.decision = Some(Decision::Approve);
+        a.spec.decided_by = Some("alice".into());
+        a.spec.input = Some(serde_json::from_value(json!({"verdict": "sign"})).unwrap());
+        let d = evaluate(&a, t(5));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Approved));
+        assert_eq!(d.status.decided_by.as_deref(), Some("alice"));
+        assert_eq!(d.status.decided_at, Some(Time(t(5))));
+        let decided = d.status.conditions.iter().find(|c| c.type_ == "Decided").unwrap();
+        assert_eq!((decided.status.as_str(), decided.reason.as_str()), ("True", "Approved"));
+    }
+
+    #[test]
+    fn the_controller_does_not_act_on_what_admission_should_have_refused() {
+        // No decidedBy although approvers are listed.
+        let mut a = gate(&["alice"], &[]);
+        a.spec.decision = Some(Decision::Approve);
+        a.spec.input = Some(serde_json::from_value(json!({"verdict": "sign"})).unwrap());
+        let d = evaluate(&a, t(5));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
+        let accepted = d.status.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+        assert_eq!((accepted.status.as_str(), accepted.reason.as_str()), ("False", "NotAnApprover"));
+        assert_eq!(d.event.as_ref().unwrap().reason, "NotAnApprover");
+        // A user the list cannot allow.
+        a.spec.decided_by = Some("bob".into());
+        assert!(evaluate(&a, t(5)).status.message.unwrap().contains("bob is not among the approvers (alice)"));
+        // Input that fails the check, even from a listed user.
+        a.spec.decided_by = Some("alice".into());
+        a.spec.input = Some(serde_json::from_value(json!({"verdict": "burn"})).unwrap());
+        let d = evaluate(&a, t(5));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
+        assert!(d.status.message.unwrap().contains("input verdict: must be one of sign"));
+        // The same problem seen again records no second Event.
+        a.status = Some(evaluate(&a, t(5)).status);
+        assert!(evaluate(&a, t(6)).event.is_none());
+    }
+
+    #[test]
+    fn a_finished_gate_never_changes() {
+        let mut a = gate(&[], &[]);
+        a.status = Some(ApprovalStatus { phase: Some(ApprovalPhase::Expired), ..Default::default() });
+        a.spec.decision = Some(Decision::Approve);
+        let d = evaluate(&a, t(100));
+        assert_eq!(d.status, a.status.clone().unwrap());
+        assert!(d.event.is_none() && d.requeue_at.is_none());
+    }
+}
