@@ -250,7 +250,8 @@ pub struct WorkflowStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub steps: Vec<StepStatus>,
-    /// Standard conditions: `Completed` and `Waiting`.
+    /// Standard conditions: `Completed` (the run ended), `Waiting` (a person is needed), and
+    /// `Reconciling`/`Stalled` as kstatus reads them (Flux sees a run in progress, or failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

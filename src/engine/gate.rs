@@ -155,7 +155,8 @@ mod tests {
                     users: approvers.iter().map(|s| s.to_string()).collect(),
                     groups: groups.iter().map(|s| s.to_string()).collect(),
                 }),
-                inputs: serde_json::from_value(json!([{"name": "verdict", "enum": ["sign"], "required": true}])).unwrap(),
+                inputs: serde_json::from_value(json!([{"name": "verdict", "enum": ["sign"], "required": true}]))
+                    .unwrap(),
                 timeout_seconds: Some(60),
                 ..Default::default()
             },

@@ -683,6 +683,15 @@ fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
             waiting.1,
             status.waiting_for.clone().map(|w| format!("waiting for approval {w}")).unwrap_or_default(),
         ),
+        // kstatus (Flux, kpt, cli-utils) reads these two: in progress while the run goes on,
+        // failed when it failed.
+        ("Reconciling", if phase.is_terminal() { "False" } else { "True" }, completed.1, message.clone()),
+        (
+            "Stalled",
+            if phase == WorkflowPhase::Failed { "True" } else { "False" },
+            completed.1,
+            if phase == WorkflowPhase::Failed { message.clone() } else { String::new() },
+        ),
     ];
     let old = std::mem::take(&mut status.conditions);
     for (type_, st, reason, msg) in wanted {

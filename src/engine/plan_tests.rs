@@ -78,6 +78,7 @@ fn a_plain_list_runs_in_sequence() {
     assert_eq!(p.create_pods.len(), 1);
     assert_eq!(p.create_pods[0].step, "a");
     assert_eq!(phase(&w), WorkflowPhase::Running);
+    assert_eq!(condition(&w, "Reconciling"), "True", "kstatus sees it in progress");
     let a = pod(&p.create_pods[0].name, "Succeeded", 0, r#"{"n": 3}"#);
     let p = step(&mut w, std::slice::from_ref(&a), &[], at(1));
     assert_eq!(p.create_pods.iter().map(|r| r.step.as_str()).collect::<Vec<_>>(), ["b"]);
@@ -90,6 +91,12 @@ fn a_plain_list_runs_in_sequence() {
     let completed = w.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Completed").unwrap();
     assert_eq!((completed.status.as_str(), completed.reason.as_str()), ("True", "Succeeded"));
     assert!(p.events.iter().any(|e| e.reason == "WorkflowSucceeded"));
+    assert_eq!(condition(&w, "Reconciling"), "False");
+    assert_eq!(condition(&w, "Stalled"), "False");
+}
+
+fn condition(w: &Workflow, type_: &str) -> String {
+    w.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap().status.clone()
 }
 
 #[test]
@@ -161,6 +168,7 @@ fn exhausted_retries_fail_the_run_and_omit_dependents() {
         [StepPhase::Failed, StepPhase::Omitted, StepPhase::Omitted]
     );
     assert_eq!(phase(&w), WorkflowPhase::Failed);
+    assert_eq!(condition(&w, "Stalled"), "True", "kstatus sees the failure");
     let st = &w.status.as_ref().unwrap().steps[0];
     assert_eq!(st.message.as_deref(), Some("exit code 3: bad input"));
     assert!(w.status.as_ref().unwrap().message.as_deref().unwrap().contains("step a failed"));
