@@ -1,0 +1,54 @@
+//! The samples in config/samples, used as a new user would: `kubectl apply -f`, `kubectl get hwf`,
+//! `kubectl wait`.
+
+mod common;
+mod harness;
+
+use common::{kubectl_ok, repo_root, test_namespace};
+use harness::*;
+
+#[test]
+fn every_sample_completes_on_the_local_cluster() {
+    let ns = test_namespace("samples");
+    let _op = Operator::start(&ns.name);
+    let dir = repo_root().join("config/samples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 3, "samples: {files:?}");
+    let mut names = vec![];
+    for f in &files {
+        let out = kubectl_ok("admin", &["-n", &ns.name, "apply", "-f", f.to_str().unwrap()]);
+        let name = out.split_whitespace().next().unwrap().trim_start_matches("workflow.hitl.dev/").to_string();
+        names.push(name);
+    }
+    // The one with a gate waits for a person.
+    wait_pending(&ns.name, "contract-review-review");
+    let table = kubectl_ok("admin", &["-n", &ns.name, "get", "hwf"]);
+    assert!(table.contains("contract-review") && table.contains("Waiting"), "{table}");
+    patch_approval(
+        "alice",
+        &ns.name,
+        "contract-review-review",
+        r#"{"spec":{"decision":"Approve","input":{"verdict":"redact"}}}"#,
+    )
+    .unwrap();
+    for name in &names {
+        let out = kubectl_ok(
+            "admin",
+            &[
+                "-n",
+                &ns.name,
+                "wait",
+                "--for=jsonpath={.status.phase}=Succeeded",
+                "--timeout=60s",
+                &format!("workflow/{name}"),
+            ],
+        );
+        assert!(out.contains("condition met"), "{name}: {out}");
+    }
+    let wf = workflow(&ns.name, "contract-review");
+    assert_eq!(step(&wf, "redact")["phase"], "Succeeded");
+    assert_eq!(step(&wf, "sign")["phase"], "Skipped");
+    let table = kubectl_ok("admin", &["-n", &ns.name, "get", "hwf"]);
+    assert_eq!(table.matches("Succeeded").count(), names.len(), "{table}");
+}
