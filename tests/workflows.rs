@@ -247,3 +247,21 @@ fn sleep_and_spec_suspend() {
     let slept = time(&nap["finishedAt"]).duration_since(time(&nap["startedAt"]));
     assert!(slept.as_secs() >= 1, "slept {slept:?}");
 }
+
+#[test]
+fn a_finished_run_is_deleted_after_its_ttl_and_a_deadline_stops_a_run() {
+    let ns = test_namespace("ttl");
+    let _op = Operator::start(&ns.name);
+    let ttl = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: brief\nspec:\n  ttlSecondsAfterFinished: 2\n  steps:\n    - {name: a, container: {image: x}}\n";
+    let deadline = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: late\nspec:\n  activeDeadlineSeconds: 2\n  steps:\n    - {name: slow, container: {image: x}, metadata: {annotations: {sim.hitl.dev/duration: 5m}}}\n    - {name: never, container: {image: x}}\n";
+    apply(&ns.name, ttl);
+    apply(&ns.name, deadline);
+    wait_phase(&ns.name, "brief", "Succeeded", WAIT);
+    wait_for("the finished Workflow to be deleted", WAIT, || {
+        get_json(&ns.name, "workflow", "brief").is_none().then_some(())
+    });
+    let wf = wait_phase(&ns.name, "late", "Failed", WAIT);
+    assert_eq!(wf["status"]["reason"], "DeadlineExceeded");
+    assert_eq!(step(&wf, "slow")["reason"], "DeadlineExceeded");
+    assert_eq!(step(&wf, "never")["phase"], "Omitted");
+}
