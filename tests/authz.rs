@@ -23,7 +23,10 @@ const LISTED: &str = "        approvers: {users: [alice], groups: [legal]}";
 fn bind_approver(ns: &str, user: &str) {
     let role = format!("approve-all-{user}");
     kubectl_ok("admin", &["-n", ns, "create", "role", &role, "--verb=get,list,patch", "--resource=approvals.hitl.dev"]);
-    kubectl_ok("admin", &["-n", ns, "create", "rolebinding", &role, &format!("--role={role}"), &format!("--user={user}")]);
+    kubectl_ok(
+        "admin",
+        &["-n", ns, "create", "rolebinding", &role, &format!("--role={role}"), &format!("--user={user}")],
+    );
 }
 
 fn still_pending(ns: &str, name: &str) {
@@ -71,11 +74,15 @@ fn an_unlisted_user_is_refused_even_with_rbac_rights() {
     // With rights to patch approvals, the approver list still binds him.
     bind_approver(&ns.name, "bob");
     let err = patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
-    assert!(err.contains("user bob is not an approver of this gate; it may be decided only by: alice, group:legal"), "{err}");
+    assert!(
+        err.contains("user bob is not an approver of this gate; it may be decided only by: alice, group:legal"),
+        "{err}"
+    );
     still_pending(&ns.name, "w-gate");
 
     // Claiming to be alice does not help.
-    let err = patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#).unwrap_err();
+    let err = patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#)
+        .unwrap_err();
     assert!(err.contains("user bob is not an approver"), "{err}");
     still_pending(&ns.name, "w-gate");
 
@@ -92,8 +99,12 @@ fn nobody_decides_in_anothers_name() {
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", LISTED));
     wait_pending(&ns.name, "w-gate");
-    let err = patch_approval("carol", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#).unwrap_err();
-    assert!(err.contains(r#"spec.decidedBy must name the user who decides: you are carol, so set "decidedBy": "carol""#), "{err}");
+    let err = patch_approval("carol", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#)
+        .unwrap_err();
+    assert!(
+        err.contains(r#"spec.decidedBy must name the user who decides: you are carol, so set "decidedBy": "carol""#),
+        "{err}"
+    );
     still_pending(&ns.name, "w-gate");
 }
 
@@ -104,7 +115,8 @@ fn a_second_decision_is_refused() {
     apply(&ns.name, &gated("w", LISTED));
     wait_pending(&ns.name, "w-gate");
     patch_approval("alice", &ns.name, "w-gate", r#"{"spec":{"decision":"Reject"}}"#).unwrap();
-    let err = patch_approval("carol", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"carol"}}"#).unwrap_err();
+    let err = patch_approval("carol", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"carol"}}"#)
+        .unwrap_err();
     assert!(err.contains("is final once set"), "{err}");
     let wf = wait_phase(&ns.name, "w", "Failed", WAIT);
     assert_eq!(step(&wf, "gate")["decidedBy"], "alice");
