@@ -24,6 +24,9 @@ struct Args {
     /// `get` and `patch` on exactly that Approval.
     #[arg(long, env = "HITL_PER_GATE_GRANTS", default_value_t = true, action = clap::ArgAction::Set)]
     per_gate_grants: bool,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "HITL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
     /// Log format.
     #[arg(long, env = "HITL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -35,13 +38,23 @@ async fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            let ansi = std::io::stdout().is_terminal();
+            tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).init()
+        }
     }
+    let metrics = std::sync::Arc::new(hitl_operator::metrics::Metrics::default());
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(hitl_operator::metrics::serve(listener, metrics.clone()));
     let client = kube::Client::try_default().await?;
+    metrics.set_ready();
     tracing::info!(namespace = ?args.namespace, "hitl-operator starting");
     controller::run(
         client,
         Config { namespace: args.namespace, concurrency: args.concurrency, per_gate_grants: args.per_gate_grants },
+        metrics,
     )
     .await;
     tracing::info!("hitl-operator stopped");

@@ -34,7 +34,7 @@ fn workflow_yaml(name: &str, steps: &[String]) -> String {
 #[test]
 fn a_sequence_runs_step_after_step() {
     let ns = test_namespace("seq");
-    let _op = Operator::start(&ns.name);
+    let op = Operator::start(&ns.name);
     apply(&ns.name, &workflow_yaml("seq", &[c("one", ""), c("two", ""), c("three", "")]));
     let out =
         kubectl_ok("admin", &["-n", &ns.name, "wait", "--for=condition=Completed", "--timeout=60s", "workflow/seq"]);
@@ -49,6 +49,8 @@ fn a_sequence_runs_step_after_step() {
         );
     }
     assert_eq!(pods(&ns.name, "seq").len(), 3, "one Pod per step");
+    let metrics = op.metrics();
+    assert!(metrics.contains(r#"hitl_api_writes_total{kind="create_pod"} 3"#), "{metrics}");
     let table = kubectl_ok("admin", &["-n", &ns.name, "get", "hwf"]);
     assert!(table.contains("PHASE") && table.contains("PROGRESS") && table.contains("WAITING-FOR"), "{table}");
     assert!(table.contains("Succeeded") && table.contains("3/3"), "{table}");

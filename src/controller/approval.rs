@@ -29,19 +29,27 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-fn error_policy(_a: Arc<Approval>, err: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "approval reconcile failed");
+    ctx.metrics.failed("approval", err.category());
     Action::requeue(Duration::from_secs(5))
 }
 
 #[instrument(skip_all, fields(approval = %a.name_any(), namespace = a.namespace().unwrap_or_default()))]
 async fn reconcile(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_inner(a, ctx.clone()).await;
+    ctx.metrics.reconciled("approval", start.elapsed());
+    result
+}
+
+async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error> {
     if a.metadata.deletion_timestamp.is_some() || ctx.is_stale(a.as_ref()) {
         return Ok(Action::await_change());
     }
     // First sight of a new gate: grant its approvers before anyone is told it waits.
     if a.status.is_none() && ctx.config.per_gate_grants {
-        grants::ensure(&ctx.client, &a).await?;
+        grants::ensure(&ctx, &a).await?;
     }
     let now = jiff::Timestamp::now();
     let decision = gate::evaluate(&a, now);

@@ -58,17 +58,20 @@ pub fn build(a: &Approval) -> Option<(Role, RoleBinding)> {
 }
 
 /// Creates the grant unless it exists.
-pub async fn ensure(client: &kube::Client, a: &Approval) -> Result<(), Error> {
+pub async fn ensure(ctx: &super::Context, a: &Approval) -> Result<(), Error> {
+    let client = &ctx.client;
     let Some((role, binding)) = build(a) else { return Ok(()) };
     let ns = a.namespace().unwrap_or_default();
     let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
     let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    ctx.metrics.write("create_role");
     match roles.create(&pp, &role).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(Error::Create(e)),
     }
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    ctx.metrics.write("create_rolebinding");
     match bindings.create(&pp, &binding).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

@@ -59,18 +59,20 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub config: Config,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// resourceVersion of our last status write per object UID, so a reconcile never acts on a
     /// cached object older than that write.
     last_write: Mutex<HashMap<String, u64>>,
 }
 
 impl Context {
-    pub fn new(client: Client, config: Config) -> Arc<Self> {
+    pub fn new(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
         let reporter = Reporter { controller: "hitl-operator".into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             config,
+            metrics,
             last_write: Mutex::new(HashMap::new()),
         })
     }
@@ -107,6 +109,7 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
+        self.metrics.write("event");
         if let Err(err) = self.recorder.publish(&e, &obj.object_ref(&())).await {
             tracing::warn!(reason = ev.reason, error = %err, "recording an event failed");
         }
@@ -136,7 +139,7 @@ pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
 }
 
 /// Runs both controllers until a shutdown signal.
-pub async fn run(client: Client, config: Config) {
-    let ctx = Context::new(client, config);
+pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) {
+    let ctx = Context::new(client, config, metrics);
     futures::join!(workflow::run(ctx.clone()), approval::run(ctx));
 }

@@ -44,8 +44,9 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-fn error_policy(_wf: Arc<Workflow>, err: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "reconcile failed");
+    ctx.metrics.failed("workflow", err.category());
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -63,6 +64,13 @@ where
 
 #[instrument(skip_all, fields(workflow = %wf.name_any(), namespace = wf.namespace().unwrap_or_default()))]
 async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_inner(wf, ctx.clone()).await;
+    ctx.metrics.reconciled("workflow", start.elapsed());
+    result
+}
+
+async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
     if wf.metadata.deletion_timestamp.is_some() {
         ctx.forget(&wf.uid().unwrap_or_default());
         return Ok(Action::await_change());
@@ -88,6 +96,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
             preconditions: Some(Preconditions { uid: wf.uid(), resource_version: None }),
             ..Default::default()
         };
+        ctx.metrics.write("delete_workflow");
         match wf_api.delete(&wf.name_any(), &dp).await {
             Ok(_) | Err(kube::Error::Api(_)) => {}
             Err(e) => return Err(Error::Kube(e)),
@@ -98,6 +107,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
     // Children first, so the status never names an object that does not exist.
     for req in plan.create_pods.clone() {
         let pod = pods::build(&wf, &req);
+        ctx.metrics.write("create_pod");
         if let Err(e) = pods::create_if_absent(&pod_api, &wf, &pod).await {
             if !(e.is_permanent() || matches!(e, Error::NotOwned(_))) {
                 return Err(e);
@@ -106,6 +116,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
         }
     }
     for req in plan.create_approvals.clone() {
+        ctx.metrics.write("create_approval");
         if let Err(e) = create_approval(&approval_api, &wf, &req).await {
             if !(e.is_permanent() || matches!(e, Error::NotOwned(_))) {
                 return Err(e);
@@ -114,6 +125,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
         }
     }
     for name in &plan.delete_pods {
+        ctx.metrics.write("delete_pod");
         match pod_api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -125,6 +137,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
         let mut next = (*wf).clone();
         next.status = Some(plan.status.clone());
         next.metadata.managed_fields = None;
+        ctx.metrics.write("workflow_status");
         // PUT carries the resourceVersion we read: a concurrent change makes this fail with 409
         // instead of overwriting it.
         match wf_api

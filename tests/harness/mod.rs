@@ -45,7 +45,7 @@ impl Operator {
     pub fn restart(&mut self) {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hitl-operator"))
-            .args(["--namespace", &self.namespace])
+            .args(["--namespace", &self.namespace, "--metrics-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", common::kubeconfig(&operator_user()))
             .env("RUST_LOG", "info,hitl_operator=debug,kube=warn")
             .stdout(Stdio::from(out.try_clone().unwrap()))
@@ -53,6 +53,23 @@ impl Operator {
             .spawn()
             .expect("start hitl-operator");
         self.child = Some(child);
+    }
+
+    /// The operator's /metrics page (its address is in the log, as the port is chosen at start).
+    pub fn metrics(&self) -> String {
+        let addr = wait_for("the operator's metrics address", Duration::from_secs(20), || {
+            let log = std::fs::read_to_string(&self.log).ok()?;
+            let line = log.lines().rev().find(|l| l.contains("serving /metrics"))?;
+            let at = line.find("addr=")? + 5;
+            Some(line[at..].split_whitespace().next()?.to_string())
+        });
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
+        use std::io::{Read, Write};
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        body
     }
 
     /// SIGKILL: no graceful shutdown, as when a node dies.
