@@ -93,7 +93,17 @@ fn approving_with_typed_input_resumes_the_run_and_branches() {
     let a = approval(&ns.name, "review-review");
     assert_eq!((a["status"]["phase"].as_str(), a["status"]["decidedBy"].as_str()), (Some("Approved"), Some("alice")));
     assert!(events(&ns.name, "review-review").iter().any(|e| e.starts_with("Approved: Approved by alice")));
-    assert!(events(&ns.name, "review").iter().any(|e| e.starts_with("ApprovalRequested")));
+    let on_approval = events(&ns.name, "review-review");
+    assert!(
+        on_approval.iter().any(|e| e.starts_with("Requested: waiting for a decision by alice, group:legal")),
+        "{on_approval:?}"
+    );
+    let on_workflow = events(&ns.name, "review");
+    assert!(on_workflow.iter().any(|e| e.starts_with("ApprovalRequested")), "{on_workflow:?}");
+    assert!(
+        on_workflow.iter().any(|e| e == "ApprovalDecided: step review: review-review Approve by alice"),
+        "{on_workflow:?}"
+    );
 }
 
 #[test]
@@ -189,6 +199,8 @@ fn an_expired_gate_is_never_taken_for_a_decision() {
         kubectl_ok("admin", &["-n", &ns.name, "get", "pod", &pod, "-o", "jsonpath={.spec.containers[0].args[0]}"]);
     assert_eq!(args, "2 Expired");
     assert_eq!(approval(&ns.name, "lenient-gate")["status"]["phase"], "Expired");
+    assert!(events(&ns.name, "lenient-gate").iter().any(|e| e.starts_with("Expired")));
+    assert!(events(&ns.name, "lenient").iter().any(|e| e.starts_with("ApprovalExpired")));
 }
 
 #[test]

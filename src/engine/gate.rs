@@ -49,7 +49,15 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
     }
     // Input without a decision approves: a gate that only asks for input goes on when it arrives.
     let decision = a.spec.decision.or(a.spec.input.as_ref().map(|_| Decision::Approve));
-    let mut event = None;
+    // The first look at a new gate announces it; a decision seen at the same time is told instead.
+    let mut event = old.phase.is_none().then(|| Event {
+        warning: false,
+        reason: "Requested",
+        note: match &status.approvers {
+            Some(who) => format!("waiting for a decision by {who}"),
+            None => "waiting for a decision".into(),
+        },
+    });
     let mut problem = None;
     match decision {
         Some(d) => match refusal(a) {
@@ -172,6 +180,7 @@ mod tests {
         assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
         assert_eq!(d.status.expires_at, Some(Time(t(60))));
         assert_eq!(d.status.approvers.as_deref(), Some("alice, group:legal"));
+        assert_eq!(d.event.as_ref().unwrap().note, "waiting for a decision by alice, group:legal");
         assert_eq!(d.requeue_at, Some(t(60)));
         let mut a = a;
         a.status = Some(d.status);

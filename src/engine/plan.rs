@@ -422,7 +422,18 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                 let name = st.approval_name.clone().unwrap_or_default();
                 match ctx.approvals.get(name.as_str()).copied() {
                     None => ctx.plan.create_approvals.push(approval_request(&name, step, &st)),
-                    Some(a) => decide_gate(&ctx, &mut st, gate.inputs.as_slice(), a),
+                    Some(a) => {
+                        decide_gate(&ctx, &mut st, gate.inputs.as_slice(), a);
+                        if st.phase.is_terminal() {
+                            let outcome = st.outputs.get("decision").cloned().unwrap_or_default();
+                            let by = st.decided_by.clone().map(|b| format!(" by {b}")).unwrap_or_default();
+                            ctx.plan.events.push(Event {
+                                warning: st.phase == StepPhase::Failed,
+                                reason: if outcome == "Expired" { "ApprovalExpired" } else { "ApprovalDecided" },
+                                note: format!("step {}: {name} {outcome}{by}", step.name),
+                            });
+                        }
+                    }
                 }
             }
             _ => {}
