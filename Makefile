@@ -7,7 +7,7 @@ KUBECTL = $(shell hack/asset-path kubectl)
 TEST_THREADS ?= 4
 
 .PHONY: all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status demo \
-        install-crds demo bench assets
+        install-crds demo bench assets chart-sync chart-lint
 
 all: build
 
@@ -17,6 +17,16 @@ build:
 # Regenerate the CRD YAML from the Rust types (a unit test fails when crds/ is stale).
 crds:
 	$(CARGO) run --quiet --bin crdgen > crds/hitl.dev.yaml
+	hack/chart-sync
+
+# Copy crds/ and config/policy/ into the Helm chart and config/crd (tests/chart.rs fails when stale).
+chart-sync:
+	hack/chart-sync
+
+chart-lint:
+	hack/build-assets helm
+	hack/chart-sync --check
+	"$$(hack/asset-path helm)" lint --strict charts/hitl-operator
 
 fmt:
 	$(CARGO) fmt --all
@@ -24,6 +34,7 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(MAKE) chart-lint
 
 assets:
 	hack/build-assets
@@ -64,5 +75,6 @@ bench:
 # Unit tests, then the integration tests on a fresh local cluster, which is torn down even when
 # tests fail.
 test: test-unit
+	hack/build-assets
 	hack/cluster up
 	status=0; $(MAKE) test-integration || status=$$?; hack/cluster down; exit $$status

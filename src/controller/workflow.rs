@@ -98,7 +98,8 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         };
         ctx.metrics.write("delete_workflow");
         match wf_api.delete(&wf.name_any(), &dp).await {
-            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {} // gone, or re-created
             Err(e) => return Err(Error::Kube(e)),
         }
         return Ok(Action::await_change());

@@ -87,9 +87,19 @@ impl Drop for Operator {
     }
 }
 
-/// Which kubeconfig the operator runs with.
+/// Which kubeconfig the operator runs with: by default `operator`, a ServiceAccount token bound
+/// to exactly the chart's ClusterRole (hack/operator-token), which proves that role is enough.
+/// `HITL_OPERATOR_USER=admin` runs it as cluster admin instead.
 pub fn operator_user() -> String {
-    std::env::var("HITL_OPERATOR_USER").unwrap_or_else(|_| "admin".into())
+    let user = std::env::var("HITL_OPERATOR_USER").unwrap_or_else(|_| "operator".into());
+    if user == "operator" {
+        static TOKEN: OnceLock<()> = OnceLock::new();
+        TOKEN.get_or_init(|| {
+            let out = Command::new(repo_root().join("hack/operator-token")).output().expect("run hack/operator-token");
+            assert!(out.status.success(), "hack/operator-token failed: {}", String::from_utf8_lossy(&out.stderr));
+        });
+    }
+    user
 }
 
 pub fn apply(ns: &str, yaml: &str) {
