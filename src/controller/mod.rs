@@ -45,9 +45,6 @@ impl Error {
             Error::NotOwned(_) => "NameTaken",
         }
     }
-    fn create(e: kube::Error) -> Self {
-        Error::Create(e)
-    }
     /// The request itself is wrong (422/400/403): retrying the same request will not help.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Error::Create(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422))
@@ -129,6 +126,23 @@ pub fn check_owner<K: Resource<DynamicType = ()>>(wf: &Workflow, child: &K) -> R
             K::kind(&()),
             child.meta().name.clone().unwrap_or_default()
         )))
+    }
+}
+
+/// Creates a child unless it exists. An existing object counts only if this Workflow owns it: one
+/// of the same name left by another owner is an error, never adopted.
+pub async fn create_if_absent<K>(api: &kube::Api<K>, wf: &Workflow, child: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let pp = kube::api::PostParams { field_manager: Some(pods::MANAGER.into()), ..Default::default() };
+    match api.create(&pp, child).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get(&child.name_any()).await.map_err(Error::Kube)?;
+            check_owner(wf, &existing)
+        }
+        Err(e) => Err(Error::Create(e)),
     }
 }
 

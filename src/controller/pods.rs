@@ -1,12 +1,11 @@
-//! Step Pods: a pure builder, and create-if-absent.
+//! Step Pods: a pure builder.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Capabilities, Container, Pod, PodSpec, SeccompProfile, SecurityContext};
-use kube::api::{ObjectMeta, PostParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
 
-use super::Error;
 use crate::api::Workflow;
 use crate::engine::names;
 use crate::engine::plan::PodRequest;
@@ -76,19 +75,6 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
             ..Default::default()
         }),
         status: None,
-    }
-}
-
-/// Creates the Pod unless it exists. An existing Pod counts only if this Workflow owns it: a Pod
-/// of the same name left by another owner is an error, never adopted.
-pub async fn create_if_absent(api: &Api<Pod>, wf: &Workflow, pod: &Pod) -> Result<(), Error> {
-    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, pod).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            let existing = api.get(&pod.name_any()).await.map_err(Error::Kube)?;
-            super::check_owner(wf, &existing)
-        }
-        Err(e) => Err(Error::create(e)),
     }
 }
 

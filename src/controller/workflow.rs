@@ -109,7 +109,7 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     for req in plan.create_pods.clone() {
         let pod = pods::build(&wf, &req);
         ctx.metrics.write("create_pod");
-        if let Err(e) = pods::create_if_absent(&pod_api, &wf, &pod).await {
+        if let Err(e) = super::create_if_absent(&pod_api, &wf, &pod).await {
             if !(e.is_permanent() || matches!(e, Error::NotOwned(_))) {
                 return Err(e);
             }
@@ -205,12 +205,5 @@ async fn create_approval(api: &Api<Approval>, wf: &Workflow, req: &ApprovalReque
         },
         status: None,
     };
-    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &approval).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            let existing = api.get(&req.name).await.map_err(Error::Kube)?;
-            super::check_owner(wf, &existing)
-        }
-        Err(e) => Err(Error::Create(e)),
-    }
+    super::create_if_absent(api, wf, &approval).await
 }
