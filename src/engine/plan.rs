@@ -99,8 +99,11 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
     Ok(g)
 }
 
+/// A status timestamp. The API stores whole seconds, so round up: a deadline computed from a stored
+/// start (sleep, attempt timeout, run deadline) is then never earlier than the real one.
 fn t(ts: Timestamp) -> Time {
-    Time(ts)
+    let whole = Timestamp::from_second(ts.as_second()).expect("in range");
+    Time(if whole < ts { whole + SignedDuration::from_secs(1) } else { whole })
 }
 
 fn after(ts: &Time, seconds: i64) -> Timestamp {
@@ -574,7 +577,7 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
             if length.is_zero() {
                 ctx.finish(st, StepPhase::Succeeded, None, None);
             } else {
-                ctx.wake_at(ctx.now.checked_add(length).unwrap_or(Timestamp::MAX));
+                ctx.wake_at(t(ctx.now).0.checked_add(length).unwrap_or(Timestamp::MAX));
             }
         }
         Some(StepKind::Suspend) => {

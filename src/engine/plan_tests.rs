@@ -464,3 +464,17 @@ proptest! {
         prop_assert!(ended, "the run did not end: {:?}", w.status);
     }
 }
+
+#[test]
+fn a_sleep_is_never_cut_short_by_second_precision_timestamps() {
+    let mut w = wf(json!({"steps": [{"name": "nap", "sleep": "1s"}]}));
+    let start = t0() + SignedDuration::from_millis(900);
+    let p = step(&mut w, &[], &[], start);
+    // Through the API the status loses its fraction of a second.
+    w.status = serde_json::from_value(serde_json::to_value(&p.status).unwrap()).unwrap();
+    assert!(p.requeue_at.unwrap() >= start + SignedDuration::from_secs(1));
+    step(&mut w, &[], &[], start + SignedDuration::from_millis(999));
+    assert_eq!(phases(&w)[0].1, StepPhase::Running, "woke early");
+    step(&mut w, &[], &[], p.requeue_at.unwrap());
+    assert_eq!(phases(&w)[0].1, StepPhase::Succeeded);
+}
