@@ -58,6 +58,7 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
         let mut next = (*a).clone();
         next.status = Some(decision.status.clone());
         next.metadata.managed_fields = None;
+        ctx.metrics.write("approval_status");
         match api
             .replace_status(
                 &a.name_any(),
