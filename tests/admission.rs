@@ -6,7 +6,7 @@ mod harness;
 
 use std::time::Duration;
 
-use common::{kubectl, kubectl_ok, test_namespace};
+use common::{kubectl, kubectl_ok, test_namespace, wait_for};
 use harness::*;
 
 fn wf(name: &str, spec: &str) -> String {
@@ -165,10 +165,17 @@ fn the_spec_is_frozen_once_the_run_starts_except_suspend() {
 #[test]
 fn kubectl_explain_reads_like_a_manual() {
     ensure_crds();
-    let out = kubectl_ok("admin", &["explain", "workflow.spec.steps"]);
+    // The API server publishes a new CRD's OpenAPI a moment after the CRD is Established.
+    let explain = |what: &str| {
+        wait_for(&format!("kubectl explain {what}"), Duration::from_secs(60), || {
+            let out = kubectl("admin", &["explain", what]);
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+    };
+    let out = explain("workflow.spec.steps");
     for want in ["dependsOn", "Steps that must finish", "when", "CEL condition", "retries", "timeoutSeconds"] {
         assert!(out.contains(want), "explain lacks {want:?}:\n{out}");
     }
-    let out = kubectl_ok("admin", &["explain", "approval.spec.decision"]);
+    let out = explain("approval.spec.decision");
     assert!(out.contains("Final once set"), "{out}");
 }
