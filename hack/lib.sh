@@ -1,7 +1,8 @@
 # Shared helpers for hack/ scripts. Source it; do not run it.
 # shellcheck shell=bash
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 source "$HACK_DIR/versions.env"
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
