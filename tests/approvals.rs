@@ -309,3 +309,22 @@ fn deleting_a_waiting_workflow_removes_its_approval_and_grant() {
         gone.then_some(())
     });
 }
+
+#[test]
+fn a_decision_made_after_expiry_while_the_controller_was_down_does_not_count() {
+    let ns = test_namespace("late");
+    let mut op = Operator::start(&ns.name);
+    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: late}\nspec:\n  steps:\n    - {name: gate, suspend: {timeoutSeconds: 2}}\n    - {name: after, container: {image: x}}\n";
+    apply(&ns.name, yaml);
+    wait_pending(&ns.name, "late-gate");
+    op.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    // Nobody marked it Expired yet, so the API server still takes the patch.
+    patch_approval("admin", &ns.name, "late-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    op.restart();
+    let wf = wait_phase(&ns.name, "late", "Failed", WAIT);
+    assert_eq!(step(&wf, "gate")["reason"], "ApprovalExpired");
+    let a = approval(&ns.name, "late-gate");
+    assert_eq!(a["status"]["phase"], "Expired");
+    assert!(a["status"]["message"].as_str().unwrap().contains("before the decision was made"), "{}", a["status"]);
+}

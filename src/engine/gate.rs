@@ -30,6 +30,21 @@ fn refusal(a: &Approval) -> Option<String> {
     }
 }
 
+/// When the decision fields were written, from the API server's own record (managedFields, to
+/// the second). None when unknown.
+fn decided_at(a: &Approval) -> Option<Timestamp> {
+    a.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            let fields = m.fields_v1.as_ref().map(|f| f.0.to_string()).unwrap_or_default();
+            fields.contains("\"f:decision\"") || fields.contains("\"f:input\"")
+        })
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max()
+}
+
 pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
     let old = a.status.clone().unwrap_or_default();
     let mut status = old.clone();
@@ -48,7 +63,11 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
             .map(|s| Time(created.saturating_add(SignedDuration::from_secs(s)).unwrap_or(Timestamp::MAX)));
     }
     // Input without a decision approves: a gate that only asks for input goes on when it arrives.
-    let decision = a.spec.decision.or(a.spec.input.as_ref().map(|_| Decision::Approve));
+    // A decision written after the gate expired (seen late, e.g. while the controller was down)
+    // does not count: the gate expired first.
+    let expires = status.expires_at.as_ref().map(|e| e.0);
+    let late = matches!((decided_at(a), expires), (Some(d), Some(e)) if d > e);
+    let decision = a.spec.decision.or(a.spec.input.as_ref().map(|_| Decision::Approve)).filter(|_| !late);
     // The first look at a new gate announces it; a decision seen at the same time is told instead.
     let mut event = old.phase.is_none().then(|| Event {
         warning: false,
@@ -90,7 +109,10 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
         None => {
             if let Some(exp) = status.expires_at.as_ref().filter(|e| e.0 <= now) {
                 status.phase = Some(ApprovalPhase::Expired);
-                status.message = Some(format!("nobody decided before {}", exp.0));
+                status.message = Some(match late {
+                    true => format!("the gate expired at {}, before the decision was made", exp.0),
+                    false => format!("nobody decided before {}", exp.0),
+                });
                 event = Some(Event { warning: true, reason: "Expired", note: "nobody decided in time".into() });
             }
         }
@@ -227,6 +249,27 @@ mod tests {
         // The same problem seen again records no second Event.
         a.status = Some(evaluate(&a, t(5)).status);
         assert!(evaluate(&a, t(6)).event.is_none());
+    }
+
+    #[test]
+    fn a_decision_written_after_expiry_does_not_count() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let mut a = gate(&[], &[]);
+        a.status = Some(evaluate(&a, t(1)).status);
+        a.spec.decision = Some(Decision::Reject);
+        let written = |at: i64| ManagedFieldsEntry {
+            manager: Some("kubectl-patch".into()),
+            operation: Some("Update".into()),
+            fields_v1: Some(FieldsV1(json!({"f:spec": {"f:decision": {}}}))),
+            time: Some(Time(t(at))),
+            ..Default::default()
+        };
+        a.metadata.managed_fields = Some(vec![written(61)]);
+        let d = evaluate(&a, t(70));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Expired));
+        assert!(d.status.message.unwrap().contains("before the decision was made"));
+        a.metadata.managed_fields = Some(vec![written(59)]);
+        assert_eq!(evaluate(&a, t(70)).status.phase, Some(ApprovalPhase::Rejected), "decided in time, seen late");
     }
 
     #[test]
