@@ -267,3 +267,16 @@ fn a_finished_run_is_deleted_after_its_ttl_and_a_deadline_stops_a_run() {
     assert_eq!(step(&wf, "slow")["reason"], "DeadlineExceeded");
     assert_eq!(step(&wf, "never")["phase"], "Omitted");
 }
+
+#[test]
+fn a_pod_the_api_server_refuses_fails_its_step_with_the_reason() {
+    let ns = test_namespace("refused");
+    let _op = Operator::start(&ns.name);
+    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: refused\nspec:\n  steps:\n    - {name: big, container: {image: x, resources: {limits: {cpu: lots}}}}\n    - {name: after, container: {image: x}}\n";
+    apply(&ns.name, yaml);
+    let wf = wait_phase(&ns.name, "refused", "Failed", WAIT);
+    let big = step(&wf, "big");
+    assert_eq!(big["reason"], "PodCreateFailed");
+    assert!(big["message"].as_str().unwrap().contains("quantities must match the regular expression"), "{big}");
+    assert_eq!(step(&wf, "after")["phase"], "Omitted");
+}

@@ -45,9 +45,17 @@ impl Error {
             Error::NotOwned(_) => "NameTaken",
         }
     }
-    /// The request itself is wrong (422/400/403): retrying the same request will not help.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Error::Create(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422))
+    /// Retrying the same create will not help, so its step fails: the object is invalid (400/422),
+    /// admission refused it (403, e.g. Pod Security), or its name is taken by another owner.
+    /// An exceeded quota (also 403) can clear up, so that is retried instead.
+    pub fn fails_step(&self) -> bool {
+        match self {
+            Error::NotOwned(_) => true,
+            Error::Create(kube::Error::Api(s)) => {
+                matches!(s.code, 400 | 422) || (s.code == 403 && !s.message.contains("exceeded quota"))
+            }
+            _ => false,
+        }
     }
 }
 

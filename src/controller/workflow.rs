@@ -15,7 +15,7 @@ use super::pods::{self, LABEL_WORKFLOW, MANAGER};
 use super::{Context, Error};
 use crate::api::{Approval, ApprovalSpec, StepPhase, Workflow, WorkflowRef};
 use crate::engine::names;
-use crate::engine::plan::{self, ApprovalRequest, Event};
+use crate::engine::plan::{self, ApprovalRequest};
 
 fn api<K>(ctx: &Context, ns: Option<&str>) -> Api<K>
 where
@@ -119,19 +119,19 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         let pod = pods::build(&wf, &req);
         ctx.metrics.write("create_pod");
         if let Err(e) = super::create_if_absent(&pod_api, &wf, &pod).await {
-            if !(e.is_permanent() || matches!(e, Error::NotOwned(_))) {
+            if !e.fails_step() {
                 return Err(e);
             }
-            fail_step(&mut plan, &req.step, "PodCreateFailed", e.to_string());
+            plan.fail_step(&req.step, "PodCreateFailed", e.to_string(), jiff::Timestamp::now());
         }
     }
     for req in plan.create_approvals.clone() {
         ctx.metrics.write("create_approval");
         if let Err(e) = create_approval(&approval_api, &wf, &req).await {
-            if !(e.is_permanent() || matches!(e, Error::NotOwned(_))) {
+            if !e.fails_step() {
                 return Err(e);
             }
-            fail_step(&mut plan, &req.step, "ApprovalCreateFailed", e.to_string());
+            plan.fail_step(&req.step, "ApprovalCreateFailed", e.to_string(), jiff::Timestamp::now());
         }
     }
     for name in &plan.delete_pods {
@@ -173,17 +173,6 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         Some(at) => Action::requeue(super::until(at, jiff::Timestamp::now())),
         None => Action::await_change(),
     })
-}
-
-/// A child that cannot be created (refused by admission, quota, a foreign object under its name)
-/// fails its step; the next reconcile carries the failure through the run.
-fn fail_step(plan: &mut plan::Plan, step: &str, reason: &'static str, message: String) {
-    if let Some(st) = plan.status.steps.iter_mut().find(|s| s.name == step) {
-        st.phase = StepPhase::Failed;
-        st.reason = Some(reason.into());
-        st.message = Some(message.clone());
-    }
-    plan.events.push(Event { warning: true, reason, note: format!("step {step}: {message}") });
 }
 
 async fn create_approval(api: &Api<Approval>, wf: &Workflow, req: &ApprovalRequest) -> Result<(), Error> {

@@ -29,6 +29,20 @@ pub struct Plan {
     pub delete_workflow: bool,
 }
 
+impl Plan {
+    /// A child that cannot be created (refused by admission or validation, or its name taken by
+    /// another owner) fails its step; the next pass carries the failure through the run.
+    pub fn fail_step(&mut self, step: &str, reason: &'static str, message: String, now: Timestamp) {
+        if let Some(st) = self.status.steps.iter_mut().find(|s| s.name == step) {
+            st.phase = StepPhase::Failed;
+            st.reason = Some(reason.into());
+            st.message = Some(message.clone());
+            st.finished_at = Some(t(now));
+        }
+        self.events.push(Event { warning: true, reason, note: format!("step {step}: {message}") });
+    }
+}
+
 /// A step attempt's Pod, with templates already expanded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodRequest {

@@ -478,3 +478,15 @@ fn a_sleep_is_never_cut_short_by_second_precision_timestamps() {
     step(&mut w, &[], &[], p.requeue_at.unwrap());
     assert_eq!(phases(&w)[0].1, StepPhase::Succeeded);
 }
+
+#[test]
+fn a_refused_create_fails_the_step_and_then_the_run() {
+    let mut w = wf(json!({"steps": [container("a"), container("b")]}));
+    let mut p = plan(&w, &[], &[], t0());
+    p.fail_step("a", "PodCreateFailed", "refused".into(), t0());
+    w.status = Some(p.status.clone());
+    assert!(p.events.iter().any(|e| e.reason == "PodCreateFailed"));
+    step(&mut w, &[], &[], at(1));
+    assert_eq!(phases(&w).iter().map(|p| p.1).collect::<Vec<_>>(), [StepPhase::Failed, StepPhase::Omitted]);
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+}
