@@ -328,3 +328,28 @@ fn a_decision_made_after_expiry_while_the_controller_was_down_does_not_count() {
     assert_eq!(a["status"]["phase"], "Expired");
     assert!(a["status"]["message"].as_str().unwrap().contains("before the decision was made"), "{}", a["status"]);
 }
+
+#[test]
+fn when_one_gate_rejects_the_other_waiting_gate_is_cancelled() {
+    let ns = test_namespace("cancel");
+    let _op = Operator::start(&ns.name);
+    let yaml = format!(
+        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: two}}\nspec:\n  steps:\n{}{}",
+        gate("two", "legal", "        message: legal"),
+        gate("two", "security", "        message: security"),
+    );
+    apply(&ns.name, &yaml);
+    wait_pending(&ns.name, "two-legal");
+    wait_pending(&ns.name, "two-security");
+    patch_approval("admin", &ns.name, "two-legal", r#"{"spec":{"decision":"Reject"}}"#).unwrap();
+    let wf = wait_phase(&ns.name, "two", "Failed", WAIT);
+    assert_eq!(step(&wf, "security")["phase"], "Omitted");
+    let a = wait_for("the other gate to be cancelled", WAIT, || {
+        Some(approval(&ns.name, "two-security")).filter(|a| a["status"]["phase"] == "Cancelled")
+    });
+    assert!(a["spec"]["decision"].is_null());
+    let late = patch_approval("admin", &ns.name, "two-security", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+    assert!(late.contains("this gate is already Cancelled; it can no longer be decided"), "{late}");
+    let table = kubectl_ok("admin", &["-n", &ns.name, "get", "apr"]);
+    assert!(table.contains("Cancelled") && table.contains("Rejected"), "{table}");
+}

@@ -1,6 +1,7 @@
 -- Argo CD health check for hitl.dev/Approval (argocd-cm key
 -- resource.customizations.health.hitl.dev_Approval; see README.md).
--- Pending (a person must decide) -> Suspended, Approved -> Healthy, Rejected/Expired -> Degraded.
+-- Pending (a person must decide) -> Suspended, Approved -> Healthy, Rejected/Expired -> Degraded,
+-- Cancelled (the Workflow ended first) -> Healthy: nothing is left to do.
 -- Argo CD runs Lua 5.1 (gopher-lua) without the os and io libraries: keep to plain Lua 5.1.
 local hs = {}
 local status = obj.status
@@ -35,6 +36,9 @@ elseif phase == "Rejected" then
 elseif phase == "Expired" then
   hs.status = "Degraded"
   hs.message = "Expired" .. (status.expiresAt and (" at " .. status.expiresAt) or "") .. " without a decision"
+elseif phase == "Cancelled" then
+  hs.status = "Healthy"
+  hs.message = "Cancelled: the Workflow ended before anyone decided"
 else
   hs.status = "Unknown"
   hs.message = "Unknown phase " .. tostring(phase)

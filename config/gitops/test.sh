@@ -61,6 +61,8 @@ check(A, "Degraded", "Rejected by bob: clause 7", {metadata = meta, spec = {deci
   comment = "clause 7"}, status = {phase = "Rejected", decidedBy = "bob"}})
 check(A, "Degraded", "Expired at 2030-01-01T00:00:00Z without a decision", {metadata = meta, spec = {},
   status = {phase = "Expired", expiresAt = "2030-01-01T00:00:00Z"}})
+check(A, "Healthy", "Cancelled: the Workflow ended before anyone decided", {metadata = meta, spec = {},
+  status = {phase = "Cancelled"}})
 check(A, "Unknown", "Unknown phase Maybe", {metadata = meta, status = {phase = "Maybe"}})
 
 print(string.format("%s: %d cases, %d failed", _VERSION, count, failures))

@@ -95,7 +95,8 @@ pub enum Decision {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalStatus {
-    /// Pending, Approved, Rejected or Expired. Expired is never a person's decision.
+    /// Pending, Approved, Rejected, Expired (nobody decided in time; never a person's decision) or
+    /// Cancelled (the Workflow ended first, e.g. another step failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ApprovalPhase>,
     /// Who decided, as checked by the controller.
@@ -126,4 +127,5 @@ pub enum ApprovalPhase {
     Approved,
     Rejected,
     Expired,
+    Cancelled,
 }

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{instrument, warn};
 
-use super::pods::{LABEL_WORKFLOW, MANAGER};
-use super::{Context, Error, grants};
+use super::pods::LABEL_WORKFLOW;
+use super::{Context, Error, Written, grants};
 use crate::api::Approval;
 use crate::engine::gate;
 
@@ -54,25 +53,10 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
     let now = jiff::Timestamp::now();
     let decision = gate::evaluate(&a, now);
     if a.status.as_ref() != Some(&decision.status) {
-        let api: Api<Approval> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
         let mut next = (*a).clone();
         next.status = Some(decision.status.clone());
-        next.metadata.managed_fields = None;
-        ctx.metrics.write("approval_status");
-        match api
-            .replace_status(
-                &a.name_any(),
-                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
-                &next,
-            )
-            .await
-        {
-            Ok(written) => ctx.wrote(&written),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                return Ok(Action::requeue(Duration::from_millis(100)));
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
-            Err(e) => return Err(Error::Kube(e)),
+        if let Written::Stale = super::write_status(&ctx, &next, "approval_status").await? {
+            return Ok(Action::requeue(Duration::from_millis(100)));
         }
         if let Some(ev) = &decision.event {
             ctx.event(a.as_ref(), ev).await;

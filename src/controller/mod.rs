@@ -154,6 +154,39 @@ where
     }
 }
 
+/// What a status write came to.
+pub enum Written {
+    Done,
+    /// Someone changed the object since we read it (409) or it is gone (404): nothing was written,
+    /// and a watch event with the newer state is on its way.
+    Stale,
+}
+
+/// Replaces `obj`'s status. The PUT carries the resourceVersion we read, so a concurrent change
+/// makes it fail instead of being overwritten.
+pub async fn write_status<K>(ctx: &Context, obj: &K, kind: &'static str) -> Result<Written, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let mut body = obj.clone();
+    body.meta_mut().managed_fields = None;
+    ctx.metrics.write(kind);
+    let pp = kube::api::PostParams { field_manager: Some(pods::MANAGER.into()), ..Default::default() };
+    match api.replace_status(&obj.name_any(), &pp, &body).await {
+        Ok(written) => {
+            ctx.wrote(&written);
+            Ok(Written::Done)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(Written::Stale),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
 /// How long until `at`, for a requeue.
 pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
     let d = at.duration_since(now);

@@ -5,17 +5,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
+use kube::api::{DeleteParams, ObjectMeta, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::pods::{self, LABEL_WORKFLOW, MANAGER};
-use super::{Context, Error};
+use super::{Context, Error, Written};
 use crate::api::{Approval, ApprovalSpec, StepPhase, Workflow, WorkflowRef};
+use crate::engine::gate;
 use crate::engine::names;
-use crate::engine::plan::{self, ApprovalRequest};
+use crate::engine::plan::{self, ApprovalRequest, Event};
 
 fn api<K>(ctx: &Context, ns: Option<&str>) -> Api<K>
 where
@@ -143,27 +144,24 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         }
     }
 
+    // Gates this pass gave up on can no longer be decided.
+    for name in &plan.cancel_approvals {
+        let Some(a) = approval_api.get_opt(name).await.map_err(Error::Kube)? else { continue };
+        let Some(status) = gate::cancelled(&a, jiff::Timestamp::now()) else { continue };
+        let mut next = a.clone();
+        next.status = Some(status);
+        if let Written::Stale = super::write_status(&ctx, &next, "approval_status").await? {
+            return Ok(Action::requeue(Duration::from_millis(100)));
+        }
+        let note = "the Workflow ended before anyone decided".to_string();
+        ctx.event(&a, &Event { warning: true, reason: "Cancelled", note }).await;
+    }
+
     if wf.status.as_ref() != Some(&plan.status) {
         let mut next = (*wf).clone();
         next.status = Some(plan.status.clone());
-        next.metadata.managed_fields = None;
-        ctx.metrics.write("workflow_status");
-        // PUT carries the resourceVersion we read: a concurrent change makes this fail with 409
-        // instead of overwriting it.
-        match wf_api
-            .replace_status(
-                &wf.name_any(),
-                &PostParams { field_manager: Some(MANAGER.into()), ..Default::default() },
-                &next,
-            )
-            .await
-        {
-            Ok(written) => ctx.wrote(&written),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                return Ok(Action::requeue(Duration::from_millis(100)));
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
-            Err(e) => return Err(Error::Kube(e)),
+        if let Written::Stale = super::write_status(&ctx, &next, "workflow_status").await? {
+            return Ok(Action::requeue(Duration::from_millis(100)));
         }
         for ev in &plan.events {
             ctx.event(wf.as_ref(), ev).await;

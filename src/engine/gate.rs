@@ -15,6 +15,19 @@ pub struct GateDecision {
     pub requeue_at: Option<Timestamp>,
 }
 
+/// The status of a gate whose Workflow ended before anyone decided: it can no longer be decided.
+pub fn cancelled(a: &Approval, now: Timestamp) -> Option<ApprovalStatus> {
+    let mut status = a.status.clone().unwrap_or_default();
+    if status.phase.is_some_and(|p| p != ApprovalPhase::Pending) {
+        return None;
+    }
+    status.phase = Some(ApprovalPhase::Cancelled);
+    status.message = Some("the Workflow ended before anyone decided".into());
+    let old = status.clone();
+    set_conditions(&mut status, &old, None, now, a.metadata.generation);
+    Some(status)
+}
+
 /// Why a person's patch is not acted on (the admission policy should have refused it already).
 fn refusal(a: &Approval) -> Option<String> {
     let approvers = a.spec.approvers.clone().unwrap_or_default();
@@ -48,8 +61,7 @@ fn decided_at(a: &Approval) -> Option<Timestamp> {
 pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
     let old = a.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let finished =
-        matches!(old.phase, Some(ApprovalPhase::Approved | ApprovalPhase::Rejected | ApprovalPhase::Expired));
+    let finished = old.phase.is_some_and(|p| p != ApprovalPhase::Pending);
     if finished {
         return GateDecision { status, event: None, requeue_at: None };
     }
@@ -142,6 +154,7 @@ fn set_conditions(
         Some(ApprovalPhase::Approved) => ("True", "Approved"),
         Some(ApprovalPhase::Rejected) => ("True", "Rejected"),
         Some(ApprovalPhase::Expired) => ("False", "Expired"),
+        Some(ApprovalPhase::Cancelled) => ("False", "Cancelled"),
         _ => ("False", "Pending"),
     };
     let mut wanted = vec![("Decided", decided.0, decided.1, status.message.clone().unwrap_or_default())];
@@ -280,5 +293,24 @@ mod tests {
         let d = evaluate(&a, t(100));
         assert_eq!(d.status, a.status.clone().unwrap());
         assert!(d.event.is_none() && d.requeue_at.is_none());
+    }
+}
+
+#[cfg(test)]
+mod cancel_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_pending_gate_is_cancelled() {
+        let mut a = Approval::new("g", Default::default());
+        let st = cancelled(&a, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(st.phase, Some(ApprovalPhase::Cancelled));
+        let decided = st.conditions.iter().find(|c| c.type_ == "Decided").unwrap();
+        assert_eq!((decided.status.as_str(), decided.reason.as_str()), ("False", "Cancelled"));
+        a.status = Some(ApprovalStatus { phase: Some(ApprovalPhase::Approved), ..Default::default() });
+        assert!(cancelled(&a, Timestamp::UNIX_EPOCH).is_none(), "a decision stands");
+        a.status = Some(st);
+        a.spec.decision = Some(Decision::Approve);
+        assert_eq!(evaluate(&a, Timestamp::UNIX_EPOCH).status.phase, Some(ApprovalPhase::Cancelled));
     }
 }

@@ -22,6 +22,8 @@ pub struct Plan {
     pub create_pods: Vec<PodRequest>,
     pub delete_pods: Vec<String>,
     pub create_approvals: Vec<ApprovalRequest>,
+    /// Approvals of gates that will never be decided now (the run failed or ran out of time).
+    pub cancel_approvals: Vec<String>,
     pub events: Vec<Event>,
     /// Reconcile again at this time even if nothing changes (timers).
     pub requeue_at: Option<Timestamp>,
@@ -312,6 +314,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
             create_pods: vec![],
             delete_pods: vec![],
             create_approvals: vec![],
+            cancel_approvals: vec![],
             events: vec![],
             requeue_at: None,
             delete_workflow: false,
@@ -376,6 +379,9 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
             if let Some(pod) = st.pod_name.clone().filter(|_| st.phase == StepPhase::Running) {
                 ctx.plan.delete_pods.push(pod);
             }
+            if let Some(a) = st.approval_name.clone().filter(|_| st.phase == StepPhase::Waiting) {
+                ctx.plan.cancel_approvals.push(a);
+            }
             let (phase, reason) = match st.phase {
                 StepPhase::Pending => (StepPhase::Omitted, "DeadlineExceeded"),
                 _ => (StepPhase::Failed, "DeadlineExceeded"),
@@ -432,6 +438,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                 }
             }
             (StepPhase::Waiting, _) if failing => {
+                ctx.plan.cancel_approvals.extend(st.approval_name.clone());
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
             (StepPhase::Waiting, _) => {
@@ -557,7 +564,8 @@ fn decide_gate(ctx: &Ctx<'_>, st: &mut StepStatus, specs: &[InputSpec], a: &Appr
                 );
             }
         }
-        Some(ApprovalPhase::Pending) | None => {}
+        // Cancelled only ever follows this step being omitted, so it is not seen here.
+        Some(ApprovalPhase::Pending | ApprovalPhase::Cancelled) | None => {}
     }
 }
 

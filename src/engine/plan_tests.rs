@@ -490,3 +490,19 @@ fn a_refused_create_fails_the_step_and_then_the_run() {
     assert_eq!(phases(&w).iter().map(|p| p.1).collect::<Vec<_>>(), [StepPhase::Failed, StepPhase::Omitted]);
     assert_eq!(phase(&w), WorkflowPhase::Failed);
 }
+
+#[test]
+fn a_failed_run_cancels_the_gates_still_waiting() {
+    let mut w = wf(json!({"steps": [
+        {"name": "legal", "dependsOn": [], "suspend": {}},
+        {"name": "security", "dependsOn": [], "suspend": {}},
+    ]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!(p.create_approvals.len(), 2);
+    let rejected = approval("wf-legal", ApprovalPhase::Rejected, json!(null), "alice");
+    let waiting = approval("wf-security", ApprovalPhase::Pending, json!(null), "");
+    let p = step(&mut w, &[], &[rejected, waiting], at(1));
+    assert_eq!(p.cancel_approvals, ["wf-security"]);
+    assert_eq!(phases(&w)[1], ("security".to_string(), StepPhase::Omitted));
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+}
