@@ -1,10 +1,10 @@
 //! What an Approval's status should be: a pure function of the Approval and the time.
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::inputs;
 use super::plan::Event;
+use super::{conditions, inputs};
 use crate::api::{Approval, ApprovalPhase, ApprovalStatus, Decision};
 
 /// The Approval's next status, an Event if something happened, and when to look again.
@@ -161,23 +161,7 @@ fn set_conditions(
     if let Some(reason) = problem {
         wanted.push(("Accepted", "False", reason, status.message.clone().unwrap_or_default()));
     }
-    status.conditions = wanted
-        .into_iter()
-        .map(|(type_, st, reason, message)| {
-            let last = match old.conditions.iter().find(|c| c.type_ == type_) {
-                Some(p) if p.status == st => p.last_transition_time.clone(),
-                _ => Time(now),
-            };
-            Condition {
-                type_: type_.into(),
-                status: st.into(),
-                reason: reason.into(),
-                message,
-                observed_generation: generation,
-                last_transition_time: last,
-            }
-        })
-        .collect();
+    status.conditions = conditions::merge(&old.conditions, wanted, Time(now), generation);
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Pure decisions: no I/O and no clock reads. The controller gathers objects, asks `plan`, and
 //! carries the plan out.
+pub mod conditions;
 pub mod duration;
 pub mod expr;
 pub mod gate;

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
-use super::{duration, expr, graph, inputs, names, outputs};
+use super::{conditions, duration, expr, graph, inputs, names, outputs};
 use crate::api::{
     Approval, ApprovalPhase, Approvers, InputSpec, OnTimeout, Step, StepContainer, StepKind, StepPhase, StepStatus,
     Workflow, WorkflowPhase, WorkflowStatus,
@@ -120,6 +120,11 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
 fn t(ts: Timestamp) -> Time {
     let whole = Timestamp::from_second(ts.as_second()).expect("in range");
     Time(if whole < ts { whole + SignedDuration::from_secs(1) } else { whole })
+}
+
+/// A sleep step's length (validated before any step starts).
+fn sleep_length(step: &Step) -> std::time::Duration {
+    step.sleep.as_deref().and_then(|d| duration::parse(d).ok()).unwrap_or_default()
 }
 
 fn after(ts: &Time, seconds: i64) -> Timestamp {
@@ -428,7 +433,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
             (StepPhase::Running, Some(StepKind::Sleep)) => {
-                let length = step.sleep.as_deref().and_then(|d| duration::parse(d).ok()).unwrap_or_default();
+                let length = sleep_length(step);
                 let started = st.started_at.clone().unwrap_or(t(now));
                 let at = started.0.checked_add(length).unwrap_or(Timestamp::MAX);
                 if at <= now {
@@ -595,7 +600,7 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
         Some(StepKind::Sleep) => {
             st.phase = StepPhase::Running;
             st.started_at = Some(t(ctx.now));
-            let length = step.sleep.as_deref().and_then(|d| duration::parse(d).ok()).unwrap_or_default();
+            let length = sleep_length(step);
             if length.is_zero() {
                 ctx.finish(st, StepPhase::Succeeded, None, None);
             } else {
@@ -695,7 +700,7 @@ fn summarize(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, steps: Vec<StepStat
     set_conditions(ctx, status);
 }
 
-/// `Completed` and `Waiting` conditions; `lastTransitionTime` moves only when the status does.
+/// `Completed`, `Waiting`, and the `Reconciling`/`Stalled` pair kstatus reads.
 fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
     let phase = status.phase.unwrap_or(WorkflowPhase::Pending);
     let completed = match phase {
@@ -711,7 +716,7 @@ fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
         ("True", "ApprovalPending")
     };
     let message = status.message.clone().unwrap_or_default();
-    let wanted = [
+    let wanted = vec![
         ("Completed", completed.0, completed.1, message.clone()),
         (
             "Waiting",
@@ -729,20 +734,5 @@ fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
             if phase == WorkflowPhase::Failed { message.clone() } else { String::new() },
         ),
     ];
-    let old = std::mem::take(&mut status.conditions);
-    for (type_, st, reason, msg) in wanted {
-        let prev = old.iter().find(|c| c.type_ == type_);
-        let last = match prev {
-            Some(p) if p.status == st => p.last_transition_time.clone(),
-            _ => t(ctx.now),
-        };
-        status.conditions.push(Condition {
-            type_: type_.into(),
-            status: st.into(),
-            reason: reason.into(),
-            message: msg,
-            observed_generation: ctx.wf.metadata.generation,
-            last_transition_time: last,
-        });
-    }
+    status.conditions = conditions::merge(&status.conditions, wanted, t(ctx.now), ctx.wf.metadata.generation);
 }
