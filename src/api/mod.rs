@@ -1,10 +1,12 @@
 //! The CRD types: the contract users write against.
 pub mod approval;
+pub mod policy;
 pub mod shared;
 mod validation;
 pub mod workflow;
 
 pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, WorkflowRef};
+pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout};
 pub use workflow::{
     Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase, WorkflowSpec,
@@ -16,7 +18,7 @@ use kube::CustomResourceExt;
 
 /// The CRDs as installed: derived schemas plus the rules that need the whole object.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![validation::with_root_rules(Workflow::crd()), Approval::crd()]
+    vec![validation::with_root_rules(Workflow::crd()), Approval::crd(), WorkflowPolicy::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream (the content of `crds/`).
