@@ -40,12 +40,12 @@ fn a_user_listed_by_name_approves_and_is_recorded() {
     let ns = test_namespace("byname");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", LISTED));
-    wait_pending(&ns.name, "w-gate");
+    wait_pending(&ns.name, "w.gate");
     // The plain patch: the API server fills in decidedBy.
-    patch_approval("alice", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    patch_approval("alice", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     let wf = wait_phase(&ns.name, "w", "Succeeded", WAIT);
     assert_eq!(step(&wf, "gate")["decidedBy"], "alice");
-    let a = approval(&ns.name, "w-gate");
+    let a = approval(&ns.name, "w.gate");
     assert_eq!((a["spec"]["decidedBy"].as_str(), a["status"]["decidedBy"].as_str()), (Some("alice"), Some("alice")));
 }
 
@@ -54,8 +54,8 @@ fn a_member_of_a_listed_group_approves() {
     let ns = test_namespace("bygroup");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", LISTED));
-    wait_pending(&ns.name, "w-gate");
-    patch_approval("carol", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    wait_pending(&ns.name, "w.gate");
+    patch_approval("carol", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     let wf = wait_phase(&ns.name, "w", "Succeeded", WAIT);
     assert_eq!(step(&wf, "gate")["decidedBy"], "carol");
 }
@@ -65,31 +65,31 @@ fn an_unlisted_user_is_refused_even_with_rbac_rights() {
     let ns = test_namespace("unlisted");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", LISTED));
-    wait_pending(&ns.name, "w-gate");
+    wait_pending(&ns.name, "w.gate");
 
     // Without rights, RBAC refuses bob before any policy runs.
-    let err = patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+    let err = patch_approval("bob", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
     assert!(err.contains("Forbidden") && err.contains("User \"bob\" cannot"), "{err}");
 
     // With rights to patch approvals, the approver list still binds him.
     bind_approver(&ns.name, "bob");
-    let err = patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+    let err = patch_approval("bob", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
     assert!(
         err.contains("user bob is not an approver of this gate; it may be decided only by: alice, group:legal"),
         "{err}"
     );
-    still_pending(&ns.name, "w-gate");
+    still_pending(&ns.name, "w.gate");
 
     // Claiming to be alice does not help.
-    let err = patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#)
+    let err = patch_approval("bob", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#)
         .unwrap_err();
     assert!(err.contains("user bob is not an approver"), "{err}");
-    still_pending(&ns.name, "w-gate");
+    still_pending(&ns.name, "w.gate");
 
     // The list binds everyone, cluster admins included.
-    let err = patch_approval("admin", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+    let err = patch_approval("admin", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
     assert!(err.contains("user admin is not an approver of this gate"), "{err}");
-    still_pending(&ns.name, "w-gate");
+    still_pending(&ns.name, "w.gate");
     assert_eq!(phase(&workflow(&ns.name, "w")), "Waiting");
 }
 
@@ -98,14 +98,14 @@ fn nobody_decides_in_anothers_name() {
     let ns = test_namespace("impersonate");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", LISTED));
-    wait_pending(&ns.name, "w-gate");
-    let err = patch_approval("carol", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#)
+    wait_pending(&ns.name, "w.gate");
+    let err = patch_approval("carol", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve","decidedBy":"alice"}}"#)
         .unwrap_err();
     assert!(
         err.contains(r#"spec.decidedBy must name the user who decides: you are carol, so set "decidedBy": "carol""#),
         "{err}"
     );
-    still_pending(&ns.name, "w-gate");
+    still_pending(&ns.name, "w.gate");
 }
 
 #[test]
@@ -113,9 +113,9 @@ fn a_second_decision_is_refused() {
     let ns = test_namespace("twice");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", LISTED));
-    wait_pending(&ns.name, "w-gate");
-    patch_approval("alice", &ns.name, "w-gate", r#"{"spec":{"decision":"Reject"}}"#).unwrap();
-    let err = patch_approval("carol", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve","decidedBy":"carol"}}"#)
+    wait_pending(&ns.name, "w.gate");
+    patch_approval("alice", &ns.name, "w.gate", r#"{"spec":{"decision":"Reject"}}"#).unwrap();
+    let err = patch_approval("carol", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve","decidedBy":"carol"}}"#)
         .unwrap_err();
     assert!(err.contains("is final once set"), "{err}");
     let wf = wait_phase(&ns.name, "w", "Failed", WAIT);
@@ -128,14 +128,14 @@ fn a_listed_user_cannot_touch_other_gates_without_rights() {
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("mine", LISTED));
     apply(&ns.name, &gated("theirs", "        approvers: {users: [carol]}"));
-    wait_pending(&ns.name, "mine-gate");
-    wait_pending(&ns.name, "theirs-gate");
-    // alice's per-gate grant covers mine-gate only.
-    let err = patch_approval("alice", &ns.name, "theirs-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+    wait_pending(&ns.name, "mine.gate");
+    wait_pending(&ns.name, "theirs.gate");
+    // alice's per-gate grant covers mine.gate only.
+    let err = patch_approval("alice", &ns.name, "theirs.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
     assert!(err.contains("Forbidden") && err.contains("User \"alice\" cannot"), "{err}");
     let err = common::kubectl("alice", &["-n", &ns.name, "get", "approvals"]);
     assert!(!err.status.success(), "alice can list approvals without standing rights");
-    still_pending(&ns.name, "theirs-gate");
+    still_pending(&ns.name, "theirs.gate");
 }
 
 #[test]
@@ -143,13 +143,13 @@ fn without_approvers_whoever_rbac_allows_decides_and_is_recorded() {
     let ns = test_namespace("open");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", ""));
-    wait_pending(&ns.name, "w-gate");
+    wait_pending(&ns.name, "w.gate");
     // No list and no grant: bob needs RBAC rights, and then may decide.
-    let err = patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+    let err = patch_approval("bob", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
     assert!(err.contains("Forbidden"), "{err}");
-    assert!(get_json(&ns.name, "role", "hitl-approve-w-gate").is_none(), "no grant without approvers");
+    assert!(grant(&ns.name, "role", "w.gate").is_none(), "no grant without approvers");
     bind_approver(&ns.name, "bob");
-    patch_approval("bob", &ns.name, "w-gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    patch_approval("bob", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     let wf = wait_phase(&ns.name, "w", "Succeeded", WAIT);
     assert_eq!(step(&wf, "gate")["decidedBy"], "bob");
 }
@@ -159,11 +159,11 @@ fn the_per_gate_grant_goes_with_its_approval() {
     let ns = test_namespace("grantgc");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gated("w", LISTED));
-    wait_pending(&ns.name, "w-gate");
-    let role = wait_for("the grant", WAIT, || get_json(&ns.name, "role", "hitl-approve-w-gate"));
-    assert_eq!(role["rules"][0]["resourceNames"][0], "w-gate");
+    wait_pending(&ns.name, "w.gate");
+    let role = wait_for("the grant", WAIT, || grant(&ns.name, "role", "w.gate"));
+    assert_eq!(role["rules"][0]["resourceNames"][0], "w.gate");
     assert_eq!(role["rules"][0]["verbs"], serde_json::json!(["get", "patch"]));
-    let binding = get_json(&ns.name, "rolebinding", "hitl-approve-w-gate").unwrap();
+    let binding = grant(&ns.name, "rolebinding", "w.gate").unwrap();
     let subjects: Vec<String> = binding["subjects"]
         .as_array()
         .unwrap()
@@ -172,13 +172,12 @@ fn the_per_gate_grant_goes_with_its_approval() {
         .collect();
     assert_eq!(subjects, ["User:alice", "Group:legal"]);
     let owner = &role["metadata"]["ownerReferences"][0];
-    let approval_uid = approval(&ns.name, "w-gate")["metadata"]["uid"].clone();
+    let approval_uid = approval(&ns.name, "w.gate")["metadata"]["uid"].clone();
     assert_eq!((owner["kind"].as_str(), &owner["uid"]), (Some("Approval"), &approval_uid));
     // Deleting the Workflow deletes its Approval, and with it the grant.
     kubectl_ok("admin", &["-n", &ns.name, "delete", "workflow", "w", "--wait=false"]);
     wait_for("the grant to be collected with its Approval", Duration::from_secs(90), || {
-        (get_json(&ns.name, "role", "hitl-approve-w-gate").is_none()
-            && get_json(&ns.name, "rolebinding", "hitl-approve-w-gate").is_none())
-        .then_some(())
+        (grant(&ns.name, "role", "w.gate").is_none() && grant(&ns.name, "rolebinding", "w.gate").is_none())
+            .then_some(())
     });
 }

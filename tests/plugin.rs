@@ -24,21 +24,21 @@ fn list_then_approve_with_typed_input() {
     let _op = Operator::start(&ns.name);
     let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: ship}\nspec:\n  steps:\n    - name: go\n      suspend:\n        message: Ship release 1.2?\n        approvers: {users: [alice]}\n        inputs: [{name: priority, type: integer, required: true}, {name: channel, enum: [stable, beta]}]\n";
     apply(&ns.name, yaml);
-    wait_pending(&ns.name, "ship-go");
+    wait_pending(&ns.name, "ship.go");
     let (ok, out) = hitl("admin", &ns.name, &["pending"]);
-    assert!(ok && out.contains("ship-go") && out.contains("Ship release 1.2?") && out.contains("alice"), "{out}");
+    assert!(ok && out.contains("ship.go") && out.contains("Ship release 1.2?") && out.contains("alice"), "{out}");
 
-    let (ok, out) = hitl("alice", &ns.name, &["approve", "ship-go", "--input", "priority=two"]);
+    let (ok, out) = hitl("alice", &ns.name, &["approve", "ship.go", "--input", "priority=two"]);
     assert!(!ok && out.contains("input priority: must be of type integer"), "{out}");
     let (ok, out) = hitl(
         "alice",
         &ns.name,
-        &["approve", "ship-go", "--input", "priority=2", "--input", "channel=beta", "--comment", "go"],
+        &["approve", "ship.go", "--input", "priority=2", "--input", "channel=beta", "--comment", "go"],
     );
-    assert!(ok && out.contains("approval ship-go approved by alice"), "{out}");
+    assert!(ok && out.contains("approval ship.go approved by alice"), "{out}");
     let wf = wait_phase(&ns.name, "ship", "Succeeded", Duration::from_secs(60));
     assert_eq!(step(&wf, "go")["outputs"]["priority"], "2");
     assert_eq!(step(&wf, "go")["outputs"]["channel"], "beta");
     let (ok, out) = hitl("admin", &ns.name, &["pending"]);
-    assert!(ok && !out.contains("ship-go"), "{out}");
+    assert!(ok && !out.contains("ship.go"), "{out}");
 }

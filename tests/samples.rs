@@ -22,13 +22,13 @@ fn every_sample_completes_on_the_local_cluster() {
         names.push(name);
     }
     // The one with a gate waits for a person.
-    wait_pending(&ns.name, "contract-review-review");
+    wait_pending(&ns.name, "contract-review.review");
     let table = kubectl_ok("admin", &["-n", &ns.name, "get", "hwf"]);
     assert!(table.contains("contract-review") && table.contains("Waiting"), "{table}");
     patch_approval(
         "alice",
         &ns.name,
-        "contract-review-review",
+        "contract-review.review",
         r#"{"spec":{"decision":"Approve","input":{"verdict":"redact"}}}"#,
     )
     .unwrap();

@@ -7,6 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::policy::SelfApproval;
 use super::shared::{Approvers, InputSpec, OnTimeout};
 
 /// A decision a person makes for a Workflow's suspend step. The controller creates it; a person
@@ -56,6 +57,15 @@ pub struct ApprovalSpec {
     /// What expiry means (set by the controller, immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    /// When the gate expires: the step's start plus `timeoutSeconds` (set by the controller,
+    /// immutable). The deadline belongs to the step, so an Approval deleted and created again
+    /// keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// `Forbid`: the Workflow's creator may not decide this gate (set by the controller from the
+    /// step and the namespace's WorkflowPolicy, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_approval: Option<SelfApproval>,
 
     /// The person's decision: `Approve` or `Reject`. Final once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,10 +78,16 @@ pub struct ApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub comment: Option<String>,
-    /// The deciding user; must be the user who sends the decision. Final once set.
+    /// The deciding user; must be the user who sends the decision (the API server fills it in).
+    /// Final once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub decided_by: Option<String>,
+    /// The decider's groups that this gate lists, as the API server saw them when the decision
+    /// was sent (it fills them in). Final once set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 512)))]
+    pub decided_by_groups: Vec<String>,
 }
 
 /// Reference to the owning Workflow.
@@ -82,6 +98,9 @@ pub struct WorkflowRef {
     pub name: String,
     /// Workflow UID.
     pub uid: String,
+    /// Who created the Workflow, as the API server recorded it (annotation `hitl.dev/created-by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// A person's decision.

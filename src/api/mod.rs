@@ -9,8 +9,8 @@ pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decisi
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout};
 pub use workflow::{
-    Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase, WorkflowSpec,
-    WorkflowStatus,
+    ANNOTATION_CREATED_BY, Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase,
+    WorkflowSpec, WorkflowStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -90,26 +90,65 @@ pub fn input_spec_rules() -> Value {
     ])
 }
 
-/// Rules on an Approval's spec: what the controller set is immutable, a decision is final.
-/// `input` is checked by the ValidatingAdmissionPolicy: CRD rules cannot see inside it.
+/// Rules on an Approval's spec: what the controller set is immutable, and a decision is made in
+/// one request and is final. `input` is checked by the ValidatingAdmissionPolicy: CRD rules
+/// cannot see inside it.
 pub fn approval_spec_rules() -> Value {
-    let immutable = ["workflowRef", "step", "message", "approvers", "inputs", "timeoutSeconds", "onTimeout"]
+    let set_by_controller = [
+        "workflowRef",
+        "step",
+        "message",
+        "approvers",
+        "inputs",
+        "timeoutSeconds",
+        "onTimeout",
+        "expiresAt",
+        "selfApproval",
+    ];
+    let immutable = set_by_controller
         .iter()
         .map(|f| format!("has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})"))
         .collect::<Vec<_>>()
         .join(" && ");
     let mut rules = vec![json!({
         "rule": immutable,
-        "message": "workflowRef, step, message, approvers, inputs, timeoutSeconds and onTimeout are set by the controller and cannot change",
+        "message": format!("{} are set by the controller and cannot change", set_by_controller.join(", ")),
     })];
-    for f in ["decision", "comment", "decidedBy"] {
+    for f in ["decision", "comment", "decidedBy", "decidedByGroups"] {
         rules.push(json!({
             "rule": format!("!has(oldSelf.{f}) || (has(self.{f}) && self.{f} == oldSelf.{f})"),
             "message": format!("{f} is final once set: a decision cannot be changed or withdrawn"),
             "fieldPath": format!(".{f}"),
         }));
     }
+    // No pre-claiming: who decides, and why, come with the decision, never before it.
+    rules.push(json!({
+        "rule": "!(has(self.decidedBy) || has(self.comment) || has(self.decidedByGroups)) || has(self.decision) || has(self.input)",
+        "message": "decidedBy, decidedByGroups and comment can only be set together with a decision (or input), in the same request",
+    }));
+    // ... and nothing is added to a decision afterwards.
+    let unchanged = ["decision", "input", "comment", "decidedBy", "decidedByGroups"]
+        .iter()
+        .map(|f| format!("has(self.{f}) == has(oldSelf.{f})"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    rules.push(json!({
+        "rule": format!("!(has(oldSelf.decision) || has(oldSelf.input)) || ({unchanged})"),
+        "message": "a decision is made in one request: decision, input, comment, decidedBy and decidedByGroups cannot be added to it afterwards",
+    }));
     Value::Array(rules)
+}
+
+/// Workflow names are DNS labels: every name derived from them (Pods, Approvals, Events, label
+/// values) then stays valid and within its length limit.
+fn workflow_name_rule() -> ValidationRule {
+    ValidationRule {
+        rule: "size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')".into(),
+        message_expression: Some(
+            "'metadata.name: a Workflow name must be a DNS label (at most 63 lower-case letters, digits and \\'-\\', no dots), not \\'' + self.metadata.name + '\\''".into(),
+        ),
+        ..Default::default()
+    }
 }
 
 /// The Workflow's spec may not change once the run has started, except `suspend`. This needs the
@@ -141,7 +180,9 @@ pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefin
     for version in &mut crd.spec.versions {
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             let rules: &mut JSONSchemaProps = schema;
-            rules.x_kubernetes_validations.get_or_insert_with(Vec::new).push(root_rule.clone());
+            let rules = rules.x_kubernetes_validations.get_or_insert_with(Vec::new);
+            rules.push(root_rule.clone());
+            rules.push(workflow_name_rule());
         }
     }
     crd

@@ -8,7 +8,12 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::policy::SelfApproval;
 use super::shared::{Approvers, InputSpec, OnTimeout};
+
+/// Annotation on a Workflow naming the user who created it, written by the API server (the
+/// `hitl-workflow-creator` admission policy) and never by the user. Separation of duties reads it.
+pub const ANNOTATION_CREATED_BY: &str = "hitl.dev/created-by";
 
 /// Longest step list a Workflow may have. Bounded so the CRD's CEL rules stay within the API
 /// server's cost budget and status stays far below etcd's object size limit.
@@ -216,6 +221,10 @@ pub struct SuspendStep {
     /// succeeds with the inputs' defaults and `decision: Expired`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    /// `Forbid`: the user who created the Workflow may not decide this gate, even if listed
+    /// (separation of duties). The namespace's WorkflowPolicy can forbid it for every gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_approval: Option<SelfApproval>,
 }
 
 /// Observed state, written only by the controller.

@@ -12,8 +12,9 @@ use tracing::{instrument, warn};
 
 use super::pods::LABEL_WORKFLOW;
 use super::{Context, Error, Written, grants};
-use crate::api::Approval;
+use crate::api::{Approval, ApprovalPhase, StepPhase, Workflow};
 use crate::engine::gate;
+use crate::engine::plan::{self, Event};
 
 pub async fn run(ctx: Arc<Context>) {
     let approvals: Api<Approval> = match &ctx.config.namespace {
@@ -28,9 +29,10 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-fn error_policy(_a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "approval reconcile failed");
     ctx.metrics.failed("approval", err.category());
+    super::report_error(ctx, a, err);
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -45,6 +47,15 @@ async fn reconcile(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error>
 async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error> {
     if a.metadata.deletion_timestamp.is_some() || ctx.is_stale(a.as_ref()) {
         return Ok(Action::await_change());
+    }
+    let pending = a.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == ApprovalPhase::Pending);
+    if pending {
+        // Nothing is granted or recorded for an Approval that is not exactly its Workflow's gate.
+        match gate_check(&ctx, &a).await? {
+            GateCheck::Matches => {}
+            GateCheck::NotYet => return Ok(Action::requeue(Duration::from_millis(250))),
+            GateCheck::Differs(why) => return refuse(&ctx, &a, why).await,
+        }
     }
     // First sight of a new gate: grant its approvers before anyone is told it waits.
     if a.status.is_none() && ctx.config.per_gate_grants {
@@ -66,4 +77,67 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
         Some(at) => Action::requeue(super::until(at, jiff::Timestamp::now())),
         None => Action::await_change(),
     })
+}
+
+/// Whether an Approval is the gate its Workflow's step expects.
+enum GateCheck {
+    Matches,
+    /// The Workflow has not yet recorded the step as waiting on it (its status write follows the
+    /// Approval's creation by milliseconds).
+    NotYet,
+    Differs(String),
+}
+
+async fn gate_check(ctx: &Context, a: &Approval) -> Result<GateCheck, Error> {
+    let Some(owner) = a.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Workflow") else {
+        return Ok(GateCheck::Differs("it has no owning Workflow".into()));
+    };
+    let workflows: Api<Workflow> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
+    let Some(wf) = workflows.get_opt(&owner.name).await.map_err(Error::Kube)? else {
+        return Ok(GateCheck::Differs(format!("its Workflow {} does not exist", owner.name)));
+    };
+    if wf.uid().as_deref() != Some(owner.uid.as_str()) {
+        return Ok(GateCheck::Differs(format!("it belongs to an earlier Workflow named {}", owner.name)));
+    }
+    let (Some(step), Some(st)) = (
+        wf.spec.steps.iter().find(|s| s.name == a.spec.step && s.suspend.is_some()),
+        wf.status.iter().flat_map(|s| &s.steps).find(|s| s.name == a.spec.step),
+    ) else {
+        return Ok(GateCheck::NotYet);
+    };
+    if st.phase != StepPhase::Waiting || st.approval_name.as_deref() != Some(&a.name_any()) {
+        return Ok(if st.phase.is_terminal() {
+            GateCheck::Differs(format!("step {} is no longer waiting", step.name))
+        } else {
+            GateCheck::NotYet
+        });
+    }
+    let expected = plan::approval_request(&wf, step, st);
+    Ok(match gate::mismatch(&expected, &a.spec) {
+        None => GateCheck::Matches,
+        Some(why) => {
+            GateCheck::Differs(format!("it does not match step {} of Workflow {}: {why}", step.name, owner.name))
+        }
+    })
+}
+
+/// Records, once, that this Approval is not acted on.
+async fn refuse(ctx: &Context, a: &Approval, why: String) -> Result<Action, Error> {
+    let mut status = a.status.clone().unwrap_or_default();
+    let message = format!("not acted on: {why}");
+    if status.message.as_deref() == Some(message.as_str()) {
+        return Ok(Action::await_change());
+    }
+    let old = status.clone();
+    status.phase = Some(ApprovalPhase::Pending);
+    status.message = Some(message.clone());
+    gate::set_problem(&mut status, &old, "GateMismatch", jiff::Timestamp::now(), a.metadata.generation);
+    let mut next = a.clone();
+    next.status = Some(status);
+    if let Written::Stale = super::write_status(ctx, &next, "approval_status").await? {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    warn!(reason = "GateMismatch", "{message}");
+    ctx.event(a, &Event { warning: true, reason: "GateMismatch", note: message }).await;
+    Ok(Action::await_change())
 }

@@ -11,15 +11,10 @@ use super::pods::{LABEL_MANAGED_BY, MANAGER};
 use crate::api::Approval;
 use crate::engine::names;
 
-/// Name of the Role and RoleBinding for an Approval.
-pub fn grant_name(approval: &str) -> String {
-    names::fit(&format!("hitl-approve-{approval}"), 253)
-}
-
 /// The Role and RoleBinding for an Approval, or None when it lists no approvers. Pure.
 pub fn build(a: &Approval) -> Option<(Role, RoleBinding)> {
     let approvers = a.spec.approvers.clone().filter(|p| !p.is_empty())?;
-    let name = grant_name(&a.name_any());
+    let name = names::grant_name(&a.name_any(), a.metadata.uid.as_deref()?);
     let meta = ObjectMeta {
         name: Some(name.clone()),
         namespace: a.namespace(),
@@ -57,25 +52,44 @@ pub fn build(a: &Approval) -> Option<(Role, RoleBinding)> {
     Some((role, binding))
 }
 
-/// Creates the grant unless it exists.
+/// Creates the grant unless it exists. An existing Role or RoleBinding of that name counts only if
+/// this Approval owns it and it grants exactly what `build` would: anything else is reported,
+/// never used.
 pub async fn ensure(ctx: &super::Context, a: &Approval) -> Result<(), Error> {
-    let client = &ctx.client;
     let Some((role, binding)) = build(a) else { return Ok(()) };
     let ns = a.namespace().unwrap_or_default();
-    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-    let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), &ns);
+    let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
     ctx.metrics.write("create_role");
-    match roles.create(&pp, &role).await {
-        Ok(_) => {}
+    create_exact(&roles, &role, |r: &Role| r.rules == role.rules).await?;
+    ctx.metrics.write("create_rolebinding");
+    create_exact(&bindings, &binding, |b: &RoleBinding| {
+        b.role_ref == binding.role_ref && b.subjects == binding.subjects
+    })
+    .await
+}
+
+async fn create_exact<K>(api: &Api<K>, want: &K, same_grant: impl Fn(&K) -> bool) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    match api.create(&pp, want).await {
+        Ok(_) => return Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(Error::Create(e)),
     }
-    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
-    ctx.metrics.write("create_rolebinding");
-    match bindings.create(&pp, &binding).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(Error::Create(e)),
+    let existing = api.get(&want.name_any()).await.map_err(Error::Kube)?;
+    let owner = want.meta().owner_references.as_ref().and_then(|o| o.first()).map(|o| o.uid.clone());
+    let owned = existing.meta().owner_references.iter().flatten().any(|o| Some(&o.uid) == owner.as_ref());
+    if owned && same_grant(&existing) {
+        Ok(())
+    } else {
+        Err(Error::NotOwned(format!(
+            "{} {} exists but is not this gate's grant; its approvers get no rights through it",
+            K::kind(&()),
+            want.name_any()
+        )))
     }
 }
 
@@ -105,6 +119,7 @@ mod tests {
             [("User", "alice"), ("Group", "legal")]
         );
         assert_eq!(role.metadata.owner_references.unwrap()[0].uid, "uid");
+        assert!(role.metadata.name.unwrap().starts_with("hitl-approve-wf-review-"));
         a.spec.approvers = None;
         assert!(build(&a).is_none());
     }

@@ -121,6 +121,16 @@ impl Context {
     }
 }
 
+/// Tells the people who look at the object (`kubectl describe`) why its reconcile failed: a
+/// Warning Event with the error's category as reason. The recorder folds repeats into a series.
+pub fn report_error<K>(ctx: Arc<Context>, obj: Arc<K>, err: &Error)
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    let ev = Event { warning: true, reason: err.category(), note: err.to_string() };
+    tokio::spawn(async move { ctx.event(obj.as_ref(), &ev).await });
+}
+
 /// A child found under our deterministic name must be ours; anything else is reported, never
 /// adopted.
 pub fn check_owner<K: Resource<DynamicType = ()>>(wf: &Workflow, child: &K) -> Result<(), Error> {

@@ -13,7 +13,7 @@ use tracing::{info, instrument, warn};
 
 use super::pods::{self, LABEL_WORKFLOW, MANAGER};
 use super::{Context, Error, Written};
-use crate::api::{Approval, ApprovalSpec, StepPhase, Workflow, WorkflowRef};
+use crate::api::{Approval, SelfApproval, StepPhase, Workflow, WorkflowPolicy};
 use crate::engine::gate;
 use crate::engine::names;
 use crate::engine::plan::{self, ApprovalRequest, Event};
@@ -45,9 +45,10 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-fn error_policy(_wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "reconcile failed");
     ctx.metrics.failed("workflow", err.category());
+    super::report_error(ctx, wf, err);
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -86,40 +87,77 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         // Our own newer write is on its way through the watch; act on that instead.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    let ns = wf.namespace().unwrap_or_default();
-    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let approval_api: Api<Approval> = Api::namespaced(ctx.client.clone(), &ns);
-    let wf_api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &ns);
+    let apis = Apis::new(&ctx, &wf);
+    let (pods, approvals) = gather(&apis, &wf).await?;
+    let mut plan = plan::plan(&wf, &pods, &approvals, jiff::Timestamp::now());
+    if plan.delete_workflow {
+        return delete_finished(&apis, &ctx, &wf).await;
+    }
+    // Children first, so the status never names an object that does not exist.
+    if let Some(retry) = apply_children(&apis, &ctx, &wf, &mut plan).await? {
+        return Ok(retry);
+    }
+    if let Some(retry) = cancel_gates(&apis, &ctx, &plan).await? {
+        return Ok(retry);
+    }
+    persist(&ctx, &wf, &plan).await
+}
 
+/// The namespaced APIs one reconcile uses.
+struct Apis {
+    pods: Api<Pod>,
+    approvals: Api<Approval>,
+    workflows: Api<Workflow>,
+    policies: Api<WorkflowPolicy>,
+}
+
+impl Apis {
+    fn new(ctx: &Context, wf: &Workflow) -> Self {
+        let ns = wf.namespace().unwrap_or_default();
+        Apis {
+            pods: Api::namespaced(ctx.client.clone(), &ns),
+            approvals: Api::namespaced(ctx.client.clone(), &ns),
+            workflows: Api::namespaced(ctx.client.clone(), &ns),
+            policies: Api::namespaced(ctx.client.clone(), &ns),
+        }
+    }
+}
+
+/// The Pods of running steps and the Approvals of waiting ones, read fresh by name.
+async fn gather(apis: &Apis, wf: &Workflow) -> Result<(Vec<Pod>, Vec<Approval>), Error> {
     let steps = wf.status.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
     let running = steps.iter().filter(|s| s.phase == StepPhase::Running).filter_map(|s| s.pod_name.clone()).collect();
     let waiting =
         steps.iter().filter(|s| s.phase == StepPhase::Waiting).filter_map(|s| s.approval_name.clone()).collect();
-    let (pods, approvals) =
-        futures::try_join!(children(&pod_api, &wf, running), children(&approval_api, &wf, waiting))?;
-    let now = jiff::Timestamp::now();
-    let mut plan = plan::plan(&wf, &pods, &approvals, now);
+    futures::try_join!(children(&apis.pods, wf, running), children(&apis.approvals, wf, waiting))
+}
 
-    if plan.delete_workflow {
-        info!("ttlSecondsAfterFinished passed; deleting the Workflow");
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions { uid: wf.uid(), resource_version: None }),
-            ..Default::default()
-        };
-        ctx.metrics.write("delete_workflow");
-        match wf_api.delete(&wf.name_any(), &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {} // gone, or re-created
-            Err(e) => return Err(Error::Kube(e)),
-        }
-        return Ok(Action::await_change());
+async fn delete_finished(apis: &Apis, ctx: &Context, wf: &Workflow) -> Result<Action, Error> {
+    info!("ttlSecondsAfterFinished passed; deleting the Workflow");
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions { uid: wf.uid(), resource_version: None }),
+        ..Default::default()
+    };
+    ctx.metrics.write("delete_workflow");
+    match apis.workflows.delete(&wf.name_any(), &dp).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(Action::await_change()), // gone, or re-created
+        Err(e) => Err(Error::Kube(e)),
     }
+}
 
-    // Children first, so the status never names an object that does not exist.
+/// Creates the Pods and Approvals the plan asks for and deletes the Pods it gives up on. A child
+/// that cannot be created fails its step; Some(action) means: come back later.
+async fn apply_children(
+    apis: &Apis,
+    ctx: &Context,
+    wf: &Workflow,
+    plan: &mut plan::Plan,
+) -> Result<Option<Action>, Error> {
     for req in plan.create_pods.clone() {
-        let pod = pods::build(&wf, &req);
+        let pod = pods::build(wf, &req);
         ctx.metrics.write("create_pod");
-        if let Err(e) = super::create_if_absent(&pod_api, &wf, &pod).await {
+        if let Err(e) = super::create_if_absent(&apis.pods, wf, &pod).await {
             if !e.fails_step() {
                 return Err(e);
             }
@@ -127,44 +165,53 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         }
     }
     for req in plan.create_approvals.clone() {
-        ctx.metrics.write("create_approval");
-        if let Err(e) = create_approval(&approval_api, &wf, &req).await {
-            if !e.fails_step() {
-                return Err(e);
+        match open_gate(apis, ctx, wf, &req).await {
+            Ok(Opened::Yes) => {}
+            Ok(Opened::AfterOldOneGoes) => return Ok(Some(Action::requeue(Duration::from_millis(500)))),
+            Err(e) if e.fails_step() => {
+                plan.fail_step(&req.step, "ApprovalCreateFailed", e.to_string(), jiff::Timestamp::now())
             }
-            plan.fail_step(&req.step, "ApprovalCreateFailed", e.to_string(), jiff::Timestamp::now());
+            Err(e) => return Err(e),
         }
     }
     for name in &plan.delete_pods {
         ctx.metrics.write("delete_pod");
-        match pod_api.delete(name, &DeleteParams::default()).await {
+        match apis.pods.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(Error::Kube(e)),
         }
     }
+    Ok(None)
+}
 
-    // Gates this pass gave up on can no longer be decided.
+/// Gates this pass gave up on can no longer be decided.
+async fn cancel_gates(apis: &Apis, ctx: &Context, plan: &plan::Plan) -> Result<Option<Action>, Error> {
     for name in &plan.cancel_approvals {
-        let Some(a) = approval_api.get_opt(name).await.map_err(Error::Kube)? else { continue };
+        let Some(a) = apis.approvals.get_opt(name).await.map_err(Error::Kube)? else { continue };
         let Some(status) = gate::cancelled(&a, jiff::Timestamp::now()) else { continue };
         let mut next = a.clone();
         next.status = Some(status);
-        if let Written::Stale = super::write_status(&ctx, &next, "approval_status").await? {
-            return Ok(Action::requeue(Duration::from_millis(100)));
+        if let Written::Stale = super::write_status(ctx, &next, "approval_status").await? {
+            return Ok(Some(Action::requeue(Duration::from_millis(100))));
         }
         let note = "the Workflow ended before anyone decided".to_string();
         ctx.event(&a, &Event { warning: true, reason: "Cancelled", note }).await;
     }
+    Ok(None)
+}
 
+/// Writes the status the plan computed (when it changed) and its Events; requeues at the plan's
+/// next deadline.
+async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Action, Error> {
     if wf.status.as_ref() != Some(&plan.status) {
-        let mut next = (*wf).clone();
+        let mut next = wf.clone();
         next.status = Some(plan.status.clone());
-        if let Written::Stale = super::write_status(&ctx, &next, "workflow_status").await? {
+        if let Written::Stale = super::write_status(ctx, &next, "workflow_status").await? {
             return Ok(Action::requeue(Duration::from_millis(100)));
         }
         for ev in &plan.events {
-            ctx.event(wf.as_ref(), ev).await;
+            ctx.event(wf, ev).await;
         }
     }
     Ok(match plan.requeue_at {
@@ -173,7 +220,20 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     })
 }
 
-async fn create_approval(api: &Api<Approval>, wf: &Workflow, req: &ApprovalRequest) -> Result<(), Error> {
+/// What opening a gate came to.
+enum Opened {
+    Yes,
+    /// The name is held by the Approval of an earlier Workflow of the same name (deleted and
+    /// applied again): it is garbage, and was deleted; create ours once it is gone.
+    AfterOldOneGoes,
+}
+
+/// Creates the Approval for a gate (and so its grant, by the Approval controller).
+async fn open_gate(apis: &Apis, ctx: &Context, wf: &Workflow, req: &ApprovalRequest) -> Result<Opened, Error> {
+    let mut spec = req.spec();
+    if namespace_forbids_self_approval(apis).await? {
+        spec.self_approval = Some(SelfApproval::Forbid);
+    }
     let approval = Approval {
         metadata: ObjectMeta {
             name: Some(req.name.clone()),
@@ -189,17 +249,53 @@ async fn create_approval(api: &Api<Approval>, wf: &Workflow, req: &ApprovalReque
             owner_references: Some(vec![wf.controller_owner_ref(&()).expect("Workflow has a name and uid")]),
             ..Default::default()
         },
-        spec: ApprovalSpec {
-            workflow_ref: WorkflowRef { name: wf.name_any(), uid: wf.uid().unwrap_or_default() },
-            step: req.step.clone(),
-            message: req.message.clone(),
-            approvers: req.approvers.clone(),
-            inputs: req.inputs.clone(),
-            timeout_seconds: req.timeout_seconds,
-            on_timeout: req.on_timeout,
-            ..Default::default()
-        },
+        spec,
         status: None,
     };
-    super::create_if_absent(api, wf, &approval).await
+    ctx.metrics.write("create_approval");
+    match super::create_if_absent(&apis.approvals, wf, &approval).await {
+        Err(Error::NotOwned(msg)) => match left_by_earlier_run(apis, wf, &req.name).await? {
+            Some(old) => {
+                delete_exactly(&apis.approvals, ctx, &old).await?;
+                Ok(Opened::AfterOldOneGoes)
+            }
+            None => Err(Error::NotOwned(msg)),
+        },
+        other => other.map(|_| Opened::Yes),
+    }
+}
+
+/// The namespace owner's `WorkflowPolicy/default` forbids self-approval. No policy (or no such
+/// CRD installed): allowed.
+async fn namespace_forbids_self_approval(apis: &Apis) -> Result<bool, Error> {
+    match apis.policies.get_opt(crate::api::policy::POLICY_NAME).await {
+        Ok(p) => Ok(p.and_then(|p| p.spec.self_approval) == Some(SelfApproval::Forbid)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// An Approval under our name whose owner is a Workflow of this name with another UID: that
+/// Workflow is gone (names are unique), so the Approval is garbage the collector has not reached.
+async fn left_by_earlier_run(apis: &Apis, wf: &Workflow, name: &str) -> Result<Option<Approval>, Error> {
+    let Some(old) = apis.approvals.get_opt(name).await.map_err(Error::Kube)? else { return Ok(None) };
+    let earlier = old
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "Workflow" && o.name == wf.name_any() && Some(&o.uid) != wf.metadata.uid.as_ref());
+    Ok(earlier.then_some(old))
+}
+
+/// Deletes exactly this object (by UID), in the background.
+async fn delete_exactly(api: &Api<Approval>, ctx: &Context, old: &Approval) -> Result<(), Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions { uid: old.uid(), resource_version: None }),
+        ..Default::default()
+    };
+    ctx.metrics.write("delete_approval");
+    match api.delete(&old.name_any(), &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
 }

@@ -3,9 +3,11 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::plan::Event;
+use std::collections::BTreeMap;
+
+use super::plan::{ApprovalRequest, Event};
 use super::{conditions, inputs};
-use crate::api::{Approval, ApprovalPhase, ApprovalStatus, Decision};
+use crate::api::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, SelfApproval};
 
 /// The Approval's next status, an Event if something happened, and when to look again.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,34 +30,63 @@ pub fn cancelled(a: &Approval, now: Timestamp) -> Option<ApprovalStatus> {
     Some(status)
 }
 
-/// Why a person's patch is not acted on (the admission policy should have refused it already).
-fn refusal(a: &Approval) -> Option<String> {
-    let approvers = a.spec.approvers.clone().unwrap_or_default();
-    if approvers.is_empty() {
-        return None;
-    }
-    match a.spec.decided_by.as_deref().filter(|d| !d.is_empty()) {
-        None => Some("decidedBy is empty, but this gate lists approvers".into()),
-        Some(who) if approvers.groups.is_empty() && !approvers.users.iter().any(|u| u == who) => {
-            Some(format!("{who} is not among the approvers ({})", approvers.summary()))
+/// Who may decide, as a gate records it.
+pub struct Deciders<'a> {
+    pub approvers: Option<&'a Approvers>,
+    pub self_approval: Option<SelfApproval>,
+    pub created_by: Option<&'a str>,
+}
+
+impl<'a> Deciders<'a> {
+    pub fn of(spec: &'a ApprovalSpec) -> Self {
+        Deciders {
+            approvers: spec.approvers.as_ref(),
+            self_approval: spec.self_approval,
+            created_by: spec.workflow_ref.created_by.as_deref(),
         }
-        Some(_) => None,
+    }
+
+    /// Why the decision recorded in `spec` may not count (the admission policies should have
+    /// refused it already). Group membership is taken from `decidedByGroups`, which the API server
+    /// fills in and checks against the requester's groups.
+    pub fn refusal(&self, spec: &ApprovalSpec) -> Option<String> {
+        let who = spec.decided_by.as_deref().filter(|d| !d.is_empty());
+        if self.self_approval == Some(SelfApproval::Forbid) {
+            match (who, self.created_by) {
+                (_, None) => return Some("self-approval is forbidden, but the Workflow's creator is unknown".into()),
+                (Some(w), Some(c)) if w == c => {
+                    return Some(format!(
+                        "{w} created the Workflow and may not decide its gate (self-approval is forbidden)"
+                    ));
+                }
+                (None, Some(_)) => return Some("decidedBy is empty, but self-approval is forbidden".into()),
+                _ => {}
+            }
+        }
+        let approvers = self.approvers.filter(|a| !a.is_empty())?;
+        let Some(who) = who else {
+            return Some("decidedBy is empty, but this gate lists approvers".into());
+        };
+        let by_name = approvers.users.iter().any(|u| u == who);
+        let by_group = spec.decided_by_groups.iter().any(|g| approvers.groups.contains(g));
+        (!by_name && !by_group).then(|| format!("{who} is not among the approvers ({})", approvers.summary()))
     }
 }
 
-/// When the decision fields were written, from the API server's own record (managedFields, to
-/// the second). None when unknown.
-fn decided_at(a: &Approval) -> Option<Timestamp> {
-    a.metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| {
-            let fields = m.fields_v1.as_ref().map(|f| f.0.to_string()).unwrap_or_default();
-            fields.contains("\"f:decision\"") || fields.contains("\"f:input\"")
-        })
-        .filter_map(|m| m.time.as_ref().map(|t| t.0))
-        .max()
+/// The gate's deadline: recorded at creation from the step's start; older Approvals count from
+/// their own creation.
+fn expires_at(a: &Approval, now: Timestamp) -> Option<Time> {
+    a.spec.expires_at.clone().or_else(|| {
+        let created = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+        a.spec
+            .timeout_seconds
+            .map(|s| Time(created.saturating_add(SignedDuration::from_secs(s)).unwrap_or(Timestamp::MAX)))
+    })
+}
+
+/// The decision a person sent, if any: input without a decision approves.
+fn sent_decision(spec: &ApprovalSpec) -> Option<Decision> {
+    spec.decision.or(spec.input.as_ref().map(|_| Decision::Approve))
 }
 
 pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
@@ -67,19 +98,11 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
     }
     status.phase = Some(ApprovalPhase::Pending);
     status.approvers = a.spec.approvers.as_ref().filter(|p| !p.is_empty()).map(|p| p.summary());
-    if status.expires_at.is_none() {
-        let created = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
-        status.expires_at = a
-            .spec
-            .timeout_seconds
-            .map(|s| Time(created.saturating_add(SignedDuration::from_secs(s)).unwrap_or(Timestamp::MAX)));
-    }
-    // Input without a decision approves: a gate that only asks for input goes on when it arrives.
-    // A decision written after the gate expired (seen late, e.g. while the controller was down)
-    // does not count: the gate expired first.
-    let expires = status.expires_at.as_ref().map(|e| e.0);
-    let late = matches!((decided_at(a), expires), (Some(d), Some(e)) if d > e);
-    let decision = a.spec.decision.or(a.spec.input.as_ref().map(|_| Decision::Approve)).filter(|_| !late);
+    status.expires_at = expires_at(a, now);
+    // A decision first seen after the deadline does not count, whatever the object says about
+    // when it was written: people can write managedFields, so only our own clock is trusted.
+    let expired = status.expires_at.as_ref().is_some_and(|e| e.0 <= now);
+    let decision = sent_decision(&a.spec);
     // The first look at a new gate announces it; a decision seen at the same time is told instead.
     let mut event = old.phase.is_none().then(|| Event {
         warning: false,
@@ -90,44 +113,33 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
         },
     });
     let mut problem = None;
-    match decision {
-        Some(d) => match refusal(a) {
-            Some(why) => problem = Some(("NotAnApprover", why)),
-            None => {
-                let checked = match d {
-                    Decision::Approve => {
-                        inputs::resolve(&a.spec.inputs, &a.spec.input.clone().unwrap_or_default()).map(|_| ())
-                    }
-                    Decision::Reject => Ok(()),
+    match (decision, expired) {
+        (_, true) => {
+            let exp = status.expires_at.clone().expect("expired implies a deadline");
+            status.phase = Some(ApprovalPhase::Expired);
+            status.message = Some(match decision {
+                Some(_) => format!("the gate expired at {}, before the decision was seen", exp.0),
+                None => format!("nobody decided before {}", exp.0),
+            });
+            event = Some(Event { warning: true, reason: "Expired", note: "nobody decided in time".into() });
+        }
+        (Some(d), false) => match check_decision(a, d) {
+            Err(p) => problem = Some(p),
+            Ok(()) => {
+                let (phase, reason) = match d {
+                    Decision::Approve => (ApprovalPhase::Approved, "Approved"),
+                    Decision::Reject => (ApprovalPhase::Rejected, "Rejected"),
                 };
-                match checked {
-                    Err(e) => problem = Some(("InputInvalid", e)),
-                    Ok(()) => {
-                        let (phase, reason) = match d {
-                            Decision::Approve => (ApprovalPhase::Approved, "Approved"),
-                            Decision::Reject => (ApprovalPhase::Rejected, "Rejected"),
-                        };
-                        let who = a.spec.decided_by.clone();
-                        status.phase = Some(phase);
-                        status.decided_by = who.clone();
-                        status.decided_at = Some(Time(now));
-                        status.message = a.spec.comment.clone();
-                        let by = who.unwrap_or_else(|| "an unnamed user".into());
-                        event = Some(Event { warning: false, reason, note: format!("{reason} by {by}") });
-                    }
-                }
+                let who = a.spec.decided_by.clone();
+                status.phase = Some(phase);
+                status.decided_by = who.clone();
+                status.decided_at = Some(Time(now));
+                status.message = a.spec.comment.clone();
+                let by = who.unwrap_or_else(|| "an unnamed user".into());
+                event = Some(Event { warning: false, reason, note: format!("{reason} by {by}") });
             }
         },
-        None => {
-            if let Some(exp) = status.expires_at.as_ref().filter(|e| e.0 <= now) {
-                status.phase = Some(ApprovalPhase::Expired);
-                status.message = Some(match late {
-                    true => format!("the gate expired at {}, before the decision was made", exp.0),
-                    false => format!("nobody decided before {}", exp.0),
-                });
-                event = Some(Event { warning: true, reason: "Expired", note: "nobody decided in time".into() });
-            }
-        }
+        (None, false) => {}
     }
     if let Some((reason, why)) = &problem {
         status.message = Some(format!("decision not acted on: {why}"));
@@ -141,6 +153,121 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
     let requeue_at =
         (status.phase == Some(ApprovalPhase::Pending)).then(|| status.expires_at.as_ref().map(|e| e.0)).flatten();
     GateDecision { status, event, requeue_at }
+}
+
+/// Checks a decision against the gate's own record: who may decide, and the input.
+fn check_decision(a: &Approval, d: Decision) -> Result<(), (&'static str, String)> {
+    if let Some(why) = Deciders::of(&a.spec).refusal(&a.spec) {
+        return Err(("NotAnApprover", why));
+    }
+    match d {
+        Decision::Approve => inputs::resolve(&a.spec.inputs, &a.spec.input.clone().unwrap_or_default())
+            .map(|_| ())
+            .map_err(|e| ("InputInvalid", e)),
+        Decision::Reject => Ok(()),
+    }
+}
+
+/// What a waiting step makes of its Approval.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nobody has decided (or the controller has not yet recorded it).
+    Waiting,
+    Approved {
+        values: BTreeMap<String, serde_json::Value>,
+        decided_by: String,
+    },
+    Rejected {
+        decided_by: String,
+    },
+    Expired,
+    /// The Approval claims an outcome that does not hold up: never acted on.
+    NotAccepted(String),
+}
+
+/// Reads a gate's outcome from its Approval, trusting nothing the Workflow can check itself: the
+/// Approval must carry exactly the gate `expected` (built from the Workflow), the recorded decider
+/// must be one the step's approvers allow, the decision must be in its spec and have been seen
+/// before the step's deadline, and an expiry must not come before that deadline.
+pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outcome {
+    if let Some(why) = mismatch(expected, &a.spec) {
+        return Outcome::NotAccepted(format!("it does not match the step's gate: {why}"));
+    }
+    let status = a.status.clone().unwrap_or_default();
+    let deadline = expected.expires_at.as_ref().map(|e| e.0);
+    let decided = match status.phase {
+        Some(ApprovalPhase::Approved) => Decision::Approve,
+        Some(ApprovalPhase::Rejected) => Decision::Reject,
+        Some(ApprovalPhase::Expired) if deadline.is_some_and(|d| d <= now) => return Outcome::Expired,
+        Some(ApprovalPhase::Expired) => return Outcome::NotAccepted("it is marked Expired before the deadline".into()),
+        _ => return Outcome::Waiting,
+    };
+    if sent_decision(&a.spec) != Some(decided) {
+        return Outcome::NotAccepted(format!("its status says {decided:?}, but its spec holds no such decision"));
+    }
+    let spec_decider = a.spec.decided_by.clone().unwrap_or_default();
+    if status.decided_by.clone().unwrap_or_default() != spec_decider {
+        return Outcome::NotAccepted("the decider in its status differs from the one in its spec".into());
+    }
+    let step_deciders = Deciders {
+        approvers: expected.approvers.as_ref(),
+        self_approval: a.spec.self_approval,
+        created_by: expected.workflow.created_by.as_deref(),
+    };
+    if let Some(why) = step_deciders.refusal(&a.spec) {
+        return Outcome::NotAccepted(why);
+    }
+    let seen = status.decided_at.as_ref().map(|t| t.0);
+    if let Some(deadline) = deadline
+        && seen.is_none_or(|s| s > deadline)
+    {
+        return Outcome::NotAccepted("the decision was not seen before the gate expired".into());
+    }
+    let decided_by = if spec_decider.is_empty() { "someone".to_string() } else { spec_decider };
+    match decided {
+        Decision::Reject => Outcome::Rejected { decided_by },
+        Decision::Approve => match inputs::resolve(&expected.inputs, &a.spec.input.clone().unwrap_or_default()) {
+            Ok(values) => Outcome::Approved { values, decided_by },
+            Err(e) => Outcome::NotAccepted(e),
+        },
+    }
+}
+
+/// Which of the controller's fields of an Approval differ from the gate expected; None when it
+/// is exactly that gate. The namespace's policy may have made a gate stricter (self-approval
+/// forbidden), never laxer.
+pub fn mismatch(expected: &ApprovalRequest, spec: &ApprovalSpec) -> Option<String> {
+    let want = expected.spec();
+    let mut fields = vec![];
+    let mut differs = |name: &'static str, same: bool| {
+        if !same {
+            fields.push(name);
+        }
+    };
+    differs("workflowRef", spec.workflow_ref == want.workflow_ref);
+    differs("step", spec.step == want.step);
+    differs("message", spec.message == want.message);
+    differs("approvers", spec.approvers.clone().filter(|a| !a.is_empty()) == want.approvers);
+    differs("inputs", spec.inputs == want.inputs);
+    differs("timeoutSeconds", spec.timeout_seconds == want.timeout_seconds);
+    differs("onTimeout", spec.on_timeout.unwrap_or_default() == want.on_timeout.unwrap_or_default());
+    differs("expiresAt", spec.expires_at == want.expires_at);
+    differs(
+        "selfApproval",
+        want.self_approval != Some(SelfApproval::Forbid) || spec.self_approval == Some(SelfApproval::Forbid),
+    );
+    (!fields.is_empty()).then(|| format!("{} differ", fields.join(", ")))
+}
+
+/// Marks a status as not acted on: condition `Accepted=False` with `reason`, `Decided` as it was.
+pub fn set_problem(
+    status: &mut ApprovalStatus,
+    old: &ApprovalStatus,
+    reason: &str,
+    now: Timestamp,
+    generation: Option<i64>,
+) {
+    set_conditions(status, old, Some(reason), now, generation);
 }
 
 fn set_conditions(
@@ -249,24 +376,41 @@ mod tests {
     }
 
     #[test]
-    fn a_decision_written_after_expiry_does_not_count() {
+    fn a_decision_first_seen_after_expiry_does_not_count_whatever_the_object_claims() {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
         let mut a = gate(&[], &[]);
         a.status = Some(evaluate(&a, t(1)).status);
         a.spec.decision = Some(Decision::Reject);
-        let written = |at: i64| ManagedFieldsEntry {
+        // managedFields are writable by anyone who may patch the object: a forged early time.
+        a.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
             manager: Some("kubectl-patch".into()),
             operation: Some("Update".into()),
             fields_v1: Some(FieldsV1(json!({"f:spec": {"f:decision": {}}}))),
-            time: Some(Time(t(at))),
+            time: Some(Time(t(10))),
             ..Default::default()
-        };
-        a.metadata.managed_fields = Some(vec![written(61)]);
+        }]);
         let d = evaluate(&a, t(70));
         assert_eq!(d.status.phase, Some(ApprovalPhase::Expired));
-        assert!(d.status.message.unwrap().contains("before the decision was made"));
-        a.metadata.managed_fields = Some(vec![written(59)]);
-        assert_eq!(evaluate(&a, t(70)).status.phase, Some(ApprovalPhase::Rejected), "decided in time, seen late");
+        assert!(d.status.message.unwrap().contains("before the decision was seen"));
+        assert_eq!(evaluate(&a, t(59)).status.phase, Some(ApprovalPhase::Rejected), "seen in time, it counts");
+    }
+
+    #[test]
+    fn the_deadline_recorded_by_the_controller_wins_over_the_objects_age() {
+        let mut a = gate(&[], &[]);
+        a.spec.expires_at = Some(Time(t(30)));
+        let d = evaluate(&a, t(31));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Expired), "created at 0 with 60 s, but due at 30");
+    }
+
+    #[test]
+    fn group_approvers_need_the_group_recorded() {
+        let mut a = gate(&["alice"], &["legal"]);
+        a.spec.decision = Some(Decision::Reject);
+        a.spec.decided_by = Some("carol".into());
+        assert!(evaluate(&a, t(5)).status.message.unwrap().contains("carol is not among the approvers"));
+        a.spec.decided_by_groups = vec!["legal".into()];
+        assert_eq!(evaluate(&a, t(5)).status.phase, Some(ApprovalPhase::Rejected));
     }
 
     #[test]

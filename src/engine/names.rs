@@ -14,7 +14,8 @@ pub fn fit(name: &str, max: usize) -> String {
         return name.to_string();
     }
     let hash = short_hash(name, 8);
-    let keep = name[..max - 9].trim_end_matches('-').to_string();
+    // A name may not end in '-' or '.' before the hash is appended ("a.-hash" is refused).
+    let keep = name[..max - 9].trim_end_matches(['-', '.']).to_string();
     format!("{keep}-{hash}")
 }
 
@@ -25,9 +26,17 @@ pub fn pod_name(workflow: &str, uid: &str, step: &str, attempt: i32) -> String {
     fit(&format!("{workflow}-{step}-{attempt}-{}", short_hash(uid, 5)), 63)
 }
 
-/// A suspend step's Approval: `<workflow>-<step>`, short enough to type in `kubectl patch`.
+/// A suspend step's Approval: `<workflow>.<step>`, short enough to type in `kubectl patch`.
+/// Workflow and step names are DNS labels (no dots), so the dot keeps every pair apart:
+/// `col-x` + `gate` and `col` + `x-gate` would both be `col-x-gate` with a dash.
 pub fn approval_name(workflow: &str, step: &str) -> String {
-    fit(&format!("{workflow}-{step}"), 253)
+    fit(&format!("{workflow}.{step}"), 253)
+}
+
+/// The per-gate Role and RoleBinding of an Approval. The Approval's UID is part of it, so a grant
+/// left by an earlier Approval of the same name (a re-created Workflow) is never taken for ours.
+pub fn grant_name(approval: &str, approval_uid: &str) -> String {
+    fit(&format!("hitl-approve-{approval}-{}", short_hash(approval_uid, 6)), 253)
 }
 
 /// A label value naming the Workflow (label values are limited to 63 characters).
@@ -49,7 +58,18 @@ mod tests {
         let long = pod_name(&"w".repeat(200), "uid", &"s".repeat(63), 3);
         assert!(long.len() <= 63, "{long}");
         assert_ne!(long, pod_name(&"w".repeat(200), "uid", &"s".repeat(63), 4));
-        assert_eq!(approval_name("contract-review", "review"), "contract-review-review");
+        assert_eq!(approval_name("contract-review", "review"), "contract-review.review");
+        assert_ne!(approval_name("col-x", "gate"), approval_name("col", "x-gate"));
         assert_eq!(workflow_label(&"x".repeat(100)).len(), 63);
+        assert_ne!(grant_name("w.gate", "uid-1"), grant_name("w.gate", "uid-2"));
+    }
+
+    #[test]
+    fn a_shortened_name_never_ends_in_a_dot_or_dash_before_its_hash() {
+        // Cut at 54 characters: the 54th is a '.' here.
+        let name = format!("{}.{}", "a".repeat(53), "b".repeat(20));
+        let fitted = fit(&name, 63);
+        assert!(fitted.len() <= 63);
+        assert!(!fitted.contains(".-") && !fitted.contains("--"), "{fitted}");
     }
 }

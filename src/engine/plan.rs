@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
-use super::{conditions, duration, expr, graph, inputs, names, outputs};
+use super::{conditions, duration, expr, gate, graph, inputs, names, outputs};
 use crate::api::{
-    Approval, ApprovalPhase, Approvers, InputSpec, OnTimeout, Step, StepContainer, StepKind, StepPhase, StepStatus,
-    Workflow, WorkflowPhase, WorkflowStatus,
+    ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, OnTimeout, SelfApproval, Step, StepContainer,
+    StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef, WorkflowStatus,
 };
 
 /// What to do. Creates happen before the status write, so a status that names a Pod or Approval
@@ -54,16 +54,39 @@ pub struct PodRequest {
     pub container: StepContainer,
 }
 
-/// A gate to open.
+/// A gate to open: everything its Approval must carry, all of it taken from the Workflow and the
+/// step's status, never from an existing Approval.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalRequest {
     pub name: String,
+    pub workflow: WorkflowRef,
     pub step: String,
     pub message: Option<String>,
     pub approvers: Option<Approvers>,
     pub inputs: Vec<InputSpec>,
     pub timeout_seconds: Option<i64>,
     pub on_timeout: Option<OnTimeout>,
+    /// The step's start plus the gate's timeout.
+    pub expires_at: Option<Time>,
+    pub self_approval: Option<SelfApproval>,
+}
+
+impl ApprovalRequest {
+    /// The Approval spec the controller creates: the controller's fields only, no decision.
+    pub fn spec(&self) -> ApprovalSpec {
+        ApprovalSpec {
+            workflow_ref: self.workflow.clone(),
+            step: self.step.clone(),
+            message: self.message.clone(),
+            approvers: self.approvers.clone(),
+            inputs: self.inputs.clone(),
+            timeout_seconds: self.timeout_seconds,
+            on_timeout: self.on_timeout,
+            expires_at: self.expires_at.clone(),
+            self_approval: self.self_approval,
+            ..Default::default()
+        }
+    }
 }
 
 /// A Kubernetes Event to record on the Workflow. Reasons are static so they can be metric labels.
@@ -446,25 +469,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
                 ctx.plan.cancel_approvals.extend(st.approval_name.clone());
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
-            (StepPhase::Waiting, _) => {
-                let gate = step.suspend.as_ref().expect("suspend step");
-                let name = st.approval_name.clone().unwrap_or_default();
-                match ctx.approvals.get(name.as_str()).copied() {
-                    None => ctx.plan.create_approvals.push(approval_request(&name, step, &st)),
-                    Some(a) => {
-                        decide_gate(&ctx, &mut st, gate.inputs.as_slice(), a);
-                        if st.phase.is_terminal() {
-                            let outcome = st.outputs.get("decision").cloned().unwrap_or_default();
-                            let by = st.decided_by.clone().map(|b| format!(" by {b}")).unwrap_or_default();
-                            ctx.plan.events.push(Event {
-                                warning: st.phase == StepPhase::Failed,
-                                reason: if outcome == "Expired" { "ApprovalExpired" } else { "ApprovalDecided" },
-                                note: format!("step {}: {name} {outcome}{by}", step.name),
-                            });
-                        }
-                    }
-                }
-            }
+            (StepPhase::Waiting, _) => wait_on_gate(&mut ctx, step, &mut st),
             _ => {}
         }
         if st.phase == StepPhase::Failed {
@@ -499,16 +504,24 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
     ctx.plan
 }
 
-fn approval_request(name: &str, step: &Step, st: &StepStatus) -> ApprovalRequest {
+/// The gate a waiting step expects, from the Workflow and the step's status alone.
+pub fn approval_request(wf: &Workflow, step: &Step, st: &StepStatus) -> ApprovalRequest {
     let gate = step.suspend.as_ref().expect("suspend step");
+    let workflow_name = wf.metadata.name.clone().unwrap_or_default();
+    // A run started by an earlier version keeps the name it recorded.
+    let name = st.approval_name.clone().unwrap_or_else(|| names::approval_name(&workflow_name, &step.name));
+    let created_by = wf.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_CREATED_BY)).cloned();
     ApprovalRequest {
-        name: name.to_string(),
+        name,
+        workflow: WorkflowRef { name: workflow_name, uid: wf.metadata.uid.clone().unwrap_or_default(), created_by },
         step: step.name.clone(),
         message: st.message.clone(),
         approvers: gate.approvers.clone().filter(|a| !a.is_empty()),
         inputs: gate.inputs.clone(),
         timeout_seconds: gate.timeout_seconds,
         on_timeout: gate.on_timeout,
+        expires_at: gate.timeout_seconds.zip(st.started_at.as_ref()).map(|(s, started)| Time(after(started, s))),
+        self_approval: gate.self_approval,
     }
 }
 
@@ -525,52 +538,56 @@ fn gate_outputs(
     out
 }
 
-/// Reads a gate's outcome from its Approval's status, which only the controller writes.
-fn decide_gate(ctx: &Ctx<'_>, st: &mut StepStatus, specs: &[InputSpec], a: &Approval) {
-    let status = a.status.clone().unwrap_or_default();
-    let decided_by = status.decided_by.clone();
-    match status.phase {
-        Some(ApprovalPhase::Approved) => {
-            let given = a.spec.input.clone().unwrap_or_default();
-            // Checked once more: never act on input that fails the check.
-            let Ok(values) = inputs::resolve(specs, &given) else {
-                return;
-            };
-            st.outputs = gate_outputs(specs, &values, "Approve");
-            st.decided_by = decided_by;
-            ctx.finish(st, StepPhase::Succeeded, Some("Approved"), a.spec.comment.clone());
-        }
-        Some(ApprovalPhase::Rejected) => {
-            st.outputs = BTreeMap::from([("decision".to_string(), "Reject".to_string())]);
-            st.decided_by = decided_by.clone();
-            let who = decided_by.unwrap_or_else(|| "someone".into());
-            let msg = match &a.spec.comment {
-                Some(c) => format!("rejected by {who}: {c}"),
-                None => format!("rejected by {who}"),
-            };
-            ctx.finish(st, StepPhase::Failed, Some("Rejected"), Some(msg));
-        }
-        Some(ApprovalPhase::Expired) => {
-            if a.spec.on_timeout == Some(OnTimeout::Approve) {
-                st.outputs = gate_outputs(specs, &inputs::defaults(specs), "Expired");
-                ctx.finish(
-                    st,
-                    StepPhase::Succeeded,
-                    Some("ApprovalExpired"),
-                    Some("expired; onTimeout: Approve".into()),
-                );
-            } else {
-                st.outputs = BTreeMap::from([("decision".to_string(), "Expired".to_string())]);
-                ctx.finish(
-                    st,
-                    StepPhase::Failed,
-                    Some("ApprovalExpired"),
-                    Some("nobody decided before the gate expired".into()),
-                );
+/// A waiting step: open its gate if the Approval is missing, else act on a decision the Approval
+/// records, once it has been checked against the gate this step expects.
+fn wait_on_gate(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
+    let expected = approval_request(ctx.wf, step, st);
+    let Some(a) = ctx.approvals.get(expected.name.as_str()).copied() else {
+        ctx.plan.create_approvals.push(expected);
+        return;
+    };
+    match gate::outcome(&expected, a, ctx.now) {
+        gate::Outcome::Waiting => {}
+        gate::Outcome::NotAccepted(why) => {
+            // Told once; the step keeps waiting for a decision that can be acted on.
+            if st.reason.as_deref() != Some("DecisionNotAccepted") {
+                st.reason = Some("DecisionNotAccepted".into());
+                let note = format!("step {}: Approval {} not acted on: {why}", step.name, expected.name);
+                ctx.plan.events.push(Event { warning: true, reason: "DecisionNotAccepted", note });
             }
         }
-        // Cancelled only ever follows this step being omitted, so it is not seen here.
-        Some(ApprovalPhase::Pending | ApprovalPhase::Cancelled) | None => {}
+        gate::Outcome::Approved { values, decided_by } => {
+            st.outputs = gate_outputs(&expected.inputs, &values, "Approve");
+            st.decided_by = Some(decided_by);
+            ctx.finish(st, StepPhase::Succeeded, Some("Approved"), a.spec.comment.clone());
+        }
+        gate::Outcome::Rejected { decided_by } => {
+            st.outputs = BTreeMap::from([("decision".to_string(), "Reject".to_string())]);
+            let msg = match &a.spec.comment {
+                Some(c) => format!("rejected by {decided_by}: {c}"),
+                None => format!("rejected by {decided_by}"),
+            };
+            st.decided_by = Some(decided_by);
+            ctx.finish(st, StepPhase::Failed, Some("Rejected"), Some(msg));
+        }
+        gate::Outcome::Expired if expected.on_timeout == Some(OnTimeout::Approve) => {
+            st.outputs = gate_outputs(&expected.inputs, &inputs::defaults(&expected.inputs), "Expired");
+            ctx.finish(st, StepPhase::Succeeded, Some("ApprovalExpired"), Some("expired; onTimeout: Approve".into()));
+        }
+        gate::Outcome::Expired => {
+            st.outputs = BTreeMap::from([("decision".to_string(), "Expired".to_string())]);
+            let msg = "nobody decided before the gate expired".to_string();
+            ctx.finish(st, StepPhase::Failed, Some("ApprovalExpired"), Some(msg));
+        }
+    }
+    if st.phase.is_terminal() {
+        let outcome = st.outputs.get("decision").cloned().unwrap_or_default();
+        let by = st.decided_by.clone().map(|b| format!(" by {b}")).unwrap_or_default();
+        ctx.plan.events.push(Event {
+            warning: st.phase == StepPhase::Failed,
+            reason: if outcome == "Expired" { "ApprovalExpired" } else { "ApprovalDecided" },
+            note: format!("step {}: {} {outcome}{by}", step.name, expected.name),
+        });
     }
 }
 
@@ -621,7 +638,7 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
             st.started_at = Some(t(ctx.now));
             st.approval_name = Some(name.clone());
             st.message = message;
-            ctx.plan.create_approvals.push(approval_request(&name, step, st));
+            ctx.plan.create_approvals.push(approval_request(ctx.wf, step, st));
             ctx.plan.events.push(Event {
                 warning: false,
                 reason: "ApprovalRequested",

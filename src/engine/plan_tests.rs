@@ -8,8 +8,10 @@ use kube::api::ObjectMeta;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::plan::{Plan, plan};
-use crate::api::{Approval, ApprovalPhase, ApprovalStatus, StepPhase, Workflow, WorkflowPhase};
+use super::plan::{ApprovalRequest, Plan, plan};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{Approval, ApprovalPhase, ApprovalStatus, Decision, StepPhase, Workflow, WorkflowPhase};
 
 fn wf(spec: serde_json::Value) -> Workflow {
     let mut w = Workflow::new("wf", serde_json::from_value(spec).expect("spec"));
@@ -289,50 +291,88 @@ fn ttl_deletes_after_the_end() {
     assert!(step(&mut w, &[], &[], at(100)).delete_workflow);
 }
 
-fn approval(name: &str, phase: ApprovalPhase, input: serde_json::Value, decided_by: &str) -> Approval {
-    let mut a = Approval::new(name, Default::default());
+/// The Approval the controller creates for `req`, after `decided_by` decided it and the Approval
+/// controller recorded that at `seen`.
+fn decided(
+    req: &ApprovalRequest,
+    phase: ApprovalPhase,
+    input: serde_json::Value,
+    decided_by: &str,
+    seen: Timestamp,
+) -> Approval {
+    let mut a = Approval::new(&req.name, req.spec());
     a.spec.input = serde_json::from_value(input).unwrap();
-    a.spec.comment = Some("checked clause 7".into());
-    a.status = Some(ApprovalStatus { phase: Some(phase), decided_by: Some(decided_by.into()), ..Default::default() });
+    a.spec.decision = match phase {
+        ApprovalPhase::Approved if a.spec.input.is_none() => Some(Decision::Approve),
+        ApprovalPhase::Rejected => Some(Decision::Reject),
+        _ => None,
+    };
+    let who = (!decided_by.is_empty()).then(|| decided_by.to_string());
+    if a.spec.decision.is_some() || a.spec.input.is_some() {
+        a.spec.decided_by = who.clone();
+        a.spec.comment = Some("checked clause 7".into());
+    }
+    let decision_seen = matches!(phase, ApprovalPhase::Approved | ApprovalPhase::Rejected).then(|| Time(seen));
+    a.status =
+        Some(ApprovalStatus { phase: Some(phase), decided_by: who, decided_at: decision_seen, ..Default::default() });
     a
 }
 
+fn pending(req: &ApprovalRequest) -> Approval {
+    decided(req, ApprovalPhase::Pending, json!(null), "", t0())
+}
+
 fn gate_workflow() -> Workflow {
+    gate_workflow_with(json!({}))
+}
+
+/// The review gate, with `extra` merged into its `suspend`.
+fn gate_workflow_with(extra: serde_json::Value) -> Workflow {
+    let mut suspend = json!({
+        "message": "Review {{ params.doc }}",
+        "approvers": {"users": ["alice"]},
+        "inputs": [{"name": "verdict", "enum": ["sign", "reject"], "required": true},
+                   {"name": "priority", "type": "integer", "default": 3}],
+        "timeoutSeconds": 3600});
+    suspend.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     wf(json!({"params": [{"name": "doc", "value": "acme.pdf"}], "steps": [
-        {"name": "review", "suspend": {
-            "message": "Review {{ params.doc }}",
-            "approvers": {"users": ["alice"]},
-            "inputs": [{"name": "verdict", "enum": ["sign", "reject"], "required": true},
-                       {"name": "priority", "type": "integer", "default": 3}],
-            "timeoutSeconds": 3600}},
+        {"name": "review", "suspend": suspend},
         {"name": "sign", "when": "steps.review.outputs.verdict == 'sign'",
          "container": {"image": "x", "args": ["{{ steps.review.decidedBy }} p{{ steps.review.outputs.priority }}"]}},
     ]}))
 }
 
+/// Opens the gate of `w` at t0 and returns the request the controller creates the Approval from.
+fn open(w: &mut Workflow) -> ApprovalRequest {
+    let p = step(w, &[], &[], t0());
+    assert_eq!(p.create_approvals.len(), 1);
+    p.create_approvals[0].clone()
+}
+
+fn review(w: &Workflow) -> &crate::api::StepStatus {
+    &w.status.as_ref().unwrap().steps[0]
+}
+
 #[test]
 fn a_gate_waits_then_resumes_on_approval() {
     let mut w = gate_workflow();
-    let p = step(&mut w, &[], &[], t0());
-    assert_eq!(p.create_approvals.len(), 1);
-    let req = &p.create_approvals[0];
-    assert_eq!(req.name, "wf-review");
+    let req = open(&mut w);
+    assert_eq!(req.name, "wf.review");
     assert_eq!(req.message.as_deref(), Some("Review acme.pdf"));
+    assert_eq!(req.expires_at, Some(Time(at(3600))), "the deadline is the step's start plus the timeout");
     assert_eq!(phase(&w), WorkflowPhase::Waiting);
-    assert_eq!(w.status.as_ref().unwrap().waiting_for.as_deref(), Some("wf-review"));
+    assert_eq!(w.status.as_ref().unwrap().waiting_for.as_deref(), Some("wf.review"));
     let waiting = w.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Waiting").unwrap();
     assert_eq!(waiting.status, "True");
 
-    let pending = approval("wf-review", ApprovalPhase::Pending, json!(null), "");
-    let p = step(&mut w, &[], std::slice::from_ref(&pending), at(1));
+    let p = step(&mut w, &[], &[pending(&req)], at(1));
     assert!(p.create_pods.is_empty() && p.create_approvals.is_empty());
 
-    let approved = approval("wf-review", ApprovalPhase::Approved, json!({"verdict": "sign"}), "alice");
+    let approved = decided(&req, ApprovalPhase::Approved, json!({"verdict": "sign"}), "alice", at(2));
     let p = step(&mut w, &[], &[approved], at(2));
-    let review = &w.status.as_ref().unwrap().steps[0];
-    assert_eq!(review.phase, StepPhase::Succeeded);
+    assert_eq!(review(&w).phase, StepPhase::Succeeded);
     assert_eq!(
-        review.outputs,
+        review(&w).outputs,
         BTreeMap::from([
             ("decision".into(), "Approve".into()),
             ("priority".into(), "3".into()),
@@ -343,44 +383,108 @@ fn a_gate_waits_then_resumes_on_approval() {
 }
 
 #[test]
-fn rejection_and_expiry_are_told_apart() {
+fn a_deleted_approval_is_opened_again_with_the_same_deadline() {
     let mut w = gate_workflow();
-    step(&mut w, &[], &[], t0());
-    let rejected = approval("wf-review", ApprovalPhase::Rejected, json!(null), "alice");
-    step(&mut w, &[], &[rejected], at(1));
-    let review = &w.status.as_ref().unwrap().steps[0];
-    assert_eq!((review.phase, review.reason.as_deref()), (StepPhase::Failed, Some("Rejected")));
-    assert_eq!(review.message.as_deref(), Some("rejected by alice: checked clause 7"));
-    assert_eq!(phase(&w), WorkflowPhase::Failed);
-
-    let mut w = gate_workflow();
-    step(&mut w, &[], &[], t0());
-    let expired = approval("wf-review", ApprovalPhase::Expired, json!(null), "");
-    step(&mut w, &[], std::slice::from_ref(&expired), at(1));
-    let review = &w.status.as_ref().unwrap().steps[0];
-    assert_eq!((review.phase, review.reason.as_deref()), (StepPhase::Failed, Some("ApprovalExpired")));
-    assert_eq!(review.outputs["decision"], "Expired");
-
-    let mut w = gate_workflow();
-    step(&mut w, &[], &[], t0());
-    let mut lenient = expired;
-    lenient.spec.on_timeout = Some(crate::api::OnTimeout::Approve);
-    lenient.spec.inputs = w.spec.steps[0].suspend.as_ref().unwrap().inputs.clone();
-    step(&mut w, &[], &[lenient], at(1));
-    let review = &w.status.as_ref().unwrap().steps[0];
-    assert_eq!(review.phase, StepPhase::Succeeded);
-    assert_eq!(review.outputs["decision"], "Expired");
-    assert_eq!(review.outputs["priority"], "3");
+    let req = open(&mut w);
+    let p = step(&mut w, &[], &[], at(600));
+    assert_eq!(p.create_approvals, [req], "the same gate, deadline included: deleting it restarts no clock");
 }
 
 #[test]
-fn an_approval_with_bad_input_is_not_acted_on() {
+fn rejection_and_expiry_are_told_apart() {
     let mut w = gate_workflow();
-    step(&mut w, &[], &[], t0());
-    let bad = approval("wf-review", ApprovalPhase::Approved, json!({"verdict": "maybe"}), "alice");
-    let p = step(&mut w, &[], &[bad], at(1));
-    assert_eq!(w.status.as_ref().unwrap().steps[0].phase, StepPhase::Waiting);
-    assert!(p.create_pods.is_empty());
+    let req = open(&mut w);
+    step(&mut w, &[], &[decided(&req, ApprovalPhase::Rejected, json!(null), "alice", at(1))], at(1));
+    assert_eq!((review(&w).phase, review(&w).reason.as_deref()), (StepPhase::Failed, Some("Rejected")));
+    assert_eq!(review(&w).message.as_deref(), Some("rejected by alice: checked clause 7"));
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+
+    let mut w = gate_workflow();
+    let req = open(&mut w);
+    let expired = decided(&req, ApprovalPhase::Expired, json!(null), "", t0());
+    step(&mut w, &[], std::slice::from_ref(&expired), at(3600));
+    assert_eq!((review(&w).phase, review(&w).reason.as_deref()), (StepPhase::Failed, Some("ApprovalExpired")));
+    assert_eq!(review(&w).outputs["decision"], "Expired");
+
+    // onTimeout comes from the Workflow's step, never from the Approval.
+    let mut w = gate_workflow_with(json!({"onTimeout": "Approve"}));
+    let req = open(&mut w);
+    step(&mut w, &[], &[decided(&req, ApprovalPhase::Expired, json!(null), "", t0())], at(3600));
+    assert_eq!(review(&w).phase, StepPhase::Succeeded);
+    assert_eq!(review(&w).outputs["decision"], "Expired");
+    assert_eq!(review(&w).outputs["priority"], "3");
+}
+
+/// Each forgery the Workflow controller must not act on, with the reason it gives.
+#[test]
+fn an_approval_that_does_not_hold_up_is_never_acted_on() {
+    let mut w = gate_workflow();
+    let req = open(&mut w);
+    let approve = |input: serde_json::Value, by: &str| decided(&req, ApprovalPhase::Approved, input, by, at(5));
+    let mut laxer = approve(json!({"verdict": "sign"}), "bob");
+    laxer.spec.approvers = None;
+    let mut no_spec_decision = approve(json!({"verdict": "sign"}), "alice");
+    no_spec_decision.spec.input = None;
+    let mut other_decider = approve(json!({"verdict": "sign"}), "alice");
+    other_decider.status.as_mut().unwrap().decided_by = Some("mallory".into());
+    let mut seen_late = approve(json!({"verdict": "sign"}), "alice");
+    seen_late.status.as_mut().unwrap().decided_at = Some(Time(at(3601)));
+    let mut longer = pending(&req);
+    longer.spec.timeout_seconds = Some(999_999);
+    let cases = [
+        (laxer, "approvers differ"),
+        (approve(json!({"verdict": "sign"}), "bob"), "bob is not among the approvers (alice)"),
+        (no_spec_decision, "its spec holds no such decision"),
+        (other_decider, "the decider in its status differs"),
+        (seen_late, "not seen before the gate expired"),
+        (approve(json!({"verdict": "maybe"}), "alice"), "input verdict: must be one of"),
+        (decided(&req, ApprovalPhase::Expired, json!(null), "", t0()), "marked Expired before the deadline"),
+        (longer, "timeoutSeconds differ"),
+    ];
+    for (a, why) in cases {
+        let mut w = w.clone();
+        let mut a = a;
+        if a.status.as_ref().unwrap().phase == Some(ApprovalPhase::Pending) {
+            a.status.as_mut().unwrap().phase = Some(ApprovalPhase::Approved);
+        }
+        let p = step(&mut w, &[], &[a], at(10));
+        assert_eq!(review(&w).phase, StepPhase::Waiting, "{why}");
+        assert_eq!(review(&w).reason.as_deref(), Some("DecisionNotAccepted"), "{why}");
+        assert!(p.create_pods.is_empty(), "{why}");
+        let told = p.events.iter().find(|e| e.reason == "DecisionNotAccepted").map(|e| e.note.clone());
+        assert!(told.as_deref().is_some_and(|n| n.contains(why)), "want {why:?}, told {told:?}");
+    }
+}
+
+#[test]
+fn a_group_approver_counts_only_with_the_group_recorded() {
+    let mut w = gate_workflow_with(json!({"approvers": {"groups": ["legal"]}}));
+    let req = open(&mut w);
+    let mut a = decided(&req, ApprovalPhase::Approved, json!({"verdict": "sign"}), "carol", at(5));
+    let mut without = w.clone();
+    step(&mut without, &[], std::slice::from_ref(&a), at(5));
+    assert_eq!(review(&without).phase, StepPhase::Waiting, "no group evidence");
+    a.spec.decided_by_groups = vec!["legal".into()];
+    step(&mut w, &[], &[a], at(5));
+    assert_eq!((review(&w).phase, review(&w).decided_by.as_deref()), (StepPhase::Succeeded, Some("carol")));
+}
+
+#[test]
+fn the_creator_may_not_decide_a_gate_that_forbids_self_approval() {
+    let mut w = gate_workflow_with(json!({"selfApproval": "Forbid", "approvers": {"users": ["alice", "carol"]}}));
+    w.metadata.annotations = Some([(crate::api::ANNOTATION_CREATED_BY.to_string(), "alice".to_string())].into());
+    let req = open(&mut w);
+    assert_eq!(req.workflow.created_by.as_deref(), Some("alice"));
+    let mut by_creator = w.clone();
+    step(
+        &mut by_creator,
+        &[],
+        &[decided(&req, ApprovalPhase::Approved, json!({"verdict": "sign"}), "alice", at(5))],
+        at(5),
+    );
+    assert_eq!(review(&by_creator).phase, StepPhase::Waiting);
+    step(&mut w, &[], &[decided(&req, ApprovalPhase::Approved, json!({"verdict": "sign"}), "carol", at(5))], at(5));
+    assert_eq!(review(&w).phase, StepPhase::Succeeded);
 }
 
 // ---- properties over random DAGs and random outcomes ----
@@ -499,10 +603,10 @@ fn a_failed_run_cancels_the_gates_still_waiting() {
     ]}));
     let p = step(&mut w, &[], &[], t0());
     assert_eq!(p.create_approvals.len(), 2);
-    let rejected = approval("wf-legal", ApprovalPhase::Rejected, json!(null), "alice");
-    let waiting = approval("wf-security", ApprovalPhase::Pending, json!(null), "");
+    let rejected = decided(&p.create_approvals[0], ApprovalPhase::Rejected, json!(null), "alice", at(1));
+    let waiting = pending(&p.create_approvals[1]);
     let p = step(&mut w, &[], &[rejected, waiting], at(1));
-    assert_eq!(p.cancel_approvals, ["wf-security"]);
+    assert_eq!(p.cancel_approvals, ["wf.security"]);
     assert_eq!(phases(&w)[1], ("security".to_string(), StepPhase::Omitted));
     assert_eq!(phase(&w), WorkflowPhase::Failed);
 }

@@ -203,3 +203,12 @@ pub fn patch_approval(user: &str, ns: &str, name: &str, patch: &str) -> Result<S
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// The per-gate grant of an Approval: the Role (or RoleBinding, `kind`) it owns, if any. Its name
+/// carries a hash of the Approval's UID, so it is found by owner.
+pub fn grant(ns: &str, kind: &str, approval: &str) -> Option<Value> {
+    let out =
+        kubectl_ok("admin", &["-n", ns, "get", kind, "-l", "app.kubernetes.io/managed-by=hitl-operator", "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list["items"].as_array()?.iter().find(|o| o["metadata"]["ownerReferences"][0]["name"] == approval).cloned()
+}

@@ -54,7 +54,10 @@ being kinds to leave out.
 {{- $root := index . 0 }}
 {{- $path := index . 1 }}
 {{- $skip := index . 2 }}
-{{- range $doc := regexSplit "(?m)^---[ \\t]*$" ($root.Files.Get $path) -1 }}
+{{- /* The policies name the operator's identity as config/manager installs it; this release's instead. */}}
+{{- $operator := printf "system:serviceaccount:%s:%s" $root.Release.Namespace (include "hitl-operator.serviceAccountName" $root) }}
+{{- $file := replace "system:serviceaccount:hitl-system:hitl-operator" $operator ($root.Files.Get $path) }}
+{{- range $doc := regexSplit "(?m)^---[ \\t]*$" $file -1 }}
 {{- $obj := fromYaml $doc }}
 {{- if hasKey $obj "Error" }}
 {{- fail (printf "%s: not YAML: %s" $path $obj.Error) }}
