@@ -326,6 +326,26 @@ fn a_decision_made_after_expiry_while_the_controller_was_down_does_not_count() {
     std::thread::sleep(Duration::from_secs(4));
     // Nobody marked it Expired yet, so the API server still takes the patch.
     patch_approval("admin", &ns.name, "late.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    // ... and rewrites the API server's record of when fields were written, to before the deadline.
+    let shown = ["-n", &ns.name, "get", "approval", "late.gate", "--show-managed-fields", "-o", "json"];
+    let mut a: serde_json::Value = serde_json::from_str(&kubectl_ok("admin", &shown)).unwrap();
+    let created = a["metadata"]["creationTimestamp"].clone();
+    // (Times alone would not stick: the API server ignores a change of timestamps only.)
+    for entry in a["metadata"]["managedFields"].as_array_mut().unwrap() {
+        entry["time"] = created.clone();
+        entry["manager"] = serde_json::json!("forged");
+    }
+    let rewrite = serde_json::json!({"metadata": {"managedFields": a["metadata"]["managedFields"]}}).to_string();
+    let rewrite_args =
+        ["-n", &ns.name, "patch", "approval", "late.gate", "--type=merge", "--field-manager=rewriter", "-p", &rewrite];
+    kubectl_ok("admin", &rewrite_args);
+    let after: serde_json::Value = serde_json::from_str(&kubectl_ok("admin", &shown)).unwrap();
+    let decision_written = after["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["fieldsV1"]["f:spec"].get("f:decision").is_some());
+    assert_eq!(decision_written.unwrap()["time"], created, "the attack rewrote the record");
     op.restart();
     let wf = wait_phase(&ns.name, "late", "Failed", WAIT);
     assert_eq!(step(&wf, "gate")["reason"], "ApprovalExpired");
