@@ -177,7 +177,7 @@ async fn bench() -> anyhow::Result<()> {
     }))?;
     namespaces.create(&PostParams::default(), &ns_obj).await.with_context(|| format!("create namespace {ns}"))?;
     let log = out_dir.join("operator.log");
-    let operator = Operator::start(&ns, &kubeconfig, &log);
+    let operator = Operator::start(&ns, &operator_kubeconfig(&root)?, &log);
 
     let result = match operator {
         Ok(mut op) => {
@@ -260,6 +260,16 @@ fn admin_kubeconfig(root: &Path) -> anyhow::Result<PathBuf> {
         Command::new(root.join("hack/cluster")).args(["kubeconfig", "admin"]).output().context("run hack/cluster")?;
     if !out.status.success() {
         bail!("{NO_CLUSTER}\n(hack/cluster kubeconfig admin: {})", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The operator runs as its ServiceAccount with the chart's RBAC (hack/operator-token): the
+/// admission policies let only that identity write status and create Approvals.
+fn operator_kubeconfig(root: &Path) -> anyhow::Result<PathBuf> {
+    let out = Command::new(root.join("hack/operator-token")).output().context("run hack/operator-token")?;
+    if !out.status.success() {
+        bail!("hack/operator-token: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
@@ -374,7 +384,7 @@ fn parse_labels(s: &str) -> HashMap<String, String> {
     out
 }
 
-/// The operator binary cargo built for this bench, with admin's kubeconfig, logging to a file.
+/// The operator binary cargo built for this bench, as its ServiceAccount, logging to a file.
 struct Operator(Option<Child>);
 
 impl Operator {

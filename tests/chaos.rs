@@ -51,7 +51,7 @@ fn killing_the_operator_at_any_moment_loses_and_repeats_nothing() {
         for a in list("approvals") {
             if a["status"]["phase"] == "Pending" && a["spec"]["input"].is_null() {
                 let gate = a["metadata"]["name"].as_str().unwrap();
-                let i: usize = gate.trim_start_matches("run-").trim_end_matches("-gate").parse().unwrap();
+                let i: usize = gate.trim_start_matches("run-").trim_end_matches(".gate").parse().unwrap();
                 patch_approval("admin", &ns.name, gate, &format!(r#"{{"spec":{{"input":{{"num":{i}}}}}}}"#)).unwrap();
             }
         }

@@ -171,7 +171,7 @@ fn assert_same_documents(what: &str, got: &[Value], want: &[Value], how: Compare
 
 /// The operator's ClusterRole rules: exactly what src/controller/ calls.
 fn controller_rules(per_gate_grants: bool) -> Value {
-    let mut approvals = vec!["get", "list", "watch", "create"];
+    let mut approvals = vec!["get", "list", "watch", "create", "delete"];
     if per_gate_grants {
         approvals.push("patch");
     }
@@ -179,6 +179,7 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "delete"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflows/status", "approvals/status"], "verbs": ["update"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["approvals"], "verbs": approvals}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["workflowpolicies"], "verbs": ["get"]}),
         json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]}),
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
     ];
@@ -378,6 +379,10 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
         "MutatingAdmissionPolicyBinding",
     ];
     assert_same_documents("chart policies", &kinds(&all, &policy_kinds), &source_policies(), Compare::Kept);
+    // Another release names its own ServiceAccount as the one identity that writes status.
+    let other = render("team", "ops", &["--api-versions", MAP_API]);
+    let writes = find(&other, "ValidatingAdmissionPolicy", "hitl-operator-writes");
+    assert_eq!(writes["spec"]["variables"][0]["expression"], "'system:serviceaccount:ops:team-hitl-operator'");
 
     let role = find(&all, "ClusterRole", "hitl-operator");
     assert_eq!(role["rules"], controller_rules(true));
@@ -560,6 +565,10 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
                 "watchNamespace={},rbac.userRoles.namePrefix={name},image.repository=example.invalid/hitl",
                 work.name
             ),
+            // The policies are cluster-wide and name the one operator that writes status: keep
+            // the identity the other tests' operator runs as.
+            "--set",
+            "admissionPolicies.operatorUser=system:serviceaccount:hitl-system:hitl-operator",
             // The CRDs and policies exist already, applied by other tests with `kubectl apply
             // --server-side`. Taking them over needs --force-conflicts as well: the policies'
             // matchConstraints is an atomic field that the API server's defaults make differ
@@ -606,8 +615,10 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("list", "approvals.hitl.dev"),
         ("watch", "approvals.hitl.dev"),
         ("create", "approvals.hitl.dev"),
+        ("delete", "approvals.hitl.dev"),
         ("patch", "approvals.hitl.dev"),
         ("update", "approvals.hitl.dev/status"),
+        ("get", "workflowpolicies.hitl.dev"),
         ("get", "pods"),
         ("list", "pods"),
         ("watch", "pods"),
@@ -623,8 +634,8 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("update", "workflows.hitl.dev"),
         ("patch", "workflows.hitl.dev"),
         ("patch", "workflows.hitl.dev/status"),
-        ("delete", "approvals.hitl.dev"),
         ("update", "approvals.hitl.dev"),
+        ("update", "workflowpolicies.hitl.dev"),
         ("get", "secrets"),
         ("list", "configmaps"),
         ("update", "pods"),

@@ -55,7 +55,7 @@ being kinds to leave out.
 {{- $path := index . 1 }}
 {{- $skip := index . 2 }}
 {{- /* The policies name the operator's identity as config/manager installs it; this release's instead. */}}
-{{- $operator := printf "system:serviceaccount:%s:%s" $root.Release.Namespace (include "hitl-operator.serviceAccountName" $root) }}
+{{- $operator := $root.Values.admissionPolicies.operatorUser | default (printf "system:serviceaccount:%s:%s" $root.Release.Namespace (include "hitl-operator.serviceAccountName" $root)) }}
 {{- $file := replace "system:serviceaccount:hitl-system:hitl-operator" $operator ($root.Files.Get $path) }}
 {{- range $doc := regexSplit "(?m)^---[ \\t]*$" $file -1 }}
 {{- $obj := fromYaml $doc }}
