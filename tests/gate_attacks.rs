@@ -336,3 +336,18 @@ fn the_creator_may_not_decide_where_self_approval_is_forbidden() {
     let wf = wait_phase(&ns.name, "w", "Succeeded", WAIT);
     assert_eq!(step(&wf, "gate")["decidedBy"], "carol");
 }
+
+/// Tools write the manifest again, which never carries the creator annotation: server-side apply
+/// (Flux, Argo CD) and a whole-object `kubectl replace`. Each write succeeds and the record stays.
+#[test]
+fn writing_the_manifest_again_keeps_the_creator() {
+    let ns = test_namespace("rewrite");
+    let yaml = gated("w", "{}").replace("spec:\n", "spec:\n  suspend: true\n");
+    for args in [&["apply", "--server-side", "--field-manager=flux", "-f", "-"][..], &["replace", "-f", "-"][..]] {
+        for _ in 0..2 {
+            let out = kubectl_stdin("admin", &[&["-n", &ns.name][..], args].concat(), &yaml);
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    assert_eq!(workflow(&ns.name, "w")["metadata"]["annotations"]["hitl.dev/created-by"], "admin");
+}
