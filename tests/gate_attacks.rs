@@ -341,6 +341,7 @@ fn the_creator_may_not_decide_where_self_approval_is_forbidden() {
 /// (Flux, Argo CD) and a whole-object `kubectl replace`. Each write succeeds and the record stays.
 #[test]
 fn writing_the_manifest_again_keeps_the_creator() {
+    ensure_crds();
     let ns = test_namespace("rewrite");
     let yaml = gated("w", "{}").replace("spec:\n", "spec:\n  suspend: true\n");
     for args in [&["apply", "--server-side", "--field-manager=flux", "-f", "-"][..], &["replace", "-f", "-"][..]] {

@@ -21,6 +21,27 @@ pub fn ensure_crds() {
         kubectl_ok("admin", &[&established[..], &["crd/workflows.hitl.dev", "crd/approvals.hitl.dev"]].concat());
         let policy = repo_root().join("config/policy");
         kubectl_ok("admin", &["apply", "--server-side", "--force-conflicts", "-f", policy.to_str().unwrap()]);
+        wait_for_policies();
+    });
+}
+
+/// The API server enforces a new policy only once its informers have seen it (about a second):
+/// probe with server-side dry runs until the policies answer, so no test runs before they do.
+fn wait_for_policies() {
+    let approval = serde_json::json!({
+        "apiVersion": "hitl.dev/v1alpha1", "kind": "Approval",
+        "metadata": {"name": "policy-probe", "namespace": "default"},
+        "spec": {"workflowRef": {"name": "probe", "uid": "probe"}, "step": "probe"},
+    })
+    .to_string();
+    let workflow = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: policy-probe, namespace: default}\nspec:\n  steps: [{name: s, sleep: 1s}]\n";
+    wait_for("the admission policies to take effect", Duration::from_secs(60), || {
+        let refused = kubectl_stdin("admin", &["create", "--dry-run=server", "-f", "-"], &approval);
+        let recorded = kubectl_stdin("admin", &["create", "--dry-run=server", "-o", "json", "-f", "-"], workflow);
+        let created_by = serde_json::from_slice::<Value>(&recorded.stdout)
+            .map(|w| w["metadata"]["annotations"]["hitl.dev/created-by"] == "admin")
+            .unwrap_or(false);
+        (String::from_utf8_lossy(&refused.stderr).contains("Approvals are created only by") && created_by).then_some(())
     });
 }
 
