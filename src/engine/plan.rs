@@ -252,7 +252,28 @@ struct Ctx<'a> {
     plan: Plan,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(wf: &'a Workflow, pods: &'a [Pod], approvals: &'a [Approval], now: Timestamp) -> Self {
+        Ctx {
+            wf,
+            name: wf.metadata.name.clone().unwrap_or_default(),
+            uid: wf.metadata.uid.clone().unwrap_or_default(),
+            now,
+            pods: pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, p))).collect(),
+            approvals: approvals.iter().filter_map(|a| Some((a.metadata.name.as_deref()?, a))).collect(),
+            plan: Plan {
+                status: wf.status.clone().unwrap_or_default(),
+                create_pods: vec![],
+                delete_pods: vec![],
+                create_approvals: vec![],
+                cancel_approvals: vec![],
+                events: vec![],
+                requeue_at: None,
+                delete_workflow: false,
+            },
+        }
+    }
+
     fn wake_at(&mut self, at: Timestamp) {
         if at > self.now {
             self.plan.requeue_at = Some(self.plan.requeue_at.map_or(at, |r| r.min(at)));
@@ -329,73 +350,75 @@ impl Ctx<'_> {
 
 /// Decides the next actions for `wf`, given the Pods and Approvals it owns and the time.
 pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp) -> Plan {
-    let old = wf.status.clone().unwrap_or_default();
-    let mut ctx = Ctx {
-        wf,
-        name: wf.metadata.name.clone().unwrap_or_default(),
-        uid: wf.metadata.uid.clone().unwrap_or_default(),
-        now,
-        pods: pods.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, p))).collect(),
-        approvals: approvals.iter().filter_map(|a| Some((a.metadata.name.as_deref()?, a))).collect(),
-        plan: Plan {
-            status: old.clone(),
-            create_pods: vec![],
-            delete_pods: vec![],
-            create_approvals: vec![],
-            cancel_approvals: vec![],
-            events: vec![],
-            requeue_at: None,
-            delete_workflow: false,
-        },
-    };
-    let mut status = old.clone();
+    let mut ctx = Ctx::new(wf, pods, approvals, now);
+    let mut status = wf.status.clone().unwrap_or_default();
     status.observed_generation = wf.metadata.generation;
-
-    // A finished run only waits for its time to live.
-    if old.phase.is_some_and(WorkflowPhase::is_terminal) {
-        if let (Some(ttl), Some(finished)) = (wf.spec.ttl_seconds_after_finished, &old.finished_at) {
-            let at = after(finished, ttl);
-            if at <= now {
-                ctx.plan.delete_workflow = true;
-            } else {
-                ctx.wake_at(at);
-            }
-        }
+    if status.phase.is_some_and(WorkflowPhase::is_terminal) {
+        wait_for_ttl(&mut ctx, &status);
         ctx.plan.status = status;
         return ctx.plan;
     }
-
-    // Step statuses in spec order, keeping what earlier passes recorded.
-    let mut previous: HashMap<String, StepStatus> = old.steps.iter().map(|s| (s.name.clone(), s.clone())).collect();
-    let mut steps: Vec<StepStatus> = wf
-        .spec
-        .steps
-        .iter()
-        .map(|s| previous.remove(&s.name).unwrap_or_else(|| StepStatus { name: s.name.clone(), ..Default::default() }))
-        .collect();
+    let mut steps = step_statuses(wf, &status);
     status.started_at.get_or_insert(t(now));
-
     let graph = match validate(wf) {
         Ok(g) => g,
         Err(e) => {
-            for st in steps.iter_mut().filter(|s| !s.phase.is_terminal()) {
-                ctx.finish(st, StepPhase::Omitted, Some("InvalidSpec"), None);
-            }
-            status.steps = steps;
-            ctx.plan.events.push(Event { warning: true, reason: "InvalidSpec", note: e.clone() });
-            finish_run(&mut ctx, &mut status, WorkflowPhase::Failed, "InvalidSpec", e);
+            fail_invalid(&mut ctx, &mut status, steps, e);
             ctx.plan.status = status;
             return ctx.plan;
         }
     };
-
     // The run's deadline stops everything still going.
     let deadline = wf.spec.active_deadline_seconds.map(|s| after(status.started_at.as_ref().expect("set above"), s));
     let deadline_passed = deadline.is_some_and(|d| d <= now);
     if let Some(d) = deadline {
         ctx.wake_at(d);
     }
+    let failing = observe_steps(&mut ctx, &graph, &mut steps, deadline_passed);
+    if !deadline_passed {
+        start_ready_steps(&mut ctx, &graph, &mut steps, failing);
+    }
+    summarize(&mut ctx, &mut status, steps, deadline_passed);
+    ctx.plan.status = status;
+    ctx.plan
+}
 
+/// A finished run only waits for its time to live.
+fn wait_for_ttl(ctx: &mut Ctx<'_>, status: &WorkflowStatus) {
+    if let (Some(ttl), Some(finished)) = (ctx.wf.spec.ttl_seconds_after_finished, &status.finished_at) {
+        let at = after(finished, ttl);
+        if at <= ctx.now {
+            ctx.plan.delete_workflow = true;
+        } else {
+            ctx.wake_at(at);
+        }
+    }
+}
+
+/// Step statuses in spec order, keeping what earlier passes recorded.
+fn step_statuses(wf: &Workflow, status: &WorkflowStatus) -> Vec<StepStatus> {
+    let mut previous: HashMap<String, StepStatus> = status.steps.iter().map(|s| (s.name.clone(), s.clone())).collect();
+    wf.spec
+        .steps
+        .iter()
+        .map(|s| previous.remove(&s.name).unwrap_or_else(|| StepStatus { name: s.name.clone(), ..Default::default() }))
+        .collect()
+}
+
+/// A spec the schema let through but the engine cannot run: nothing starts, the run fails.
+fn fail_invalid(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, mut steps: Vec<StepStatus>, error: String) {
+    for st in steps.iter_mut().filter(|s| !s.phase.is_terminal()) {
+        ctx.finish(st, StepPhase::Omitted, Some("InvalidSpec"), None);
+    }
+    status.steps = steps;
+    ctx.plan.events.push(Event { warning: true, reason: "InvalidSpec", note: error.clone() });
+    finish_run(ctx, status, WorkflowPhase::Failed, "InvalidSpec", error);
+}
+
+/// First pass: what became of every step already going (Pods, timers, gates). Returns whether
+/// the run is failing.
+fn observe_steps(ctx: &mut Ctx<'_>, graph: &graph::Graph, steps: &mut [StepStatus], deadline_passed: bool) -> bool {
+    let wf = ctx.wf;
     let mut failing = steps.iter().any(|s| s.phase == StepPhase::Failed);
     for &i in &graph.order {
         let step = &wf.spec.steps[i];
@@ -404,88 +427,92 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
             continue;
         }
         if deadline_passed {
-            if let Some(pod) = st.pod_name.clone().filter(|_| st.phase == StepPhase::Running) {
-                ctx.plan.delete_pods.push(pod);
-            }
-            if let Some(a) = st.approval_name.clone().filter(|_| st.phase == StepPhase::Waiting) {
-                ctx.plan.cancel_approvals.push(a);
-            }
-            let (phase, reason) = match st.phase {
-                StepPhase::Pending => (StepPhase::Omitted, "DeadlineExceeded"),
-                _ => (StepPhase::Failed, "DeadlineExceeded"),
-            };
-            ctx.finish(&mut st, phase, Some(reason), Some("the Workflow's activeDeadlineSeconds passed".into()));
+            stop_for_deadline(ctx, &mut st);
             steps[i] = st;
             continue;
         }
         match (st.phase, step.kind()) {
-            (StepPhase::Running, Some(StepKind::Container)) => {
-                let pod_name = st.pod_name.clone().unwrap_or_default();
-                let retry = match pod_outcome(ctx.pods.get(pod_name.as_str()).copied()) {
-                    PodOutcome::Succeeded { message } => {
-                        st.outputs = outputs::from_termination_message(&message);
-                        ctx.finish(&mut st, StepPhase::Succeeded, None, None);
-                        false
-                    }
-                    PodOutcome::Failed { reason, message } => {
-                        ctx.attempt_failed(step, &mut st, failing, &reason, message)
-                    }
-                    PodOutcome::Vanished => {
-                        let msg = format!("Pod {pod_name} disappeared before it finished");
-                        ctx.attempt_failed(step, &mut st, failing, "PodDeleted", msg)
-                    }
-                    PodOutcome::Active => match (step.timeout_seconds, &st.attempt_started_at) {
-                        (Some(timeout), Some(started)) if after(started, timeout) <= now => {
-                            ctx.plan.delete_pods.push(pod_name);
-                            let msg = format!("the attempt ran longer than timeoutSeconds ({timeout}s)");
-                            ctx.attempt_failed(step, &mut st, failing, "Timeout", msg)
-                        }
-                        (Some(timeout), Some(started)) => {
-                            let at = after(started, timeout);
-                            ctx.wake_at(at);
-                            false
-                        }
-                        _ => false,
-                    },
-                };
-                if retry {
-                    ctx.start_container(step, &mut st, &steps);
-                }
-            }
+            (StepPhase::Running, Some(StepKind::Container)) => observe_container(ctx, step, &mut st, steps, failing),
             (StepPhase::Running, Some(StepKind::Sleep)) if failing => {
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
-            (StepPhase::Running, Some(StepKind::Sleep)) => {
-                let length = sleep_length(step);
-                let started = st.started_at.clone().unwrap_or(t(now));
-                let at = started.0.checked_add(length).unwrap_or(Timestamp::MAX);
-                if at <= now {
-                    ctx.finish(&mut st, StepPhase::Succeeded, None, None);
-                } else {
-                    ctx.wake_at(at);
-                }
-            }
+            (StepPhase::Running, Some(StepKind::Sleep)) => observe_sleep(ctx, step, &mut st),
             (StepPhase::Waiting, _) if failing => {
                 ctx.plan.cancel_approvals.extend(st.approval_name.clone());
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
-            (StepPhase::Waiting, _) => wait_on_gate(&mut ctx, step, &mut st),
+            (StepPhase::Waiting, _) => wait_on_gate(ctx, step, &mut st),
             _ => {}
         }
-        if st.phase == StepPhase::Failed {
-            failing = true;
-        }
+        failing |= st.phase == StepPhase::Failed;
         steps[i] = st;
     }
+    failing
+}
 
-    // Second pass, once every running step's outcome is known: start what is ready, and omit
-    // what can no longer run. Topological order lets a step that finishes at once (skipped, zero
-    // sleep) unblock its dependents in the same pass.
+/// The run's deadline passed: stop what runs, cancel what waits, omit what has not started.
+fn stop_for_deadline(ctx: &mut Ctx<'_>, st: &mut StepStatus) {
+    if let Some(pod) = st.pod_name.clone().filter(|_| st.phase == StepPhase::Running) {
+        ctx.plan.delete_pods.push(pod);
+    }
+    if let Some(a) = st.approval_name.clone().filter(|_| st.phase == StepPhase::Waiting) {
+        ctx.plan.cancel_approvals.push(a);
+    }
+    let phase = if st.phase == StepPhase::Pending { StepPhase::Omitted } else { StepPhase::Failed };
+    ctx.finish(st, phase, Some("DeadlineExceeded"), Some("the Workflow's activeDeadlineSeconds passed".into()));
+}
+
+/// A running container step: its Pod's outcome, a timeout, or a retry.
+fn observe_container(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[StepStatus], failing: bool) {
+    let pod_name = st.pod_name.clone().unwrap_or_default();
+    let retry = match pod_outcome(ctx.pods.get(pod_name.as_str()).copied()) {
+        PodOutcome::Succeeded { message } => {
+            st.outputs = outputs::from_termination_message(&message);
+            ctx.finish(st, StepPhase::Succeeded, None, None);
+            false
+        }
+        PodOutcome::Failed { reason, message } => ctx.attempt_failed(step, st, failing, &reason, message),
+        PodOutcome::Vanished => {
+            let msg = format!("Pod {pod_name} disappeared before it finished");
+            ctx.attempt_failed(step, st, failing, "PodDeleted", msg)
+        }
+        PodOutcome::Active => match (step.timeout_seconds, &st.attempt_started_at) {
+            (Some(timeout), Some(started)) if after(started, timeout) <= ctx.now => {
+                ctx.plan.delete_pods.push(pod_name);
+                let msg = format!("the attempt ran longer than timeoutSeconds ({timeout}s)");
+                ctx.attempt_failed(step, st, failing, "Timeout", msg)
+            }
+            (Some(timeout), Some(started)) => {
+                ctx.wake_at(after(started, timeout));
+                false
+            }
+            _ => false,
+        },
+    };
+    if retry {
+        ctx.start_container(step, st, steps);
+    }
+}
+
+fn observe_sleep(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
+    let started = st.started_at.clone().unwrap_or(t(ctx.now));
+    let at = started.0.checked_add(sleep_length(step)).unwrap_or(Timestamp::MAX);
+    if at <= ctx.now {
+        ctx.finish(st, StepPhase::Succeeded, None, None);
+    } else {
+        ctx.wake_at(at);
+    }
+}
+
+/// Second pass, once every running step's outcome is known: start what is ready, and omit what
+/// can no longer run. Topological order lets a step that finishes at once (skipped, zero sleep)
+/// unblock its dependents in the same pass.
+fn start_ready_steps(ctx: &mut Ctx<'_>, graph: &graph::Graph, steps: &mut [StepStatus], mut failing: bool) {
+    let wf = ctx.wf;
     for &i in &graph.order {
-        if steps[i].phase != StepPhase::Pending || deadline_passed {
+        if steps[i].phase != StepPhase::Pending {
             continue;
         }
-        let step = &wf.spec.steps[i];
         let mut st = steps[i].clone();
         let deps = &graph.deps[i];
         let blocked = deps.iter().any(|&d| matches!(steps[d].phase, StepPhase::Failed | StepPhase::Omitted));
@@ -493,15 +520,11 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
         if failing || blocked {
             ctx.finish(&mut st, StepPhase::Omitted, None, None);
         } else if ready && !wf.spec.suspend {
-            start_step(&mut ctx, step, &mut st, &steps);
+            start_step(ctx, &wf.spec.steps[i], &mut st, steps);
             failing |= st.phase == StepPhase::Failed;
         }
         steps[i] = st;
     }
-
-    summarize(&mut ctx, &mut status, steps, deadline_passed);
-    ctx.plan.status = status;
-    ctx.plan
 }
 
 /// The gate a waiting step expects, from the Workflow and the step's status alone.
