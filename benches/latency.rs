@@ -394,7 +394,7 @@ impl Operator {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hitl-operator")));
         let out = std::fs::File::create(log)?;
         let child = Command::new(&bin)
-            .args(["--namespace", ns])
+            .args(["--namespace", ns, "--leader-elect=false"])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", std::env::var("HITL_BENCH_RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             // Loopback only, on a free port; found again in the log (see `operator_writes`).

@@ -4,4 +4,5 @@
 pub mod api;
 pub mod controller;
 pub mod engine;
+pub mod leader;
 pub mod metrics;

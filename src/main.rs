@@ -1,8 +1,9 @@
 //! `hitl-operator`: runs the Workflow and Approval controllers against the current kubeconfig
-//! (or in-cluster service account).
+//! (or in-cluster service account), as the leader of its replicas.
 
 use clap::{Parser, ValueEnum};
 use hitl_operator::controller::{self, Config};
+use hitl_operator::leader::{self, LeaseConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -30,13 +31,56 @@ struct Args {
     /// Log format.
     #[arg(long, env = "HITL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Reconcile only while holding the Lease, so that several replicas are safe. Turn off only
+    /// where exactly one process runs (e.g. `cargo run` against a dev cluster).
+    #[arg(long, env = "HITL_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "HITL_LEADER_ELECTION_LEASE_NAME", default_value = "hitl-operator")]
+    leader_election_lease_name: String,
+    /// Namespace of the Lease. Default: the operator's own (POD_NAMESPACE, or the in-cluster
+    /// service account's), else the watched namespace, else `default`.
+    #[arg(long, env = "HITL_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Seconds the Lease stays valid after its last renewal: the longest a standby waits after
+    /// the leader dies without releasing it.
+    #[arg(long, env = "HITL_LEADER_ELECTION_LEASE_DURATION", default_value_t = 15)]
+    leader_election_lease_duration: u64,
+    /// Seconds before expiry at which the leader renews the Lease; also the clock skew between
+    /// nodes that is tolerated. Must be less than the lease duration.
+    #[arg(long, env = "HITL_LEADER_ELECTION_RENEW_GRACE", default_value_t = 5)]
+    leader_election_renew_grace: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+impl Args {
+    fn lease(&self) -> anyhow::Result<LeaseConfig> {
+        anyhow::ensure!(
+            self.leader_election_renew_grace < self.leader_election_lease_duration,
+            "--leader-election-renew-grace ({}) must be less than --leader-election-lease-duration ({})",
+            self.leader_election_renew_grace,
+            self.leader_election_lease_duration
+        );
+        let namespace = self
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
+            .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+            .or_else(|| self.namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        let host = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| "hitl-operator".into());
+        Ok(LeaseConfig {
+            name: self.leader_election_lease_name.clone(),
+            namespace: namespace.trim().to_string(),
+            identity: format!("{host}_{}", std::process::id()),
+            duration: self.leader_election_lease_duration,
+            renew_grace: self.leader_election_renew_grace,
+        })
+    }
+}
+
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    match args.log_format {
+    match format {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
         LogFormat::Text => {
             use std::io::IsTerminal;
@@ -44,19 +88,57 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).init()
         }
     }
+}
+
+/// SIGTERM (Kubernetes stopping the Pod) or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let lease = args.leader_elect.then(|| args.lease()).transpose()?;
     let metrics = std::sync::Arc::new(hitl_operator::metrics::Metrics::default());
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(hitl_operator::metrics::serve(listener, metrics.clone()));
     let client = kube::Client::try_default().await?;
+    let config =
+        Config { namespace: args.namespace, concurrency: args.concurrency, per_gate_grants: args.per_gate_grants };
+    let Some(lease) = lease else {
+        metrics.set_ready();
+        tracing::info!(namespace = ?config.namespace, "hitl-operator starting (no leader election)");
+        controller::run(client, config, metrics).await;
+        tracing::info!("hitl-operator stopped");
+        return Ok(());
+    };
+    // A standby is ready: it serves its probes and takes over when the leader goes.
     metrics.set_ready();
-    tracing::info!(namespace = ?args.namespace, "hitl-operator starting");
-    controller::run(
-        client,
-        Config { namespace: args.namespace, concurrency: args.concurrency, per_gate_grants: args.per_gate_grants },
-        metrics,
-    )
-    .await;
-    tracing::info!("hitl-operator stopped");
-    Ok(())
+    let mut leader = tokio::select! {
+        held = leader::acquire(client.clone(), &lease) => held?,
+        _ = shutdown_signal() => {
+            tracing::info!("stopped while standing by");
+            return Ok(());
+        }
+    };
+    tracing::info!(namespace = ?config.namespace, "hitl-operator starting");
+    tokio::select! {
+        _ = controller::run(client, config, metrics) => {
+            // The controllers stop on SIGTERM; hand the Lease over at once.
+            leader.release().await;
+            tracing::info!("hitl-operator stopped");
+            Ok(())
+        }
+        _ = leader.lost() => {
+            // Another replica holds the Lease: stop before doing anything more.
+            tracing::error!("lost the lease to another replica; exiting");
+            std::process::exit(1);
+        }
+    }
 }

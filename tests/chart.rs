@@ -395,8 +395,22 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
     find(&all, "ServiceAccount", "hitl-operator");
 
     let deploy = find(&all, "Deployment", "hitl-operator");
-    assert_eq!(deploy["spec"]["replicas"], 1, "no leader election: one replica");
-    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
+    // Two replicas electing a leader, rolled one at a time, kept up through drains, spread out.
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let args = deploy["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(args.contains(&json!("--leader-elect=true")), "{args:?}");
+    assert!(args.contains(&json!("--leader-election-namespace=hitl-system")), "{args:?}");
+    assert_eq!(find(&all, "PodDisruptionBudget", "hitl-operator")["spec"]["minAvailable"], 1);
+    let anti = &deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
+    assert_eq!(
+        anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let lease_role = find(&all, "Role", "hitl-operator-leader-election");
+    assert_eq!(lease_role["metadata"]["namespace"], "hitl-system", "the Lease rights stay in the release namespace");
+    assert_eq!(lease_role["rules"][0]["resources"], json!(["leases"]));
     let pod = &deploy["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "hitl-operator");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -411,7 +425,12 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
             "16",
             "--per-gate-grants=true",
             "--metrics-addr",
-            "0.0.0.0:8080"
+            "0.0.0.0:8080",
+            "--leader-elect=true",
+            "--leader-election-lease-name=hitl-operator",
+            "--leader-election-namespace=hitl-system",
+            "--leader-election-lease-duration=15",
+            "--leader-election-renew-grace=5"
         ])
     );
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
@@ -473,7 +492,12 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
             "--metrics-addr",
             "0.0.0.0:8080",
             "--namespace",
-            "team-a"
+            "team-a",
+            "--leader-elect=true",
+            "--leader-election-lease-name=team-hitl-operator",
+            "--leader-election-namespace=ops",
+            "--leader-election-lease-duration=15",
+            "--leader-election-renew-grace=5"
         ])
     );
     find(&one, "ClusterRole", "team-approver");
@@ -507,6 +531,12 @@ fn kustomize_tree_matches_the_chart() {
     let (a, b) = (find(&k, "ClusterRoleBinding", "hitl-operator"), find(&chart, "ClusterRoleBinding", "hitl-operator"));
     assert_eq!((&a["roleRef"], &a["subjects"]), (&b["roleRef"], &b["subjects"]));
     find(&k, "ServiceAccount", "hitl-operator");
+    let (a, b) =
+        (find(&k, "Role", "hitl-operator-leader-election"), find(&chart, "Role", "hitl-operator-leader-election"));
+    assert_eq!(a["rules"], b["rules"], "the Lease rights differ");
+    let (a, b) =
+        (find(&k, "PodDisruptionBudget", "hitl-operator"), find(&chart, "PodDisruptionBudget", "hitl-operator"));
+    assert_eq!(a["spec"], b["spec"], "the PodDisruptionBudgets differ");
     let (a, b) = (find(&k, "Service", "hitl-operator-metrics"), find(&chart, "Service", "hitl-operator-metrics"));
     assert_eq!(a["spec"]["ports"], b["spec"]["ports"]);
     let (a, b) = (

@@ -49,15 +49,23 @@ fn wait_for_policies() {
 pub struct Operator {
     child: Option<Child>,
     namespace: String,
+    args: Vec<String>,
     pub log: PathBuf,
 }
 
 impl Operator {
+    /// The one operator of a test: no leader election.
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, "", &["--leader-elect=false"])
+    }
+
+    /// An operator with its own log (`<namespace><suffix>.log`) and extra flags.
+    pub fn start_with(namespace: &str, log_suffix: &str, args: &[&str]) -> Self {
         ensure_crds();
-        let log = repo_root().join("target/test-logs").join(format!("{namespace}.log"));
+        let log = repo_root().join("target/test-logs").join(format!("{namespace}{log_suffix}.log"));
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-        let mut op = Operator { child: None, namespace: namespace.into(), log };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut op = Operator { child: None, namespace: namespace.into(), args, log };
         op.restart();
         op
     }
@@ -67,6 +75,7 @@ impl Operator {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hitl-operator"))
             .args(["--namespace", &self.namespace, "--metrics-addr", "127.0.0.1:0"])
+            .args(&self.args)
             .env("KUBECONFIG", common::kubeconfig(&operator_user()))
             .env("RUST_LOG", "info,hitl_operator=debug,kube=warn")
             .stdout(Stdio::from(out.try_clone().unwrap()))
@@ -91,6 +100,18 @@ impl Operator {
         conn.read_to_string(&mut body).unwrap();
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         body
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGTERM, as Kubernetes stops a Pod; waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().expect("wait for the operator")
     }
 
     /// SIGKILL: no graceful shutdown, as when a node dies.
