@@ -379,10 +379,10 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
         "MutatingAdmissionPolicyBinding",
     ];
     assert_same_documents("chart policies", &kinds(&all, &policy_kinds), &source_policies(), Compare::Kept);
-    // Another release names its own ServiceAccount as the one identity that writes status.
+    // Another release trusts its own namespace's ServiceAccounts to write status.
     let other = render("team", "ops", &["--api-versions", MAP_API]);
     let writes = find(&other, "ValidatingAdmissionPolicy", "hitl-operator-writes");
-    assert_eq!(writes["spec"]["variables"][0]["expression"], "'system:serviceaccount:ops:team-hitl-operator'");
+    assert_eq!(writes["spec"]["variables"][0]["expression"], "'system:serviceaccount:ops:'");
 
     let role = find(&all, "ClusterRole", "hitl-operator");
     assert_eq!(role["rules"], controller_rules(true));
@@ -598,7 +598,7 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
             // The policies are cluster-wide and name the one operator that writes status: keep
             // the identity the other tests' operator runs as.
             "--set",
-            "admissionPolicies.operatorUser=system:serviceaccount:hitl-system:hitl-operator",
+            "admissionPolicies.operatorNamespace=hitl-system",
             // The CRDs and policies exist already, applied by other tests with `kubectl apply
             // --server-side`. Taking them over needs --force-conflicts as well: the policies'
             // matchConstraints is an atomic field that the API server's defaults make differ

@@ -30,17 +30,22 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 fn error_policy(a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {
-    warn!(error = %err, category = err.category(), "approval reconcile failed");
+    let (failures, wait) = ctx.failed(&super::object_key(a.as_ref()));
+    warn!(error = %err, category = err.category(), failures, retry_in = ?wait, "approval reconcile failed");
     ctx.metrics.failed("approval", err.category());
     super::report_error(ctx, a, err);
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(wait)
 }
 
 #[instrument(skip_all, fields(approval = %a.name_any(), namespace = a.namespace().unwrap_or_default()))]
 async fn reconcile(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
+    let key = super::object_key(a.as_ref());
     let result = reconcile_inner(a, ctx.clone()).await;
     ctx.metrics.reconciled("approval", start.elapsed());
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
     result
 }
 

@@ -7,7 +7,7 @@ pub mod workflow;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -29,30 +29,68 @@ pub struct Config {
 /// Errors of one reconcile. Each has a static category, used as Event reason and log field.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", said(.0))]
     Kube(#[source] kube::Error),
-    #[error("creating a child object: {0}")]
+    #[error("creating a child object: {}", said(.0))]
     Create(#[source] kube::Error),
     #[error("{0}")]
     NotOwned(String),
 }
 
+/// What the API server said, as it said it (not a debug dump of the whole Status).
+fn said(e: &kube::Error) -> String {
+    match api_status(e) {
+        Some(s) => format!("{} ({})", s.message, s.code),
+        None => e.to_string(),
+    }
+}
+
+/// The API server's answer to a failed request, if it gave one.
+fn api_status(e: &kube::Error) -> Option<&kube::core::Status> {
+    match e {
+        kube::Error::Api(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// RBAC refused the operator (`... cannot create resource "pods" ...`): a right is missing, and
+/// granting it fixes things, unlike an admission policy's refusal of this one object.
+fn missing_right(s: &kube::core::Status) -> bool {
+    s.code == 403 && s.message.contains(" cannot ")
+}
+
+/// The object would outgrow what the API server stores (etcd's request limit, or 413).
+pub fn too_large(e: &kube::Error) -> bool {
+    api_status(e).is_some_and(|s| s.code == 413 || s.message.contains("too large"))
+}
+
 impl Error {
-    pub fn category(&self) -> &'static str {
+    fn status(&self) -> Option<&kube::core::Status> {
         match self {
-            Error::Kube(_) => "KubeError",
-            Error::Create(_) => "CreateFailed",
-            Error::NotOwned(_) => "NameTaken",
+            Error::Kube(e) | Error::Create(e) => api_status(e),
+            Error::NotOwned(_) => None,
+        }
+    }
+
+    pub fn category(&self) -> &'static str {
+        match (self, self.status()) {
+            (_, Some(s)) if missing_right(s) => "Forbidden",
+            (Error::Kube(e) | Error::Create(e), _) if too_large(e) => "TooLarge",
+            (Error::Kube(_), _) => "KubeError",
+            (Error::Create(_), _) => "CreateFailed",
+            (Error::NotOwned(_), _) => "NameTaken",
         }
     }
     /// Retrying the same create will not help, so its step fails: the object is invalid (400/422),
     /// admission refused it (403, e.g. Pod Security), or its name is taken by another owner.
-    /// An exceeded quota (also 403) can clear up, so that is retried instead.
+    /// An exceeded quota (also 403) can clear up, and so can a right the operator lacks (RBAC's
+    /// 403): those are retried, with backoff, and shown on the Workflow meanwhile.
     pub fn fails_step(&self) -> bool {
         match self {
             Error::NotOwned(_) => true,
             Error::Create(kube::Error::Api(s)) => {
-                matches!(s.code, 400 | 422) || (s.code == 403 && !s.message.contains("exceeded quota"))
+                matches!(s.code, 400 | 422)
+                    || (s.code == 403 && !s.message.contains("exceeded quota") && !missing_right(s))
             }
             _ => false,
         }
@@ -66,9 +104,14 @@ pub struct Context {
     pub config: Config,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// resourceVersion of our last status write per object UID, so a reconcile never acts on a
-    /// cached object older than that write.
-    last_write: Mutex<HashMap<String, u64>>,
+    /// cached object older than that write; with when it was written, so old entries go.
+    last_write: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Consecutive failed reconciles per object, for backoff.
+    failures: Mutex<HashMap<String, u32>>,
 }
+
+/// A write older than this has reached every watch long ago: its entry is of no more use.
+const LAST_WRITE_KEPT: Duration = Duration::from_secs(300);
 
 impl Context {
     pub fn new(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
@@ -79,6 +122,7 @@ impl Context {
             config,
             metrics,
             last_write: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -90,19 +134,44 @@ impl Context {
         let Ok(rv) = rv.parse::<u64>() else {
             return false;
         };
-        self.last_write.lock().expect("lock").get(uid).is_some_and(|&w| rv < w)
+        self.last_write.lock().expect("lock").get(uid).is_some_and(|&(w, _)| rv < w)
     }
 
     pub fn wrote<K: Resource>(&self, written: &K) {
         if let (Some(uid), Some(Ok(rv))) =
             (written.meta().uid.clone(), written.meta().resource_version.as_ref().map(|r| r.parse::<u64>()))
         {
-            self.last_write.lock().expect("lock").insert(uid, rv);
+            let mut last = self.last_write.lock().expect("lock");
+            // Objects deleted without a finalizer are never reconciled again: prune by age.
+            if last.len() >= 1024 {
+                last.retain(|_, (_, at)| at.elapsed() < LAST_WRITE_KEPT);
+            }
+            last.insert(uid, (rv, Instant::now()));
         }
     }
 
     pub fn forget(&self, uid: &str) {
         self.last_write.lock().expect("lock").remove(uid);
+    }
+
+    /// Entries kept for staleness checks (for tests and metrics).
+    pub fn tracked_writes(&self) -> usize {
+        self.last_write.lock().expect("lock").len()
+    }
+
+    /// Counts a failed reconcile of `key` and says how long to wait before the next one:
+    /// exponential from 200 ms, at most 5 minutes, with up to 25% jitter so that many objects
+    /// failing for one cause do not retry in step.
+    pub fn failed(&self, key: &str) -> (u32, Duration) {
+        let mut failures = self.failures.lock().expect("lock");
+        let n = failures.entry(key.to_string()).or_default();
+        *n = n.saturating_add(1);
+        (*n, backoff(*n, key))
+    }
+
+    /// A reconcile of `key` succeeded: its backoff starts over.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("lock").remove(key);
     }
 
     /// Records an Event on `obj`; failures are logged, never fatal.
@@ -197,6 +266,28 @@ where
     }
 }
 
+/// The wait after the `n`th consecutive failure.
+fn backoff(n: u32, key: &str) -> Duration {
+    let base = Duration::from_millis(200).saturating_mul(1u32 << n.saturating_sub(1).min(12));
+    let capped = base.min(Duration::from_secs(300));
+    // Jitter from the key and the clock: no random source needed, different per object and time.
+    let seed = key
+        .bytes()
+        .fold(Instant::now().elapsed().subsec_nanos() ^ std::process::id(), |h, b| h.rotate_left(5) ^ u32::from(b))
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    capped + capped.mul_f64(f64::from(seed % 1000) / 4000.0)
+}
+
+/// Which object a backoff counter belongs to.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
+}
+
 /// How long until `at`, for a requeue.
 pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
     let d = at.duration_since(now);
@@ -207,4 +298,18 @@ pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
 pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) {
     let ctx = Context::new(client, config, metrics);
     futures::join!(workflow::run(ctx.clone()), approval::run(ctx));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap_with_jitter() {
+        let waits: Vec<Duration> = (1..=20).map(|n| backoff(n, "Workflow/ns/w")).collect();
+        assert!(waits[0] >= Duration::from_millis(200) && waits[0] <= Duration::from_millis(250), "{:?}", waits[0]);
+        assert!(waits[3] >= Duration::from_millis(1600), "{:?}", waits[3]);
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(375)), "{waits:?}");
+        assert!(waits[19] >= Duration::from_secs(300), "capped at 5 minutes plus jitter: {:?}", waits[19]);
+    }
 }

@@ -46,10 +46,39 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 fn error_policy(wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {
-    warn!(error = %err, category = err.category(), "reconcile failed");
+    let (failures, wait) = ctx.failed(&super::object_key(wf.as_ref()));
+    warn!(error = %err, category = err.category(), failures, retry_in = ?wait, "reconcile failed");
     ctx.metrics.failed("workflow", err.category());
-    super::report_error(ctx, wf, err);
-    Action::requeue(Duration::from_secs(5))
+    super::report_error(ctx.clone(), wf.clone(), err);
+    // One failure may be a blip; a second in a row is shown where `kubectl get`/kstatus look.
+    if failures >= 2 {
+        tokio::spawn(mark_stalled(ctx, wf, err.category(), err.to_string()));
+    }
+    Action::requeue(wait)
+}
+
+/// Records on the Workflow why it cannot make progress: `Stalled=True` (and `Reconciling=True`)
+/// with the error's category as reason. The next reconcile that succeeds sets them from the run.
+async fn mark_stalled(ctx: Arc<Context>, wf: Arc<Workflow>, reason: &'static str, message: String) {
+    let api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &wf.namespace().unwrap_or_default());
+    let Ok(Some(mut fresh)) = api.get_opt(&wf.name_any()).await else { return };
+    let mut status = fresh.status.clone().unwrap_or_default();
+    if status.phase.is_some_and(crate::api::WorkflowPhase::is_terminal) {
+        return;
+    }
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    let wanted = vec![("Stalled", "True", reason, message.clone()), ("Reconciling", "True", reason, message)];
+    let kept = status.conditions.iter().filter(|c| c.type_ != "Stalled" && c.type_ != "Reconciling").cloned();
+    let mut conditions: Vec<_> = kept.collect();
+    conditions.extend(crate::engine::conditions::merge(&status.conditions, wanted, now, fresh.metadata.generation));
+    if conditions == status.conditions {
+        return;
+    }
+    status.conditions = conditions;
+    fresh.status = Some(status);
+    if let Err(e) = super::write_status(&ctx, &fresh, "workflow_status").await {
+        warn!(error = %e, "recording the failure on the Workflow failed too");
+    }
 }
 
 /// Reads the children the plan looks at (the Pods of running steps, the Approvals of waiting
@@ -73,8 +102,12 @@ where
 #[instrument(skip_all, fields(workflow = %wf.name_any(), namespace = wf.namespace().unwrap_or_default()))]
 async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
+    let key = super::object_key(wf.as_ref());
     let result = reconcile_inner(wf, ctx.clone()).await;
     ctx.metrics.reconciled("workflow", start.elapsed());
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
     result
 }
 
@@ -207,8 +240,11 @@ async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Acti
     if wf.status.as_ref() != Some(&plan.status) {
         let mut next = wf.clone();
         next.status = Some(plan.status.clone());
-        if let Written::Stale = super::write_status(ctx, &next, "workflow_status").await? {
-            return Ok(Action::requeue(Duration::from_millis(100)));
+        match super::write_status(ctx, &next, "workflow_status").await {
+            Ok(Written::Stale) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Ok(Written::Done) => {}
+            Err(Error::Kube(e)) if super::too_large(&e) => return fail_too_large(ctx, wf, plan, e).await,
+            Err(e) => return Err(e),
         }
         for ev in &plan.events {
             ctx.event(wf, ev).await;
@@ -218,6 +254,29 @@ async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Acti
         Some(at) => Action::requeue(super::until(at, jiff::Timestamp::now())),
         None => Action::await_change(),
     })
+}
+
+/// The API server refused the status as too large: fail the run with a status it will take,
+/// say why, and cancel the gates that can no longer matter.
+async fn fail_too_large(
+    ctx: &Context,
+    wf: &Workflow,
+    plan: &plan::Plan,
+    refused: kube::Error,
+) -> Result<Action, Error> {
+    warn!(error = %refused, "the Workflow's status is too large for the API server; failing the run");
+    let (status, waiting) = plan::too_large(wf, &plan.status, jiff::Timestamp::now());
+    let mut next = wf.clone();
+    next.status = Some(status);
+    if let Written::Stale = super::write_status(ctx, &next, "workflow_status").await? {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    let note = format!("the status was refused ({refused}); the run failed with reason StatusTooLarge");
+    ctx.event(wf, &Event { warning: true, reason: "StatusTooLarge", note }).await;
+    let apis = Apis::new(ctx, wf);
+    let cancel = plan::Plan { cancel_approvals: waiting, ..plan.clone() };
+    cancel_gates(&apis, ctx, &cancel).await?;
+    Ok(Action::await_change())
 }
 
 /// What opening a gate came to.

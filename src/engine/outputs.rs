@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+/// Most bytes of outputs one step may have: the kubelet's limit on a termination message, so a
+/// real step never hits it; it keeps a run's status far below what the API server stores.
+pub const MAX_OUTPUT_BYTES: usize = 4096;
+
 /// A JSON object becomes one output per key; anything else non-empty becomes `result`.
 /// Values are kept as text: strings as they are, other JSON values in JSON form.
 pub fn from_termination_message(message: &str) -> BTreeMap<String, String> {

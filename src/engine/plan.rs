@@ -466,6 +466,14 @@ fn stop_for_deadline(ctx: &mut Ctx<'_>, st: &mut StepStatus) {
 fn observe_container(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[StepStatus], failing: bool) {
     let pod_name = st.pod_name.clone().unwrap_or_default();
     let retry = match pod_outcome(ctx.pods.get(pod_name.as_str()).copied()) {
+        PodOutcome::Succeeded { message } if message.len() > outputs::MAX_OUTPUT_BYTES => {
+            let msg = format!(
+                "the termination message is {} bytes; outputs may be at most {} bytes",
+                message.len(),
+                outputs::MAX_OUTPUT_BYTES
+            );
+            ctx.attempt_failed(step, st, failing, "OutputsTooLarge", msg)
+        }
         PodOutcome::Succeeded { message } => {
             st.outputs = outputs::from_termination_message(&message);
             ctx.finish(st, StepPhase::Succeeded, None, None);
@@ -690,6 +698,32 @@ fn finish_run(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, phase: WorkflowPha
         _ => (true, "WorkflowFailed"),
     };
     ctx.plan.events.push(Event { warning, reason: event, note: message });
+}
+
+/// The status to write instead of one the API server refused as too large: the run fails, and
+/// what made it large (outputs, long messages) is dropped. Returns it and the Approvals of the
+/// gates that were still waiting, to cancel.
+pub fn too_large(wf: &Workflow, planned: &WorkflowStatus, now: Timestamp) -> (WorkflowStatus, Vec<String>) {
+    let mut status = planned.clone();
+    let mut waiting = vec![];
+    for st in status.steps.iter_mut() {
+        st.outputs.clear();
+        st.message = st.message.take().map(|m| m.chars().take(256).collect());
+        if st.phase == StepPhase::Waiting {
+            waiting.extend(st.approval_name.clone());
+        }
+        if !st.phase.is_terminal() {
+            st.phase = if st.phase == StepPhase::Pending { StepPhase::Omitted } else { StepPhase::Failed };
+            st.reason = Some("StatusTooLarge".into());
+            st.finished_at = Some(t(now));
+        }
+    }
+    let mut ctx = Ctx::new(wf, &[], &[], now);
+    let message = "the Workflow's status grew larger than the API server stores; outputs were dropped \
+                   (keep step outputs and the spec small: outputs are for values, not documents)"
+        .to_string();
+    finish_run(&mut ctx, &mut status, WorkflowPhase::Failed, "StatusTooLarge", message);
+    (status, waiting)
 }
 
 /// Workflow phase, message, progress and conditions from the steps.

@@ -487,6 +487,31 @@ fn the_creator_may_not_decide_a_gate_that_forbids_self_approval() {
     assert_eq!(review(&w).phase, StepPhase::Succeeded);
 }
 
+#[test]
+fn outputs_beyond_the_limit_fail_the_step() {
+    let mut w = wf(json!({"steps": [{"name": "a", "container": {"image": "x"}}]}));
+    let p = step(&mut w, &[], &[], t0());
+    let big = format!("{{\"blob\": \"{}\"}}", "x".repeat(super::outputs::MAX_OUTPUT_BYTES));
+    step(&mut w, &[pod(&p.create_pods[0].name, "Succeeded", 0, &big)], &[], at(1));
+    let a = &w.status.as_ref().unwrap().steps[0];
+    assert_eq!((a.phase, a.reason.as_deref()), (StepPhase::Failed, Some("OutputsTooLarge")));
+    assert!(a.outputs.is_empty());
+}
+
+#[test]
+fn a_status_too_large_fails_the_run_and_drops_what_made_it_large() {
+    let mut w = gate_workflow();
+    let req = open(&mut w);
+    let mut planned = w.status.clone().unwrap();
+    planned.steps[0].outputs.insert("blob".into(), "x".repeat(4000));
+    let (status, waiting) = super::plan::too_large(&w, &planned, at(5));
+    assert_eq!((status.phase, status.reason.as_deref()), (Some(WorkflowPhase::Failed), Some("StatusTooLarge")));
+    assert!(status.steps.iter().all(|s| s.outputs.is_empty() && s.phase.is_terminal()));
+    assert_eq!(waiting, [req.name], "the waiting gate is cancelled");
+    let completed = status.conditions.iter().find(|c| c.type_ == "Completed").unwrap();
+    assert_eq!((completed.status.as_str(), completed.reason.as_str()), ("True", "Failed"));
+}
+
 // ---- properties over random DAGs and random outcomes ----
 
 #[derive(Debug, Clone)]

@@ -50,6 +50,8 @@ pub struct Operator {
     child: Option<Child>,
     namespace: String,
     args: Vec<String>,
+    /// Whose kubeconfig it runs with (`hack/cluster kubeconfig USER`).
+    user: String,
     pub log: PathBuf,
 }
 
@@ -61,11 +63,16 @@ impl Operator {
 
     /// An operator with its own log (`<namespace><suffix>.log`) and extra flags.
     pub fn start_with(namespace: &str, log_suffix: &str, args: &[&str]) -> Self {
+        Self::start_as(&operator_user(), namespace, log_suffix, args)
+    }
+
+    /// An operator running with `user`'s kubeconfig.
+    pub fn start_as(user: &str, namespace: &str, log_suffix: &str, args: &[&str]) -> Self {
         ensure_crds();
         let log = repo_root().join("target/test-logs").join(format!("{namespace}{log_suffix}.log"));
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         let args = args.iter().map(|a| a.to_string()).collect();
-        let mut op = Operator { child: None, namespace: namespace.into(), args, log };
+        let mut op = Operator { child: None, namespace: namespace.into(), args, user: user.into(), log };
         op.restart();
         op
     }
@@ -76,7 +83,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_hitl-operator"))
             .args(["--namespace", &self.namespace, "--metrics-addr", "127.0.0.1:0"])
             .args(&self.args)
-            .env("KUBECONFIG", common::kubeconfig(&operator_user()))
+            .env("KUBECONFIG", common::kubeconfig(&self.user))
             .env("RUST_LOG", "info,hitl_operator=debug,kube=warn")
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))

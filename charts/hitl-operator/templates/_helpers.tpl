@@ -54,9 +54,9 @@ being kinds to leave out.
 {{- $root := index . 0 }}
 {{- $path := index . 1 }}
 {{- $skip := index . 2 }}
-{{- /* The policies name the operator's identity as config/manager installs it; this release's instead. */}}
-{{- $operator := $root.Values.admissionPolicies.operatorUser | default (printf "system:serviceaccount:%s:%s" $root.Release.Namespace (include "hitl-operator.serviceAccountName" $root)) }}
-{{- $file := replace "system:serviceaccount:hitl-system:hitl-operator" $operator ($root.Files.Get $path) }}
+{{- /* The policies trust the ServiceAccounts of the operator's namespace, hitl-system in config/; this release's instead. */}}
+{{- $operatorNamespace := $root.Values.admissionPolicies.operatorNamespace | default $root.Release.Namespace }}
+{{- $file := replace "'system:serviceaccount:hitl-system:'" (printf "'system:serviceaccount:%s:'" $operatorNamespace) ($root.Files.Get $path) }}
 {{- range $doc := regexSplit "(?m)^---[ \\t]*$" $file -1 }}
 {{- $obj := fromYaml $doc }}
 {{- if hasKey $obj "Error" }}
