@@ -2,8 +2,7 @@
 //! Labels are static categories (controller, error category, API write kind), never object names,
 //! so their number stays bounded.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,7 +10,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,7 +35,8 @@ pub struct Metrics {
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Family<ControllerLabel, Histogram>,
     pub writes: Family<WriteLabels, Counter>,
-    ready: AtomicBool,
+    /// Why /readyz says no, or Ok once the operator can do its work (or stands by).
+    readiness: Mutex<Result<(), String>>,
 }
 
 impl Default for Metrics {
@@ -53,7 +52,7 @@ impl Default for Metrics {
         registry.register("reconcile_failures", "Reconciles that failed, by error category", failures.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
         registry.register("api_writes", "Writes this operator made to the API server", writes.clone());
-        Self { registry, reconciles, failures, duration, writes, ready: AtomicBool::new(false) }
+        Self { registry, reconciles, failures, duration, writes, readiness: Mutex::new(Err("starting".into())) }
     }
 }
 
@@ -72,7 +71,16 @@ impl Metrics {
     }
 
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Relaxed);
+        *self.readiness.lock().expect("lock") = Ok(());
+    }
+
+    /// /readyz answers 503 with `why`.
+    pub fn set_not_ready(&self, why: impl Into<String>) {
+        *self.readiness.lock().expect("lock") = Err(why.into());
+    }
+
+    pub fn readiness(&self) -> Result<(), String> {
+        self.readiness.lock().expect("lock").clone()
     }
 
     pub fn encode(&self) -> String {
@@ -80,67 +88,71 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String");
         out
     }
-
-    /// The response to one request line, e.g. `GET /metrics HTTP/1.1`.
-    pub fn respond(&self, request_line: &str) -> (u16, &'static str, String) {
-        let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-        match path {
-            "/metrics" => (200, "application/openmetrics-text; version=1.0.0; charset=utf-8", self.encode()),
-            "/healthz" => (200, "text/plain", "ok\n".into()),
-            "/readyz" if self.ready.load(Ordering::Relaxed) => (200, "text/plain", "ok\n".into()),
-            "/readyz" => (503, "text/plain", "starting\n".into()),
-            _ => (404, "text/plain", "not found\n".into()),
-        }
-    }
 }
 
-/// Serves the endpoints until the process ends. Plain HTTP/1.1, one request per connection: the
-/// only clients are Prometheus and the kubelet's probes.
+/// Serves `/metrics`, `/healthz` and `/readyz` (axum on hyper) until the process ends.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut conn, _)) = listener.accept().await else { continue };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n = match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let (code, content_type, body) = metrics.respond(head.lines().next().unwrap_or(""));
-            let reason = match code {
-                200 => "OK",
-                503 => "Service Unavailable",
-                _ => "Not Found",
-            };
-            let response = format!(
-                "HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(response.as_bytes()).await;
-        });
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(|axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
+                match m.readiness() {
+                    Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                }
+            }),
+        )
+        .with_state(metrics);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics server stopped");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn serves_metrics_and_probes() {
-        let m = Metrics::default();
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        conn.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_and_probes() {
+        let m = Arc::new(Metrics::default());
         m.write("create_pod");
         m.reconciled("workflow", Duration::from_millis(3));
         m.failed("workflow", "KubeError");
-        let (code, _, body) = m.respond("GET /metrics HTTP/1.1");
-        assert_eq!(code, 200);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, m.clone()));
+        let body = get(addr, "/metrics").await;
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(body.contains(r#"hitl_api_writes_total{kind="create_pod"} 1"#), "{body}");
         assert!(body.contains(r#"hitl_reconcile_failures_total{controller="workflow",category="KubeError"} 1"#));
         assert!(body.contains("hitl_reconcile_duration_seconds_bucket"));
-        assert_eq!(m.respond("GET /healthz HTTP/1.1").0, 200);
-        assert_eq!(m.respond("GET /readyz HTTP/1.1").0, 503);
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        let not_ready = get(addr, "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.1 503") && not_ready.ends_with("starting\n"), "{not_ready}");
+        m.set_not_ready("the Workflow CRD is not installed");
+        assert!(get(addr, "/readyz").await.contains("the Workflow CRD is not installed"));
         m.set_ready();
-        assert_eq!(m.respond("GET /readyz HTTP/1.1").0, 200);
-        assert_eq!(m.respond("GET /nope HTTP/1.1").0, 404);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
     }
 }

@@ -16,16 +16,17 @@ fn condition<'a>(wf: &'a Value, type_: &str) -> Option<&'a Value> {
     wf["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
 }
 
-/// A ServiceAccount of the operator's namespace with the chart's rights except creating Pods, and
-/// a kubeconfig for it where `hack/cluster kubeconfig NAME` finds it. Returns NAME.
-fn operator_without_pod_create() -> String {
+/// A ServiceAccount of the operator's namespace with the chart's rights less `verb` on `resource`,
+/// and a kubeconfig for it where `hack/cluster kubeconfig NAME` finds it. Returns NAME.
+fn operator_without(resource: &str, verb: &str) -> String {
     operator_user(); // the chart's ClusterRole exists
     let name = unique_name("limited");
     let mut role: Value =
         serde_json::from_str(&kubectl_ok("admin", &["get", "clusterrole", "hitl-operator", "-o", "json"])).unwrap();
     for rule in role["rules"].as_array_mut().unwrap() {
-        if rule["resources"] == json!(["pods"]) {
-            rule["verbs"] = json!(["get", "list", "watch", "delete"]);
+        if rule["resources"] == json!([resource]) {
+            let kept: Vec<Value> = rule["verbs"].as_array().unwrap().iter().filter(|v| *v != verb).cloned().collect();
+            rule["verbs"] = json!(kept);
         }
     }
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -55,7 +56,7 @@ fn operator_without_pod_create() -> String {
 #[test]
 fn a_missing_rbac_right_shows_on_the_workflow_and_clears_once_granted() {
     let ns = test_namespace("norbac");
-    let user = operator_without_pod_create();
+    let user = operator_without("pods", "create");
     let _op = Operator::start_as(&user, &ns.name, "", &["--leader-elect=false"]);
     apply(
         &ns.name,
@@ -87,6 +88,37 @@ fn a_missing_rbac_right_shows_on_the_workflow_and_clears_once_granted() {
     );
     let wf = wait_phase(&ns.name, "w", "Succeeded", Duration::from_secs(120));
     assert_eq!(condition(&wf, "Stalled").unwrap()["status"], "False");
+    let _ = kubectl("admin", &["delete", "clusterrole,clusterrolebinding", &user]);
+    let _ = kubectl("admin", &["-n", "hitl-system", "delete", "serviceaccount", &user]);
+}
+
+#[test]
+fn an_operator_that_cannot_read_workflows_is_not_ready_and_says_why() {
+    let ns = test_namespace("notready");
+    let user = operator_without("workflows", "list");
+    let op = Operator::start_as(&user, &ns.name, "", &["--leader-elect=false"]);
+    let answer = wait_for("/readyz to answer", WAIT, || {
+        let r = std::panic::catch_unwind(|| op.get("/readyz")).ok()?;
+        r.contains("a right is missing").then_some(r)
+    });
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#"cannot list resource "workflows""#), "{answer}");
+    let log = std::fs::read_to_string(&op.log).unwrap();
+    assert!(log.contains("not ready; checking again in 5s"), "the log does not say it");
+    kubectl_ok(
+        "admin",
+        &[
+            "patch",
+            "clusterrole",
+            &user,
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":["hitl.dev"],"resources":["workflows"],"verbs":["list"]}}]"#,
+        ],
+    );
+    wait_for("/readyz to turn green once the right is granted and the watches synced", WAIT, || {
+        op.get("/readyz").starts_with("HTTP/1.1 200").then_some(())
+    });
     let _ = kubectl("admin", &["delete", "clusterrole,clusterrolebinding", &user]);
     let _ = kubectl("admin", &["-n", "hitl-system", "delete", "serviceaccount", &user]);
 }

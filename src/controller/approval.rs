@@ -17,16 +17,12 @@ use crate::engine::gate;
 use crate::engine::plan::{self, Event};
 
 pub async fn run(ctx: Arc<Context>) {
-    let approvals: Api<Approval> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    Controller::new(approvals, watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200))
+    let approvals: Api<Approval> = super::api_in(&ctx.client, &ctx.config);
+    let controller = Controller::new(approvals, watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200))
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        .shutdown_on_signal();
+    super::ready_when_synced(ctx.clone(), controller.store());
+    controller.run(reconcile, error_policy, ctx).for_each(super::log_result).await;
 }
 
 fn error_policy(a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {

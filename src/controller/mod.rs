@@ -108,6 +108,8 @@ pub struct Context {
     last_write: Mutex<HashMap<String, (u64, Instant)>>,
     /// Consecutive failed reconciles per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Watches that have not yet listed everything.
+    unsynced: std::sync::atomic::AtomicU8,
 }
 
 /// A write older than this has reached every watch long ago: its entry is of no more use.
@@ -123,6 +125,7 @@ impl Context {
             metrics,
             last_write: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            unsynced: std::sync::atomic::AtomicU8::new(2),
         })
     }
 
@@ -294,10 +297,90 @@ pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
     Duration::try_from(d).unwrap_or(Duration::ZERO) + Duration::from_millis(10)
 }
 
-/// Runs both controllers until a shutdown signal.
+/// Runs both controllers until a shutdown signal. /readyz turns green once both watches have
+/// listed everything; until then it says what it waits for.
 pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) {
+    preflight(&client, &config, &metrics).await;
+    metrics.set_not_ready("waiting for the watches of Workflows and Approvals to sync");
     let ctx = Context::new(client, config, metrics);
     futures::join!(workflow::run(ctx.clone()), approval::run(ctx));
+}
+
+/// What a controller stream yields: reconciled objects, or errors of the machinery around the
+/// reconciles (a watch that failed, an object the queue could not handle). Logged, never dropped.
+pub async fn log_result<K, E1, E2>(
+    result: Result<
+        (kube::runtime::reflector::ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E1, E2>,
+    >,
+) where
+    K: Resource,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+    E1: std::error::Error + 'static,
+    E2: std::error::Error + 'static,
+{
+    match result {
+        Ok((obj, _)) => tracing::trace!(object = %obj, "reconciled"),
+        // The reconcile's own errors are logged by the error policies.
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(e) => tracing::warn!(error = %e, "controller stream error"),
+    }
+}
+
+/// Marks the operator ready once `store` (one controller's watch) has listed everything and the
+/// other controller's has too.
+pub fn ready_when_synced<K>(ctx: Arc<Context>, store: kube::runtime::reflector::Store<K>)
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    tokio::spawn(async move {
+        // A store wakes only the last task that waited on it (a oneshot inside), and the
+        // controller waits on it too: look again every 100 ms rather than wait to be woken.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => {}
+            }
+        }
+        if ctx.unsynced.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            ctx.metrics.set_ready();
+            tracing::info!("watches synced: ready");
+        }
+    });
+}
+
+/// Waits until the operator can list what it reconciles, saying plainly (log and /readyz) what
+/// is missing: the CRDs, or a right.
+async fn preflight(client: &Client, config: &Config, metrics: &crate::metrics::Metrics) {
+    let lp = kube::api::ListParams::default().limit(1);
+    loop {
+        let workflows: kube::Api<Workflow> = api_in(client, config);
+        let approvals: kube::Api<crate::api::Approval> = api_in(client, config);
+        let problem = match futures::try_join!(workflows.list_metadata(&lp), approvals.list_metadata(&lp)) {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                "the CRDs workflows.hitl.dev and approvals.hitl.dev are not installed (kubectl apply --server-side -f crds/, or the Helm chart)".to_string()
+            }
+            Err(kube::Error::Api(s)) if s.code == 403 => format!("a right is missing: {}", s.message),
+            Err(e) => format!("the API server cannot be read: {e}"),
+        };
+        tracing::error!(problem = %problem, "not ready; checking again in 5s");
+        metrics.set_not_ready(problem);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// An Api over the watched namespace, or all namespaces.
+pub fn api_in<K>(client: &Client, config: &Config) -> kube::Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &config.namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
 }
 
 #[cfg(test)]

@@ -18,31 +18,19 @@ use crate::engine::gate;
 use crate::engine::names;
 use crate::engine::plan::{self, ApprovalRequest, Event};
 
-fn api<K>(ctx: &Context, ns: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    }
-}
-
 /// Watches Workflows, and the Pods and Approvals they own (Pods by label, so only ours are seen).
 pub async fn run(ctx: Arc<Context>) {
-    let ns = ctx.config.namespace.clone();
-    let workflows: Api<Workflow> = api(&ctx, ns.as_deref());
-    let pods: Api<Pod> = api(&ctx, ns.as_deref());
-    let approvals: Api<Approval> = api(&ctx, ns.as_deref());
+    let workflows: Api<Workflow> = super::api_in(&ctx.client, &ctx.config);
+    let pods: Api<Pod> = super::api_in(&ctx.client, &ctx.config);
+    let approvals: Api<Approval> = super::api_in(&ctx.client, &ctx.config);
     let children = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
-    Controller::new(workflows, watcher::Config::default().page_size(200))
+    let controller = Controller::new(workflows, watcher::Config::default().page_size(200))
         .owns(pods, children.clone())
         .owns(approvals, children)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        .shutdown_on_signal();
+    super::ready_when_synced(ctx.clone(), controller.store());
+    controller.run(reconcile, error_policy, ctx).for_each(super::log_result).await;
 }
 
 fn error_policy(wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -94,18 +94,24 @@ impl Operator {
 
     /// The operator's /metrics page (its address is in the log, as the port is chosen at start).
     pub fn metrics(&self) -> String {
+        let body = self.get("/metrics");
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        body
+    }
+
+    /// A whole HTTP response from the operator's metrics port.
+    pub fn get(&self, path: &str) -> String {
         let addr = wait_for("the operator's metrics address", Duration::from_secs(20), || {
             let log = std::fs::read_to_string(&self.log).ok()?;
             let line = log.lines().rev().find(|l| l.contains("serving /metrics"))?;
             let at = line.find("addr=")? + 5;
             Some(line[at..].split_whitespace().next()?.to_string())
         });
-        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to the metrics port");
         use std::io::{Read, Write};
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
         let mut body = String::new();
         conn.read_to_string(&mut body).unwrap();
-        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         body
     }
 
