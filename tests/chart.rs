@@ -180,7 +180,7 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflows/status", "approvals/status"], "verbs": ["update"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["approvals"], "verbs": approvals}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflowpolicies"], "verbs": ["get"]}),
-        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]}),
+        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete", "patch"]}),
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
     ];
     if per_gate_grants {
@@ -654,6 +654,7 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("watch", "pods"),
         ("create", "pods"),
         ("delete", "pods"),
+        ("patch", "pods"),
         ("create", "events.events.k8s.io"),
         ("patch", "events.events.k8s.io"),
         ("create", "roles.rbac.authorization.k8s.io"),

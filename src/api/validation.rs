@@ -160,6 +160,7 @@ pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefin
         "activeDeadlineSeconds",
         "ttlSecondsAfterFinished",
         "podTemplate",
+        "podGC",
         "steps",
     ]
     .iter()

@@ -69,6 +69,11 @@ pub struct WorkflowSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplateDefaults>,
 
+    /// When finished step Pods are deleted (their outputs are in the status by then). Default:
+    /// `Never` (they go with the Workflow, e.g. at `ttlSecondsAfterFinished`).
+    #[serde(default, rename = "podGC", skip_serializing_if = "Option::is_none")]
+    pub pod_gc: Option<PodGc>,
+
     /// The steps. Without `dependsOn` a step runs after the one listed before it, so a plain list
     /// is a sequence; `dependsOn` makes a DAG.
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(min = 1, max = 64))]
@@ -101,6 +106,28 @@ pub struct PodTemplateDefaults {
     /// Tolerations for every step Pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+}
+
+/// When finished step Pods are deleted.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodGc {
+    /// `Never` (default), `OnPodSuccess` (a step's Pod once it succeeded), `OnPodCompletion` (a
+    /// step attempt's Pod once it finished, failed ones too), `OnWorkflowSuccess` (every Pod once
+    /// the run succeeded), `OnWorkflowCompletion` (every Pod once the run ended).
+    #[serde(default)]
+    pub strategy: PodGcStrategy,
+}
+
+/// See `PodGc`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PodGcStrategy {
+    #[default]
+    Never,
+    OnPodSuccess,
+    OnPodCompletion,
+    OnWorkflowSuccess,
+    OnWorkflowCompletion,
 }
 
 /// Extra labels and annotations for a Pod.

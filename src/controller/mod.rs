@@ -2,6 +2,7 @@
 
 pub mod approval;
 pub mod grants;
+pub mod outcomes;
 pub mod pods;
 pub mod workflow;
 
@@ -125,7 +126,7 @@ impl Context {
             metrics,
             last_write: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
-            unsynced: std::sync::atomic::AtomicU8::new(2),
+            unsynced: std::sync::atomic::AtomicU8::new(3),
         })
     }
 
@@ -301,9 +302,9 @@ pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
 /// listed everything; until then it says what it waits for.
 pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) {
     preflight(&client, &config, &metrics).await;
-    metrics.set_not_ready("waiting for the watches of Workflows and Approvals to sync");
+    metrics.set_not_ready("waiting for the watches of Workflows, Approvals and step Pods to sync");
     let ctx = Context::new(client, config, metrics);
-    futures::join!(workflow::run(ctx.clone()), approval::run(ctx));
+    futures::join!(workflow::run(ctx.clone()), approval::run(ctx.clone()), outcomes::run(ctx));
 }
 
 /// What a controller stream yields: reconciled objects, or errors of the machinery around the
@@ -328,7 +329,7 @@ pub async fn log_result<K, E1, E2>(
 }
 
 /// Marks the operator ready once `store` (one controller's watch) has listed everything and the
-/// other controller's has too.
+/// other controllers' have too.
 pub fn ready_when_synced<K>(ctx: Arc<Context>, store: kube::runtime::reflector::Store<K>)
 where
     K: Resource + Clone + Send + Sync + 'static,

@@ -16,6 +16,19 @@ pub const LABEL_ATTEMPT: &str = "hitl.dev/attempt";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "hitl-operator";
 
+/// Removes the outcome finalizer from a step Pod (once its outcome is recorded, or its Workflow is
+/// gone). Guarded by the resourceVersion read, so a concurrent change is not overwritten.
+pub async fn release(api: &kube::Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
+    let kept: Vec<String> =
+        pod.metadata.finalizers.iter().flatten().filter(|f| *f != names::FINALIZER_OUTCOME).cloned().collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": kept, "resourceVersion": pod.metadata.resource_version}});
+    match api.patch(&pod.name_any(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// No privilege escalation, no capabilities, the runtime's default seccomp profile.
 fn secure_defaults() -> SecurityContext {
     SecurityContext {
@@ -64,6 +77,7 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
             owner_references: Some(vec![wf.controller_owner_ref(&()).expect("Workflow has a name and uid")]),
+            finalizers: Some(vec![names::FINALIZER_OUTCOME.into()]),
             ..Default::default()
         },
         spec: Some(PodSpec {

@@ -121,7 +121,31 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     if let Some(retry) = cancel_gates(&apis, &ctx, &plan).await? {
         return Ok(retry);
     }
-    persist(&ctx, &wf, &plan).await
+    match persist(&ctx, &wf, &plan).await? {
+        Persisted::Recorded(action) => {
+            release_pods(&apis, &ctx, &plan, &pods).await?;
+            Ok(action)
+        }
+        Persisted::Not(action) => Ok(action),
+    }
+}
+
+/// What persisting the plan's status came to.
+enum Persisted {
+    /// The status the plan computed is what the API server holds now.
+    Recorded(Action),
+    /// It is not (someone else wrote first, or the run failed another way): come back.
+    Not(Action),
+}
+
+/// Lets go of the Pods whose outcome the status now records (their finalizer), so one deleted
+/// meanwhile can go. Only after the status write: until then the Pod is the only record.
+async fn release_pods(apis: &Apis, ctx: &Context, plan: &plan::Plan, pods: &[Pod]) -> Result<(), Error> {
+    for pod in pods.iter().filter(|p| plan.release_pods.iter().any(|r| Some(r) == p.metadata.name.as_ref())) {
+        ctx.metrics.write("release_pod");
+        pods::release(&apis.pods, pod).await.map_err(Error::Kube)?;
+    }
+    Ok(())
 }
 
 /// The namespaced APIs one reconcile uses.
@@ -224,24 +248,26 @@ async fn cancel_gates(apis: &Apis, ctx: &Context, plan: &plan::Plan) -> Result<O
 
 /// Writes the status the plan computed (when it changed) and its Events; requeues at the plan's
 /// next deadline.
-async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Action, Error> {
+async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Persisted, Error> {
     if wf.status.as_ref() != Some(&plan.status) {
         let mut next = wf.clone();
         next.status = Some(plan.status.clone());
         match super::write_status(ctx, &next, "workflow_status").await {
-            Ok(Written::Stale) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Ok(Written::Stale) => return Ok(Persisted::Not(Action::requeue(Duration::from_millis(100)))),
             Ok(Written::Done) => {}
-            Err(Error::Kube(e)) if super::too_large(&e) => return fail_too_large(ctx, wf, plan, e).await,
+            Err(Error::Kube(e)) if super::too_large(&e) => {
+                return fail_too_large(ctx, wf, plan, e).await.map(Persisted::Not);
+            }
             Err(e) => return Err(e),
         }
         for ev in &plan.events {
             ctx.event(wf, ev).await;
         }
     }
-    Ok(match plan.requeue_at {
+    Ok(Persisted::Recorded(match plan.requeue_at {
         Some(at) => Action::requeue(super::until(at, jiff::Timestamp::now())),
         None => Action::await_change(),
-    })
+    }))
 }
 
 /// The API server refused the status as too large: fail the run with a status it will take,

@@ -8,6 +8,10 @@ fn short_hash(s: &str, len: usize) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
 }
 
+/// Finalizer on step Pods: a Pod deleted (evicted, collected, by a person) before the operator
+/// recorded its outcome stays until it has, so a finished step is never run again.
+pub const FINALIZER_OUTCOME: &str = "hitl.dev/outcome";
+
 /// Shortens `name` to `max` characters, keeping it unique with a hash of the whole.
 pub fn fit(name: &str, max: usize) -> String {
     if name.len() <= max {

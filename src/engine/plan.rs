@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{conditions, duration, expr, gate, graph, inputs, names, outputs};
 use crate::api::{
     ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, OnTimeout, SelfApproval, Step, StepContainer,
-    StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef, WorkflowStatus,
+    StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef, WorkflowStatus, workflow::PodGcStrategy,
 };
 
 /// What to do. Creates happen before the status write, so a status that names a Pod or Approval
@@ -21,6 +21,8 @@ pub struct Plan {
     pub status: WorkflowStatus,
     pub create_pods: Vec<PodRequest>,
     pub delete_pods: Vec<String>,
+    /// Pods whose outcome this status records: their finalizer goes once it is written.
+    pub release_pods: Vec<String>,
     pub create_approvals: Vec<ApprovalRequest>,
     /// Approvals of gates that will never be decided now (the run failed or ran out of time).
     pub cancel_approvals: Vec<String>,
@@ -265,6 +267,7 @@ impl<'a> Ctx<'a> {
                 status: wf.status.clone().unwrap_or_default(),
                 create_pods: vec![],
                 delete_pods: vec![],
+                release_pods: vec![],
                 create_approvals: vec![],
                 cancel_approvals: vec![],
                 events: vec![],
@@ -379,8 +382,60 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
         start_ready_steps(&mut ctx, &graph, &mut steps, failing);
     }
     summarize(&mut ctx, &mut status, steps, deadline_passed);
+    release_recorded_pods(&mut ctx, &status);
+    collect_pods(&mut ctx, &status);
     ctx.plan.status = status;
     ctx.plan
+}
+
+/// The Pods read this pass whose outcome the new status records (or that no step waits on any
+/// more): their finalizer can go once the status is written.
+fn release_recorded_pods(ctx: &mut Ctx<'_>, status: &WorkflowStatus) {
+    let waited_on =
+        |pod: &str| status.steps.iter().any(|s| s.phase == StepPhase::Running && s.pod_name.as_deref() == Some(pod));
+    let mut release: Vec<String> = ctx
+        .pods
+        .iter()
+        .filter(|(name, pod)| {
+            !waited_on(name) && pod.metadata.finalizers.iter().flatten().any(|f| f == names::FINALIZER_OUTCOME)
+        })
+        .map(|(name, _)| name.to_string())
+        .collect();
+    release.sort();
+    ctx.plan.release_pods = release;
+}
+
+/// Deletes finished step Pods as `spec.podGC` says, in the pass that finishes them (the Pod's
+/// outcome is in the status written with the deletion).
+fn collect_pods(ctx: &mut Ctx<'_>, status: &WorkflowStatus) {
+    let strategy = ctx.wf.spec.pod_gc.as_ref().map(|g| g.strategy).unwrap_or_default();
+    let before = ctx.plan.status.clone();
+    let was = |name: &str| before.steps.iter().find(|s| s.name == name).map(|s| s.phase).unwrap_or_default();
+    let run_ended =
+        status.phase.is_some_and(WorkflowPhase::is_terminal) && !before.phase.is_some_and(WorkflowPhase::is_terminal);
+    let run_succeeded = run_ended && status.phase == Some(WorkflowPhase::Succeeded);
+    let mut doomed = vec![];
+    for st in &status.steps {
+        let attempts = st.attempts.unwrap_or(0);
+        let finished_now = st.phase.is_terminal() && !was(&st.name).is_terminal();
+        let upto = match strategy {
+            PodGcStrategy::Never => 0,
+            PodGcStrategy::OnPodSuccess if finished_now && st.phase == StepPhase::Succeeded => attempts,
+            PodGcStrategy::OnPodSuccess => 0,
+            PodGcStrategy::OnPodCompletion if finished_now => attempts,
+            // A retry started: the failed attempts before it are complete.
+            PodGcStrategy::OnPodCompletion => attempts.saturating_sub(1),
+            PodGcStrategy::OnWorkflowSuccess if run_succeeded => attempts,
+            PodGcStrategy::OnWorkflowCompletion if run_ended => attempts,
+            PodGcStrategy::OnWorkflowSuccess | PodGcStrategy::OnWorkflowCompletion => 0,
+        };
+        doomed.extend((1..=upto).map(|a| names::pod_name(&ctx.name, &ctx.uid, &st.name, a)));
+    }
+    for pod in doomed {
+        if !ctx.plan.delete_pods.contains(&pod) {
+            ctx.plan.delete_pods.push(pod);
+        }
+    }
 }
 
 /// A finished run only waits for its time to live.

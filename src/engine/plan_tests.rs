@@ -512,6 +512,46 @@ fn a_status_too_large_fails_the_run_and_drops_what_made_it_large() {
     assert_eq!((completed.status.as_str(), completed.reason.as_str()), ("True", "Failed"));
 }
 
+fn with_finalizer(mut p: Pod) -> Pod {
+    p.metadata.finalizers = Some(vec![super::names::FINALIZER_OUTCOME.into()]);
+    p
+}
+
+#[test]
+fn a_pods_finalizer_goes_once_its_outcome_is_recorded() {
+    let mut w =
+        wf(json!({"steps": [{"name": "a", "container": {"image": "x"}}, {"name": "b", "container": {"image": "x"}}]}));
+    let first = step(&mut w, &[], &[], t0()).create_pods[0].name.clone();
+    let running = with_finalizer(pod(&first, "Running", 0, ""));
+    assert!(step(&mut w, std::slice::from_ref(&running), &[], at(1)).release_pods.is_empty(), "still running");
+    let done = with_finalizer(pod(&first, "Succeeded", 0, r#"{"n": 1}"#));
+    let p = step(&mut w, &[done], &[], at(2));
+    assert_eq!(p.release_pods, [first]);
+    assert!(p.delete_pods.is_empty(), "podGC Never keeps Pods");
+}
+
+#[test]
+fn pod_gc_deletes_what_its_strategy_says_when_it_says() {
+    let two = |strategy: &str| {
+        wf(json!({"podGC": {"strategy": strategy},
+                  "steps": [{"name": "a", "container": {"image": "x"}}, {"name": "b", "container": {"image": "x"}}]}))
+    };
+    let run = |strategy: &str| -> Vec<Vec<String>> {
+        let mut w = two(strategy);
+        let a = step(&mut w, &[], &[], t0()).create_pods[0].name.clone();
+        let p1 = step(&mut w, &[pod(&a, "Succeeded", 0, "")], &[], at(1));
+        let b = p1.create_pods[0].name.clone();
+        let p2 = step(&mut w, &[pod(&b, "Succeeded", 0, "")], &[], at(2));
+        vec![p1.delete_pods, p2.delete_pods, vec![a, b]]
+    };
+    let [first, second, names] = <[Vec<String>; 3]>::try_from(run("OnPodSuccess")).unwrap();
+    assert_eq!((first, second), (vec![names[0].clone()], vec![names[1].clone()]));
+    let [first, second, names] = <[Vec<String>; 3]>::try_from(run("OnWorkflowCompletion")).unwrap();
+    assert_eq!((first, second), (vec![], names.clone()), "all at the end, none before");
+    let [first, second, _] = <[Vec<String>; 3]>::try_from(run("Never")).unwrap();
+    assert!(first.is_empty() && second.is_empty());
+}
+
 // ---- properties over random DAGs and random outcomes ----
 
 #[derive(Debug, Clone)]
