@@ -89,7 +89,10 @@ fn pod(name: &str, ns: &str, annotations: serde_json::Value) -> String {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "annotations": annotations},
-        "spec": {"containers": [{"name": "main", "image": "busybox"}]}
+        // What Pod Security `restricted` (enforced on test namespaces) asks of every container.
+        "spec": {"containers": [{"name": "main", "image": "busybox", "securityContext": {
+            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}}}]}
     })
     .to_string()
 }

@@ -219,10 +219,16 @@ pub struct StepContainer {
     /// Working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
-    /// Security context. Unset: no privilege escalation, all capabilities dropped,
-    /// RuntimeDefault seccomp.
+    /// Security context, merged over the secure defaults (no privilege escalation, all
+    /// capabilities dropped, RuntimeDefault seccomp, run as non-root, as UID 65532 unless
+    /// `runAsUser` says otherwise): what it sets wins, what it leaves out stays secure. What may be
+    /// relaxed at all is up to the namespace's policy (see the README's "Security model").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
+    /// Mount the ServiceAccount's API token into the step's Pod. Default false: a step talks to
+    /// the Kubernetes API only when it asks to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
 }
 
 /// A gate where a person approves, rejects or supplies input.

@@ -55,9 +55,10 @@ fn api_status(e: &kube::Error) -> Option<&kube::core::Status> {
 }
 
 /// RBAC refused the operator (`... cannot create resource "pods" ...`): a right is missing, and
-/// granting it fixes things, unlike an admission policy's refusal of this one object.
+/// granting it fixes things, unlike an admission policy's refusal of this one object. So does a
+/// ServiceAccount that does not exist yet (a new namespace gets its `default` one a moment later).
 fn missing_right(s: &kube::core::Status) -> bool {
-    s.code == 403 && s.message.contains(" cannot ")
+    s.code == 403 && (s.message.contains(" cannot ") || s.message.contains("error looking up service account"))
 }
 
 /// The object would outgrow what the API server stores (etcd's request limit, or 413).

@@ -29,14 +29,28 @@ pub async fn release(api: &kube::Api<Pod>, pod: &Pod) -> Result<(), kube::Error>
     }
 }
 
-/// No privilege escalation, no capabilities, the runtime's default seccomp profile.
-fn secure_defaults() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
-        ..Default::default()
+/// UID step containers run as unless the step says: non-root, so `runAsNonRoot` holds even for
+/// images built to run as root (busybox), as for distroless' `nonroot`.
+pub const DEFAULT_UID: i64 = 65532;
+
+/// The step's security context merged over the secure defaults, which pass Pod Security
+/// `restricted`: no privilege escalation, all capabilities dropped (what the step adds is kept),
+/// the runtime's default seccomp profile, non-root. Each field the step sets wins; the rest stay
+/// secure. (Whether a relaxation is allowed at all is the admission policy's to say.)
+pub fn secure_context(asked: Option<&SecurityContext>) -> SecurityContext {
+    let mut sc = asked.cloned().unwrap_or_default();
+    sc.allow_privilege_escalation.get_or_insert(false);
+    let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
+    let drop = caps.drop.get_or_insert_with(Vec::new);
+    if !drop.iter().any(|d| d == "ALL") {
+        drop.push("ALL".into());
     }
+    sc.seccomp_profile.get_or_insert(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() });
+    sc.run_as_non_root.get_or_insert(true);
+    if sc.run_as_non_root == Some(true) {
+        sc.run_as_user.get_or_insert(DEFAULT_UID);
+    }
+    sc
 }
 
 /// The Pod for one attempt of a container step. Pure: the same inputs give the same Pod.
@@ -65,9 +79,10 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
         env_from: (!c.env_from.is_empty()).then(|| c.env_from.clone()),
         resources: c.resources.clone(),
         working_dir: c.working_dir.clone(),
-        security_context: Some(c.security_context.clone().unwrap_or_else(secure_defaults)),
-        // Outputs come from the termination message; the log tail explains a crash without one.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(secure_context(c.security_context.as_ref())),
+        // Outputs come from the termination message alone: never the log, which may hold what the
+        // step read from a Secret, since everyone who can read the Workflow reads its status.
+        termination_message_policy: Some("File".into()),
         ..Default::default()
     };
     Pod {
@@ -83,6 +98,7 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
             service_account_name: wf.spec.service_account_name.clone(),
+            automount_service_account_token: Some(c.automount_service_account_token.unwrap_or(false)),
             node_selector: (!template.node_selector.is_empty()).then_some(template.node_selector),
             tolerations: (!template.tolerations.is_empty()).then_some(template.tolerations),
             containers: vec![container],
@@ -136,10 +152,38 @@ mod tests {
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.service_account_name.as_deref(), Some("reviewer"));
         let c = &spec.containers[0];
-        assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+        assert_eq!(c.termination_message_policy.as_deref(), Some("File"));
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
-        assert_eq!(build(&wf, &req), build(&wf, &req));
+        assert_eq!((sc.run_as_non_root, sc.run_as_user), (Some(true), Some(DEFAULT_UID)));
+        assert_eq!(spec.automount_service_account_token, Some(false), "no API token unless asked");
+        assert_eq!(spec.node_selector.as_ref().unwrap()["disk"], "ssd");
+        assert_eq!(pod.metadata.finalizers.as_deref(), Some(&["hitl.dev/outcome".to_string()][..]));
+    }
+
+    #[test]
+    fn a_steps_security_context_is_merged_over_the_defaults() {
+        let asked = SecurityContext {
+            run_as_user: Some(1000),
+            capabilities: Some(Capabilities { add: Some(vec!["NET_BIND_SERVICE".into()]), ..Default::default() }),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        };
+        let sc = secure_context(Some(&asked));
+        assert_eq!(sc.run_as_user, Some(1000), "what the step sets wins");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        let caps = sc.capabilities.unwrap();
+        assert_eq!(
+            (caps.add.unwrap(), caps.drop.unwrap()),
+            (vec!["NET_BIND_SERVICE".to_string()], vec!["ALL".to_string()])
+        );
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "what it leaves out stays secure");
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        // A relaxation the namespace allowed is kept as asked.
+        let root = SecurityContext { run_as_non_root: Some(false), ..Default::default() };
+        let sc = secure_context(Some(&root));
+        assert_eq!((sc.run_as_non_root, sc.run_as_user), (Some(false), None));
     }
 }

@@ -244,7 +244,8 @@ pub struct TestNamespace {
 }
 
 /// Creates a uniquely named namespace `prefix-<suffix>`, labelled `hitl.dev/test=true` so that
-/// leftovers can be swept: `kubectl delete ns -l hitl.dev/test=true`.
+/// leftovers can be swept (`kubectl delete ns -l hitl.dev/test=true`), and enforcing the Pod
+/// Security Standard `restricted` as a careful cluster would: every step Pod must pass it.
 pub fn test_namespace(prefix: &str) -> TestNamespace {
     let name = unique_name(prefix);
     apply_ok(
@@ -252,7 +253,10 @@ pub fn test_namespace(prefix: &str) -> TestNamespace {
         &serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"hitl.dev/test": "true"}},
+            "metadata": {"name": name, "labels": {
+                "hitl.dev/test": "true",
+                "pod-security.kubernetes.io/enforce": "restricted",
+            }},
         })
         .to_string(),
     );
