@@ -445,9 +445,11 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
     assert_eq!(
         find(&all, "ClusterRole", "hitl-viewer")["rules"],
         json!([{"apiGroups": ["hitl.dev"],
-        "resources": ["workflows", "approvals"], "verbs": ["get", "list", "watch"]}])
+        "resources": ["workflows", "approvals", "workflowpolicies"], "verbs": ["get", "list", "watch"]}])
     );
     assert_eq!(aggregation_labels(find(&all, "ClusterRole", "hitl-viewer")), set(&["view"]));
+    // Relaxing what Workflows may do is the namespace owner's, not an editor's.
+    assert_eq!(aggregation_labels(find(&all, "ClusterRole", "hitl-policy-admin")), set(&["admin"]));
     assert_eq!(aggregation_labels(find(&all, "ClusterRole", "hitl-editor")), set(&["edit", "admin"]));
     assert_eq!(aggregation_labels(find(&all, "ClusterRole", "hitl-approver")), set(&["admin"]));
     assert_eq!(
@@ -523,7 +525,7 @@ fn kustomize_tree_matches_the_chart() {
         "MutatingAdmissionPolicyBinding",
     ];
     assert_same_documents("kustomize policies", &kinds(&k, &policy_kinds), &source_policies(), Compare::Whitespace);
-    for name in ["hitl-operator", "hitl-viewer", "hitl-editor", "hitl-approver"] {
+    for name in ["hitl-operator", "hitl-viewer", "hitl-editor", "hitl-approver", "hitl-policy-admin"] {
         let (a, b) = (find(&k, "ClusterRole", name), find(&chart, "ClusterRole", name));
         assert_eq!(a["rules"], b["rules"], "ClusterRole {name}: kustomize and chart rules differ");
         assert_eq!(aggregation_labels(a), aggregation_labels(b), "ClusterRole {name}: aggregation differs");
