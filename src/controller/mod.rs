@@ -2,6 +2,7 @@
 
 pub mod approval;
 pub mod grants;
+pub mod guard;
 pub mod pods;
 pub mod workflow;
 

@@ -16,7 +16,7 @@ use super::{Context, Error, Written};
 use crate::api::{Approval, ApprovalSpec, StepPhase, Workflow, WorkflowRef};
 use crate::engine::gate;
 use crate::engine::names;
-use crate::engine::plan::{self, ApprovalRequest, Event};
+use crate::engine::plan::{ApprovalRequest, Event};
 
 fn api<K>(ctx: &Context, ns: Option<&str>) -> Api<K>
 where
@@ -98,7 +98,7 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     let (pods, approvals) =
         futures::try_join!(children(&pod_api, &wf, running), children(&approval_api, &wf, waiting))?;
     let now = jiff::Timestamp::now();
-    let mut plan = plan::plan(&wf, &pods, &approvals, now);
+    let mut plan = super::guard::plan(wf.clone(), pods, approvals, now).await;
 
     if plan.delete_workflow {
         info!("ttlSecondsAfterFinished passed; deleting the Workflow");
