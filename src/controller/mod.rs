@@ -2,6 +2,7 @@
 
 pub mod approval;
 pub mod grants;
+pub mod guard;
 pub mod outcomes;
 pub mod pods;
 pub mod tolerant;

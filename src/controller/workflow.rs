@@ -110,7 +110,8 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     }
     let apis = Apis::new(&ctx, &wf);
     let (pods, approvals) = gather(&apis, &wf).await?;
-    let mut plan = plan::plan(&wf, &pods, &approvals, jiff::Timestamp::now());
+    // Off the async runtime, and a panic fails this Workflow only (see guard).
+    let mut plan = super::guard::plan(wf.clone(), pods.clone(), approvals, jiff::Timestamp::now()).await;
     if plan.delete_workflow {
         return delete_finished(&apis, &ctx, &wf).await;
     }
