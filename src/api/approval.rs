@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::policy::SelfApproval;
-use super::shared::{Approvers, InputSpec, OnTimeout};
+use super::shared::{Approvers, InputSpec, OnTimeout, RejectWhen};
 
 /// A decision a person makes for a Workflow's suspend step. The controller creates it; a person
 /// patches `decision` (and `input`, `comment`, `decidedBy`) once.
@@ -28,6 +28,7 @@ use super::shared::{Approvers, InputSpec, OnTimeout};
     printcolumn(name = "Step", type_ = "string", json_path = ".spec.step"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Approvers", type_ = "string", json_path = ".status.approvers"),
+    printcolumn(name = "Votes", type_ = "string", json_path = ".status.votes"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -66,6 +67,14 @@ pub struct ApprovalSpec {
     /// step and the namespace's WorkflowPolicy, immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_approval: Option<SelfApproval>,
+    /// Distinct approvers who must approve (set by the controller, immutable). Above 1 each
+    /// person's decision is their vote in `votes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub required_approvals: Option<i32>,
+    /// When a quorum gate is rejected (set by the controller, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_when: Option<RejectWhen>,
 
     /// The person's decision: `Approve` or `Reject`. Final once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +97,32 @@ pub struct ApprovalSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 512)))]
     pub decided_by_groups: Vec<String>,
+    /// A quorum gate's votes, by user. Send a decision as on any gate (`spec.decision`, `input`,
+    /// `comment`): the API server records it here under your name. Nobody adds, changes or
+    /// removes another's vote.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 64))]
+    pub votes: BTreeMap<String, Vote>,
+}
+
+/// One person's vote on a quorum gate.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Vote {
+    /// `Approve` or `Reject`.
+    pub decision: Decision,
+    /// Values for the inputs. Every approving vote carries the same values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::shared::any_object")]
+    pub input: Option<BTreeMap<String, serde_json::Value>>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub comment: Option<String>,
+    /// The voter's groups that this gate lists, as the API server saw them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64))]
+    pub groups: Vec<String>,
 }
 
 /// Reference to the owning Workflow.
@@ -127,6 +162,9 @@ pub struct ApprovalStatus {
     /// When the gate expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// Approving votes so far and the quorum, on a quorum gate (`1/2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<String>,
     /// Who may decide, for humans (`alice, group:legal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvers: Option<String>,

@@ -5,9 +5,9 @@ pub mod shared;
 mod validation;
 pub mod workflow;
 
-pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, WorkflowRef};
+pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, Vote, WorkflowRef};
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
-pub use shared::{Approvers, InputSpec, InputType, OnTimeout};
+pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
 pub use workflow::{
     ANNOTATION_CREATED_BY, Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase,
     WorkflowSpec, WorkflowStatus,

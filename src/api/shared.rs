@@ -114,3 +114,14 @@ pub fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 pub fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
 }
+
+/// When a quorum gate is rejected.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RejectWhen {
+    /// Once rejections leave too few listed users to reach the quorum. With groups listed the
+    /// number of possible voters is unknown, so only a full quorum, or expiry, ends the gate.
+    #[default]
+    QuorumUnreachable,
+    /// On the first rejection (a veto).
+    AnyReject,
+}

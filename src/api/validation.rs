@@ -132,6 +132,8 @@ pub fn approval_spec_rules() -> Value {
         "onTimeout",
         "expiresAt",
         "selfApproval",
+        "requiredApprovals",
+        "rejectWhen",
     ];
     let immutable = set_by_controller
         .iter()
@@ -149,6 +151,12 @@ pub fn approval_spec_rules() -> Value {
             "fieldPath": format!(".{f}"),
         }));
     }
+    // A vote, once cast, stays as it was.
+    rules.push(json!({
+        "rule": "!has(oldSelf.votes) || oldSelf.votes.all(k, has(self.votes) && k in self.votes && self.votes[k] == oldSelf.votes[k])",
+        "message": "a vote is final: nobody changes or removes a vote once cast",
+        "fieldPath": ".votes",
+    }));
     // No pre-claiming: who decides, and why, come with the decision, never before it.
     rules.push(json!({
         "rule": "!(has(self.decidedBy) || has(self.comment) || has(self.decidedByGroups)) || has(self.decision) || has(self.input)",

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::policy::SelfApproval;
-use super::shared::{Approvers, InputSpec, OnTimeout};
+use super::shared::{Approvers, InputSpec, OnTimeout, RejectWhen};
 
 /// Annotation on a Workflow naming the user who created it, written by the API server (the
 /// `hitl-workflow-creator` admission policy) and never by the user. Separation of duties reads it.
@@ -270,6 +270,14 @@ pub struct SuspendStep {
     /// (separation of duties). The namespace's WorkflowPolicy can forbid it for every gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_approval: Option<SelfApproval>,
+    /// Distinct approvers who must approve (a quorum, e.g. 2 for four eyes). Default 1. Above 1,
+    /// each person's decision is recorded as their vote (`spec.votes.<user>` of the Approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub required_approvals: Option<i32>,
+    /// When a quorum gate is rejected: `QuorumUnreachable` (default) or `AnyReject` (a veto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_when: Option<RejectWhen>,
 }
 
 /// Observed state, written only by the controller.

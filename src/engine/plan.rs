@@ -11,8 +11,9 @@ use serde_json::json;
 use super::expr::EvalError;
 use super::{conditions, duration, expr, gate, graph, inputs, names, outputs};
 use crate::api::{
-    ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, OnTimeout, SelfApproval, Step, StepContainer,
-    StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef, WorkflowStatus, workflow::PodGcStrategy,
+    ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, OnTimeout, RejectWhen, SelfApproval, Step,
+    StepContainer, StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef, WorkflowStatus,
+    workflow::PodGcStrategy,
 };
 
 /// When to try again to start a step whose expressions could not be evaluated yet, because too
@@ -76,6 +77,8 @@ pub struct ApprovalRequest {
     /// The step's start plus the gate's timeout.
     pub expires_at: Option<Time>,
     pub self_approval: Option<SelfApproval>,
+    pub required_approvals: Option<i32>,
+    pub reject_when: Option<RejectWhen>,
 }
 
 impl ApprovalRequest {
@@ -91,6 +94,8 @@ impl ApprovalRequest {
             on_timeout: self.on_timeout,
             expires_at: self.expires_at.clone(),
             self_approval: self.self_approval,
+            required_approvals: self.required_approvals,
+            reject_when: self.reject_when,
             ..Default::default()
         }
     }
@@ -649,6 +654,8 @@ pub fn approval_request(wf: &Workflow, step: &Step, st: &StepStatus) -> Approval
         on_timeout: gate.on_timeout,
         expires_at: gate.timeout_seconds.zip(st.started_at.as_ref()).map(|(s, started)| Time(after(started, s))),
         self_approval: gate.self_approval,
+        required_approvals: gate.required_approvals.filter(|&n| n > 1),
+        reject_when: gate.reject_when.filter(|_| gate.required_approvals.is_some_and(|n| n > 1)),
     }
 }
 
