@@ -98,7 +98,7 @@ fn an_operator_that_cannot_read_workflows_is_not_ready_and_says_why() {
     let user = operator_without("workflows", "list");
     let op = Operator::start_as(&user, &ns.name, "", &["--leader-elect=false"]);
     let answer = wait_for("/readyz to answer", WAIT, || {
-        let r = std::panic::catch_unwind(|| op.get("/readyz")).ok()?;
+        let r = std::panic::catch_unwind(|| op.http_get("/readyz")).ok()?;
         r.contains("a right is missing").then_some(r)
     });
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
@@ -117,7 +117,7 @@ fn an_operator_that_cannot_read_workflows_is_not_ready_and_says_why() {
         ],
     );
     wait_for("/readyz to turn green once the right is granted and the watches synced", WAIT, || {
-        op.get("/readyz").starts_with("HTTP/1.1 200").then_some(())
+        op.http_get("/readyz").starts_with("HTTP/1.1 200").then_some(())
     });
     let _ = kubectl("admin", &["delete", "clusterrole,clusterrolebinding", &user]);
     let _ = kubectl("admin", &["-n", "hitl-system", "delete", "serviceaccount", &user]);
@@ -152,8 +152,11 @@ fn a_status_too_large_for_etcd_fails_the_run_with_the_reason() {
     let ns = test_namespace("toolarge");
     let _op = Operator::start(&ns.name);
     let output = format!("{{\"blob\": \"{}\"}}", "o".repeat(4000));
+    // 1.4 MiB of spec, in env values the schema allows (at most 16 KiB each).
+    let big_env =
+        json!((0..88).map(|i| json!({"name": format!("BIG{i}"), "value": "v".repeat(16_000)})).collect::<Vec<_>>());
     let steps: Vec<Value> = (0..24)
-        .map(|i| json!({"name": format!("s{i}"), "container": {"image": "x", "env": if i == 0 { json!([{"name": "BIG", "value": "v".repeat(1_400_000)}]) } else { json!([]) }},
+        .map(|i| json!({"name": format!("s{i}"), "container": {"image": "x", "env": if i == 0 { big_env.clone() } else { json!([]) }},
                         "metadata": {"annotations": {"sim.hitl.dev/message": output}}}))
         .collect();
     let wf = json!({"apiVersion": "hitl.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"}, "spec": {"steps": steps}});

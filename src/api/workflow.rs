@@ -165,7 +165,7 @@ pub struct Step {
     /// `steps.<name>.phase`, `steps.<name>.outputs.<key>`, `steps.<name>.decidedBy`,
     /// `workflow.name`, `workflow.namespace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = MAX_EXPRESSION_LENGTH))]
     pub when: Option<String>,
 
     /// Run a container. `{{ expr }}` in `command`, `args` and `env` values is replaced by the
@@ -194,6 +194,15 @@ pub struct Step {
     pub timeout_seconds: Option<i64>,
 }
 
+/// Longest `command`, `args` or `env` value string of a step container. Bounded, like the number
+/// of them, so the CRD's CEL rules on them stay within the API server's cost budget and the
+/// operator never parses an unbounded template.
+pub const MAX_TEMPLATE_LENGTH: usize = 16384;
+/// Most `{{ }}` expressions in one template string.
+pub const MAX_TEMPLATE_EXPRESSIONS: usize = 16;
+/// Longest CEL expression (`when`, or one `{{ }}`), in characters.
+pub const MAX_EXPRESSION_LENGTH: usize = 1024;
+
 /// A container to run: a lean subset of the core/v1 Container.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -203,12 +212,15 @@ pub struct StepContainer {
     pub image: String,
     /// Entrypoint array; `{{ expr }}` templates are expanded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = MAX_TEMPLATE_LENGTH)))]
     pub command: Vec<String>,
     /// Arguments; `{{ expr }}` templates are expanded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = MAX_TEMPLATE_LENGTH)))]
     pub args: Vec<String>,
     /// Environment variables; `{{ expr }}` templates in `value` are expanded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128))]
     pub env: Vec<EnvVar>,
     /// Environment from ConfigMaps and Secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

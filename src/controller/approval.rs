@@ -17,8 +17,9 @@ use crate::engine::gate;
 use crate::engine::plan::{self, Event};
 
 pub async fn run(ctx: Arc<Context>) {
-    let approvals: Api<Approval> = super::api_in(&ctx.client, &ctx.config);
-    let controller = Controller::new(approvals, watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200))
+    let config = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
+    let (store, approvals) = super::tolerant::watch::<Approval>(&ctx, config);
+    let controller = Controller::for_stream(approvals, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();
     super::ready_when_synced(ctx.clone(), controller.store());

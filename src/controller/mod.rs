@@ -2,8 +2,10 @@
 
 pub mod approval;
 pub mod grants;
+pub mod guard;
 pub mod outcomes;
 pub mod pods;
+pub mod tolerant;
 pub mod workflow;
 
 use std::collections::HashMap;
@@ -177,6 +179,26 @@ impl Context {
     /// A reconcile of `key` succeeded: its backoff starts over.
     pub fn succeeded(&self, key: &str) {
         self.failures.lock().expect("lock").remove(key);
+    }
+
+    /// Records an Event on the object `reference` names; failures are logged, never fatal.
+    pub async fn event_on(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        reason: &'static str,
+        note: String,
+    ) {
+        let e = KubeEvent {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        self.metrics.write("event");
+        if let Err(err) = self.recorder.publish(&e, reference).await {
+            tracing::warn!(reason, error = %err, "recording an event failed");
+        }
     }
 
     /// Records an Event on `obj`; failures are logged, never fatal.

@@ -20,11 +20,11 @@ use crate::engine::plan::{self, ApprovalRequest, Event};
 
 /// Watches Workflows, and the Pods and Approvals they own (Pods by label, so only ours are seen).
 pub async fn run(ctx: Arc<Context>) {
-    let workflows: Api<Workflow> = super::api_in(&ctx.client, &ctx.config);
     let pods: Api<Pod> = super::api_in(&ctx.client, &ctx.config);
     let approvals: Api<Approval> = super::api_in(&ctx.client, &ctx.config);
     let children = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
-    let controller = Controller::new(workflows, watcher::Config::default().page_size(200))
+    let (store, workflows) = super::tolerant::watch::<Workflow>(&ctx, watcher::Config::default().page_size(200));
+    let controller = Controller::for_stream(workflows, store)
         .owns(pods, children.clone())
         .owns(approvals, children)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
@@ -110,7 +110,8 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     }
     let apis = Apis::new(&ctx, &wf);
     let (pods, approvals) = gather(&apis, &wf).await?;
-    let mut plan = plan::plan(&wf, &pods, &approvals, jiff::Timestamp::now());
+    // Off the async runtime, and a panic fails this Workflow only (see guard).
+    let mut plan = super::guard::plan(wf.clone(), pods.clone(), approvals, jiff::Timestamp::now()).await;
     if plan.delete_workflow {
         return delete_finished(&apis, &ctx, &wf).await;
     }

@@ -1,5 +1,7 @@
 //! Pure decisions: no I/O and no clock reads. The controller gathers objects, asks `plan`, and
-//! carries the plan out.
+//! carries the plan out. One exception, for safety: `bounded` runs CEL on threads of its own, with
+//! a large stack and a time limit.
+pub mod bounded;
 pub mod conditions;
 pub mod duration;
 pub mod expr;

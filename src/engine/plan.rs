@@ -8,11 +8,16 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
+use super::expr::EvalError;
 use super::{conditions, duration, expr, gate, graph, inputs, names, outputs};
 use crate::api::{
     ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, OnTimeout, SelfApproval, Step, StepContainer,
     StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef, WorkflowStatus, workflow::PodGcStrategy,
 };
+
+/// When to try again to start a step whose expressions could not be evaluated yet, because too
+/// many abandoned evaluations were still running (see `bounded`).
+const BUSY_RETRY: SignedDuration = SignedDuration::from_secs(5);
 
 /// What to do. Creates happen before the status write, so a status that names a Pod or Approval
 /// is never written before the object exists.
@@ -111,33 +116,35 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
         if s.kind().is_none() {
             return Err(format!("step {}: set exactly one of container, suspend or sleep", s.name));
         }
-        if let Some(w) = &s.when {
-            expr::compile(w).map_err(|e| at("when", e))?;
-        }
         if let Some(d) = &s.sleep {
             duration::parse(d).map_err(|e| at("sleep", e))?;
         }
-        if let Some(c) = &s.container {
-            for (i, t) in c.command.iter().enumerate() {
-                expr::check_template(t).map_err(|e| at(&format!("container.command[{i}]"), e))?;
-            }
-            for (i, t) in c.args.iter().enumerate() {
-                expr::check_template(t).map_err(|e| at(&format!("container.args[{i}]"), e))?;
-            }
-            for e in &c.env {
-                if let Some(v) = &e.value {
-                    expr::check_template(v).map_err(|err| at(&format!("container.env[{}]", e.name), err))?;
-                }
-            }
-        }
         if let Some(g) = &s.suspend {
-            if let Some(m) = &g.message {
-                expr::check_template(m).map_err(|e| at("suspend.message", e))?;
-            }
             inputs::check_specs(&g.inputs).map_err(|e| at("suspend.inputs", e))?;
         }
     }
+    expr::check_all(&steps.iter().flat_map(expressions).collect::<Vec<_>>())?;
     Ok(g)
+}
+
+/// A step's expressions: its `when`, and the templates in its container and gate message.
+fn expressions(s: &Step) -> Vec<expr::Source<'_>> {
+    let at = |field: String| format!("step {}: {field}", s.name);
+    let template = |field: String, text| expr::Source { at: at(field), text, template: true };
+    let mut out = Vec::new();
+    if let Some(w) = &s.when {
+        out.push(expr::Source { at: at("when".into()), text: w, template: false });
+    }
+    if let Some(c) = &s.container {
+        out.extend(c.command.iter().enumerate().map(|(i, t)| template(format!("container.command[{i}]"), t)));
+        out.extend(c.args.iter().enumerate().map(|(i, t)| template(format!("container.args[{i}]"), t)));
+        let env = c.env.iter().filter_map(|e| Some((format!("container.env[{}]", e.name), e.value.as_deref()?)));
+        out.extend(env.map(|(field, v)| template(field, v)));
+    }
+    if let Some(m) = s.suspend.as_ref().and_then(|g| g.message.as_deref()) {
+        out.push(template("suspend.message".into(), m));
+    }
+    out
 }
 
 /// A status timestamp. The API stores whole seconds, so round up: a deadline computed from a stored
@@ -228,18 +235,18 @@ fn scope(wf: &Workflow, steps: &[StepStatus]) -> expr::Scope {
     }))
 }
 
-fn render_container(c: &StepContainer, scope: &expr::Scope) -> Result<StepContainer, String> {
+/// The container with its templates expanded, all within one time limit.
+fn render_container(c: &StepContainer, scope: &expr::Scope) -> Result<StepContainer, EvalError> {
     let mut out = c.clone();
-    for (i, s) in out.command.iter_mut().enumerate() {
-        *s = scope.render(s).map_err(|e| format!("container.command[{i}]: {e}"))?;
-    }
-    for (i, s) in out.args.iter_mut().enumerate() {
-        *s = scope.render(s).map_err(|e| format!("container.args[{i}]: {e}"))?;
-    }
-    for e in out.env.iter_mut() {
-        if let Some(v) = e.value.as_mut() {
-            *v = scope.render(v).map_err(|err| format!("container.env[{}]: {err}", e.name))?;
-        }
+    let mut fields: Vec<(String, &mut String)> = Vec::new();
+    fields.extend(out.command.iter_mut().enumerate().map(|(i, s)| (format!("container.command[{i}]"), s)));
+    fields.extend(out.args.iter_mut().enumerate().map(|(i, s)| (format!("container.args[{i}]"), s)));
+    let env = out.env.iter_mut().filter_map(|e| Some((format!("container.env[{}]", e.name), e.value.as_mut()?)));
+    fields.extend(env);
+    let texts = fields.iter().map(|(_, s)| s.to_string()).collect();
+    let rendered = scope.render_all(texts).map_err(|(i, e)| e.at(&fields[i].0))?;
+    for ((_, s), r) in fields.into_iter().zip(rendered) {
+        *s = r;
     }
     Ok(out)
 }
@@ -339,7 +346,8 @@ impl<'a> Ctx<'a> {
         let scope = scope(self.wf, steps);
         match render_container(step.container.as_ref().expect("container step"), &scope) {
             Ok(c) => self.start_attempt(step, st, c),
-            Err(e) => {
+            Err(EvalError::Busy(_)) => self.wake_at(self.now + BUSY_RETRY),
+            Err(EvalError::Failed(e)) => {
                 self.finish(st, StepPhase::Failed, Some("ExpressionError"), Some(e.clone()));
                 self.plan.events.push(Event {
                     warning: true,
@@ -590,6 +598,39 @@ fn start_ready_steps(ctx: &mut Ctx<'_>, graph: &graph::Graph, steps: &mut [StepS
     }
 }
 
+/// The plan when planning itself failed (the controller caught a panic): the run fails with
+/// `reason` and stops what still runs, so one Workflow that trips a bug fails alone instead of
+/// crashing the controller for everyone. A finished run is left as it is.
+pub fn abort(wf: &Workflow, reason: &'static str, message: String, now: Timestamp) -> Plan {
+    let old = wf.status.clone().unwrap_or_default();
+    let mut ctx = Ctx::new(wf, &[], &[], now);
+    if old.phase.is_some_and(WorkflowPhase::is_terminal) {
+        return ctx.plan;
+    }
+    let mut status = old.clone();
+    status.observed_generation = wf.metadata.generation;
+    status.started_at.get_or_insert(t(now));
+    let mut previous: HashMap<String, StepStatus> = old.steps.into_iter().map(|s| (s.name.clone(), s)).collect();
+    status.steps = Vec::new();
+    for step in &wf.spec.steps {
+        let mut st =
+            previous.remove(&step.name).unwrap_or_else(|| StepStatus { name: step.name.clone(), ..Default::default() });
+        match st.phase {
+            StepPhase::Running => ctx.plan.delete_pods.extend(st.pod_name.clone()),
+            StepPhase::Waiting => ctx.plan.cancel_approvals.extend(st.approval_name.clone()),
+            _ => {}
+        }
+        if !st.phase.is_terminal() {
+            let phase = if st.phase == StepPhase::Pending { StepPhase::Omitted } else { StepPhase::Failed };
+            ctx.finish(&mut st, phase, Some(reason), None);
+        }
+        status.steps.push(st);
+    }
+    finish_run(&mut ctx, &mut status, WorkflowPhase::Failed, reason, message);
+    ctx.plan.status = status;
+    ctx.plan
+}
+
 /// The gate a waiting step expects, from the Workflow and the step's status alone.
 pub fn approval_request(wf: &Workflow, step: &Step, st: &StepStatus) -> ApprovalRequest {
     let gate = step.suspend.as_ref().expect("suspend step");
@@ -687,7 +728,8 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
                 ctx.finish(st, StepPhase::Skipped, Some("ConditionFalse"), Some(format!("when: {w}")));
                 return;
             }
-            Err(e) => {
+            Err(EvalError::Busy(_)) => return ctx.wake_at(ctx.now + BUSY_RETRY),
+            Err(EvalError::Failed(e)) => {
                 ctx.finish(st, StepPhase::Failed, Some("ExpressionError"), Some(format!("when: {e}")));
                 ctx.plan.events.push(Event {
                     warning: true,
@@ -714,7 +756,8 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
             let gate = step.suspend.as_ref().expect("suspend");
             let message = match gate.message.as_deref().map(|m| scope.render(m)).transpose() {
                 Ok(m) => m,
-                Err(e) => {
+                Err(EvalError::Busy(_)) => return ctx.wake_at(ctx.now + BUSY_RETRY),
+                Err(EvalError::Failed(e)) => {
                     ctx.finish(st, StepPhase::Failed, Some("ExpressionError"), Some(format!("suspend.message: {e}")));
                     return;
                 }

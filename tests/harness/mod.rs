@@ -94,30 +94,38 @@ impl Operator {
 
     /// The operator's /metrics page (its address is in the log, as the port is chosen at start).
     pub fn metrics(&self) -> String {
-        let body = self.get("/metrics");
-        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-        body
+        let response = self.http_get("/metrics");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
     }
 
-    /// A whole HTTP response from the operator's metrics port.
-    pub fn get(&self, path: &str) -> String {
+    /// `GET path` on the operator's metrics and probe server; the whole response, status line
+    /// first. The connection has a timeout, so a stalled operator fails the test instead of
+    /// hanging it.
+    pub fn http_get(&self, path: &str) -> String {
         let addr = wait_for("the operator's metrics address", Duration::from_secs(20), || {
             let log = std::fs::read_to_string(&self.log).ok()?;
             let line = log.lines().rev().find(|l| l.contains("serving /metrics"))?;
             let at = line.find("addr=")? + 5;
             Some(line[at..].split_whitespace().next()?.to_string())
         });
-        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to the metrics port");
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to the metrics server");
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         use std::io::{Read, Write};
         conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
         let mut body = String::new();
-        conn.read_to_string(&mut body).unwrap();
+        conn.read_to_string(&mut body).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         body
     }
 
-    /// The process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+    /// The process id of the running operator.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the operator runs").id()
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().expect("wait on the operator").is_none())
     }
 
     /// SIGTERM, as Kubernetes stops a Pod; waits for the process to exit.

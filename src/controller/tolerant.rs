@@ -1,0 +1,116 @@
+//! A watch that survives objects it cannot read. A typed watch fails its whole list when one
+//! object does not deserialize (say, a status value written by a newer version, after a
+//! downgrade), and so would stop every Workflow. This one watches the objects untyped, converts
+//! each on its own, and reports and leaves out the ones that fail. (`Controller::for_stream`, which
+//! takes such a stream, sits behind kube's `unstable-runtime` feature; it has been stable in use.)
+
+use std::sync::Arc;
+
+use futures::{Stream, TryStreamExt};
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+use super::Context;
+
+/// A store of `K` and the stream of `K` that keeps it, for `Controller::for_stream`.
+pub fn watch<K>(
+    ctx: &Arc<Context>,
+    config: watcher::Config,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        None => Api::all_with(ctx.client.clone(), &resource),
+    };
+    let (reader, writer) = reflector::store();
+    let reporter = ctx.clone();
+    let typed = watcher(api, config).default_backoff().try_filter_map(move |event| {
+        let reporter = reporter.clone();
+        async move { Ok(convert_event::<K>(event, &|obj, e| unreadable(&reporter, obj, e))) }
+    });
+    (reader, typed.reflect(writer).applied_objects())
+}
+
+/// The event with its object typed, or None when the object does not deserialize (reported).
+fn convert_event<K: DeserializeOwned>(
+    event: watcher::Event<DynamicObject>,
+    report: &dyn Fn(&DynamicObject, &serde_json::Error),
+) -> Option<watcher::Event<K>> {
+    let typed = |obj: DynamicObject| match read::<K>(&obj) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            report(&obj, &e);
+            None
+        }
+    };
+    Some(match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(typed(o)?),
+        watcher::Event::Delete(o) => watcher::Event::Delete(typed(o)?),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(typed(o)?),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    })
+}
+
+/// One object, typed.
+pub fn read<K: DeserializeOwned>(obj: &DynamicObject) -> Result<K, serde_json::Error> {
+    serde_json::from_value(serde_json::to_value(obj)?)
+}
+
+/// Tells, in the log and as an Event on the object, that it is left out and why.
+fn unreadable(ctx: &Arc<Context>, obj: &DynamicObject, error: &serde_json::Error) {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    tracing::error!(%namespace, %name, %error, "object does not deserialize (written by another version?); skipped");
+    ctx.metrics.failed("watch", "Unreadable");
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: obj.types.as_ref().map(|t| t.api_version.clone()),
+        kind: obj.types.as_ref().map(|t| t.kind.clone()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: obj.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let note = format!("this object cannot be read by this version of hitl-operator and is left alone: {error}");
+    let ctx = ctx.clone();
+    tokio::spawn(async move { ctx.event_on(&reference, "Unreadable", note).await });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Workflow;
+    use serde_json::json;
+
+    fn dynamic(status_phase: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "hitl.dev/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": "w", "namespace": "ns"},
+            "spec": {"steps": [{"name": "a", "sleep": "1s"}]},
+            "status": {"phase": status_phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_object_that_does_not_deserialize_is_reported_and_left_out() {
+        let reported = std::cell::RefCell::new(vec![]);
+        let report = |o: &DynamicObject, e: &serde_json::Error| {
+            reported.borrow_mut().push(format!("{}: {e}", o.metadata.name.clone().unwrap()))
+        };
+        let good = convert_event::<Workflow>(watcher::Event::InitApply(dynamic("Running")), &report);
+        assert!(matches!(good, Some(watcher::Event::InitApply(w)) if w.metadata.name.as_deref() == Some("w")));
+        let bad = convert_event::<Workflow>(watcher::Event::InitApply(dynamic("Paused")), &report);
+        assert!(bad.is_none());
+        assert!(matches!(convert_event::<Workflow>(watcher::Event::InitDone, &report), Some(watcher::Event::InitDone)));
+        let told = reported.into_inner();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].starts_with("w: unknown variant `Paused`"), "{told:?}");
+    }
+}
