@@ -341,6 +341,33 @@ fn generated_copies_equal_their_sources() {
     assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"), "Chart.yaml appVersion is not the crate's version");
 }
 
+/// The two workflow-security policies are one set of checks: they differ only in the parameter
+/// (`paramKind`, and the variable `allow` that reads it) and in the namespaces they bind.
+#[test]
+fn workflow_security_policies_differ_only_in_their_parameter() {
+    let docs = docs(&read("config/policy/workflow-security.yaml"));
+    let spec = |name: &str| find(&docs, "ValidatingAdmissionPolicy", name)["spec"].clone();
+    let (mut shipped, mut custom) = (spec("hitl-workflow-security"), spec("hitl-workflow-security-custom"));
+    assert_eq!(shipped["paramKind"], Value::Null);
+    assert_eq!(custom["paramKind"], json!({"apiVersion": "hitl.dev/v1alpha1", "kind": "WorkflowPolicy"}));
+    assert_eq!(shipped["variables"][0], json!({"name": "allow", "expression": "{}"}));
+    assert_eq!(custom["variables"][0], json!({"name": "allow", "expression": "params.spec"}));
+    for s in [&mut shipped, &mut custom] {
+        let s = s.as_object_mut().unwrap();
+        s.remove("paramKind");
+        s["variables"].as_array_mut().unwrap().remove(0);
+    }
+    assert!(shipped == custom, "the checks differ; make both policies alike:\n{shipped:#}\n---\n{custom:#}");
+
+    let binding = |name: &str| find(&docs, "ValidatingAdmissionPolicyBinding", name)["spec"].clone();
+    let (shipped, custom) = (binding("hitl-workflow-security"), binding("hitl-workflow-security-custom"));
+    let selector = |b: &Value| b["matchResources"]["namespaceSelector"]["matchExpressions"].clone();
+    assert_eq!(selector(&shipped), json!([{"key": "hitl.dev/workflow-policy", "operator": "DoesNotExist"}]));
+    assert_eq!(selector(&custom), json!([{"key": "hitl.dev/workflow-policy", "operator": "Exists"}]));
+    assert_eq!(shipped["paramRef"], Value::Null);
+    assert_eq!(custom["paramRef"], json!({"name": "default", "parameterNotFoundAction": "Deny"}));
+}
+
 #[test]
 fn chart_lints_and_its_schema_refuses_mistakes() {
     ok("helm lint", helm(&["lint", "--strict", CHART]));
@@ -358,6 +385,7 @@ fn chart_lints_and_its_schema_refuses_mistakes() {
     );
     for bad in [
         "rbac.perGateGrant=false",
+        "admissionPolicies.workflowSecurity=maybe",
         "rbac.userRoles.approverAggregateTo={view}",
         "logFormat=xml",
         "watchNamespace=Team_A",
@@ -470,6 +498,17 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
             .contains("Definition")
             && !d["kind"].as_str().unwrap_or("").contains("Admission"))
     );
+
+    // The workflow-security policies can be left out alone (another admission controller's job).
+    let names = |docs: &[Value]| -> BTreeSet<String> {
+        kinds(docs, &policy_kinds).iter().map(|d| d["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    let without =
+        names(&render("r", "ns", &["--api-versions", MAP_API, "--set", "admissionPolicies.workflowSecurity=false"]));
+    let security: BTreeSet<String> =
+        names(&all).into_iter().filter(|n| n.starts_with("hitl-workflow-security")).collect();
+    assert_eq!(security.len(), 2, "{security:?}");
+    assert_eq!(without, names(&all).difference(&security).cloned().collect());
 
     // One namespace, no per-gate grants: a RoleBinding there, fewer rights, the flags to match.
     let one = render(

@@ -1,30 +1,54 @@
-//! Creating a Workflow is no back door to Pods: as a namespace editor, every way of asking the
-//! operator for a more powerful Pod is refused at `kubectl apply`, unless the namespace's owner
-//! allowed it (with the cluster admin's opt-in); and the Pods the operator creates carry the
-//! secure defaults whatever the step left out.
+//! Creating a Workflow is no back door to Pods. As `dev`, who may only create, get and list
+//! Workflows in a namespace (a Role, as a namespace editor would have), every way of asking the
+//! operator for a more powerful Pod is refused at `kubectl apply` with a message naming the step,
+//! the field and the key that would allow it; the same Workflow is accepted once a cluster admin
+//! labels the namespace and its owner (`admin` role) writes `WorkflowPolicy/default` with that key;
+//! `dev`, even as an editor, cannot write that policy. The Pods the operator creates carry the
+//! secure defaults whatever the step left out, and no API token unless the step asks.
 
 mod common;
 mod harness;
 
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{kubectl, kubectl_ok, kubectl_stdin, repo_root, test_namespace, wait_for};
+use common::{TestNamespace, kubectl, kubectl_ok, kubectl_stdin, repo_root, test_namespace, wait_for};
 use harness::*;
 
 const WAIT: Duration = Duration::from_secs(60);
+const DEV: &str = "dev";
+/// The namespace owner in these tests (bound to the built-in `admin` role).
+const OWNER: &str = "alice";
+const OPT_IN: &str = "hitl.dev/workflow-policy=custom";
 
-/// The chart's roles for people (aggregated into view/edit/admin), and bob as an editor and
-/// alice as the owner (admin) of `ns`.
-fn people(ns: &str) {
+/// The user `dev` (no group), minted once per test binary.
+fn dev_user() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new(repo_root().join("hack/cluster")).args(["add-user", DEV]).output().unwrap();
+        assert!(out.status.success(), "hack/cluster add-user: {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+/// A test namespace where `dev` may create/get/list Workflows (nothing else), `OWNER` is the
+/// namespace admin, and the chart's aggregated roles for people are installed.
+fn namespace(prefix: &str) -> TestNamespace {
+    ensure_crds();
+    dev_user();
     let roles = repo_root().join("config/rbac/user_roles.yaml");
     kubectl_ok("admin", &["apply", "--server-side", "--force-conflicts", "-f", roles.to_str().unwrap()]);
-    kubectl_ok("admin", &["-n", ns, "create", "rolebinding", "bob-edits", "--clusterrole=edit", "--user=bob"]);
-    kubectl_ok("admin", &["-n", ns, "create", "rolebinding", "alice-owns", "--clusterrole=admin", "--user=alice"]);
-    wait_for("the aggregated roles to reach edit and admin", WAIT, || {
-        let bob = kubectl("bob", &["-n", ns, "auth", "can-i", "create", "workflows.hitl.dev"]);
-        let alice = kubectl("alice", &["-n", ns, "auth", "can-i", "create", "workflowpolicies.hitl.dev"]);
-        (bob.status.success() && alice.status.success()).then_some(())
+    let ns = test_namespace(prefix);
+    let n = ns.name.as_str();
+    let verbs = "--verb=create,get,list";
+    kubectl_ok("admin", &["-n", n, "create", "role", "workflow-author", verbs, "--resource=workflows.hitl.dev"]);
+    kubectl_ok("admin", &["-n", n, "create", "rolebinding", "dev-authors", "--role=workflow-author", "--user=dev"]);
+    kubectl_ok("admin", &["-n", n, "create", "rolebinding", "owner", "--clusterrole=admin", "--user", OWNER]);
+    wait_for("the owner's aggregated rights", WAIT, || {
+        let ok = |user, what| kubectl(user, &["-n", n, "auth", "can-i", "create", what]).status.success();
+        (ok(DEV, "workflows.hitl.dev") && ok(OWNER, "workflowpolicies.hitl.dev")).then_some(())
     });
+    ns
 }
 
 fn workflow_yaml(spec_extra: &str, container_extra: &str) -> String {
@@ -38,110 +62,207 @@ fn apply_as(user: &str, ns: &str, yaml: &str) -> Result<(), String> {
     if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
 }
 
-/// (what the step asks for, in the spec or the container, and the refusal it gets)
-const INSECURE: &[(&str, &str, &str)] = &[
-    ("", "        securityContext: {privileged: true}\n", "step s: container.securityContext asks for privileged mode"),
-    (
-        "",
-        "        securityContext: {procMount: Unmasked}\n",
-        "step s: container.securityContext asks for privileged mode",
-    ),
-    (
-        "",
-        "        securityContext: {allowPrivilegeEscalation: true}\n",
-        "allowPrivilegeEscalation: true is not allowed here",
-    ),
-    ("", "        securityContext: {runAsUser: 0}\n", "step s: container.securityContext asks to run as root"),
-    ("", "        securityContext: {runAsNonRoot: false}\n", "step s: container.securityContext asks to run as root"),
-    (
-        "",
-        "        securityContext: {seccompProfile: {type: Unconfined}}\n",
-        "an Unconfined seccomp or AppArmor profile",
-    ),
-    (
-        "",
-        "        securityContext: {appArmorProfile: {type: Unconfined}}\n",
-        "an Unconfined seccomp or AppArmor profile",
-    ),
-    (
-        "",
-        "        securityContext: {capabilities: {add: [NET_BIND_SERVICE, SYS_ADMIN]}}\n",
-        "step s (SYS_ADMIN): container.securityContext.capabilities.add may add only NET_BIND_SERVICE",
-    ),
-    (
-        "  podTemplate: {tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]}\n",
-        "",
-        "spec.podTemplate: tolerating control-plane taints",
-    ),
-    (
-        "  podTemplate: {tolerations: [{operator: Exists}]}\n",
-        "",
-        "spec.podTemplate: tolerating control-plane taints (or every taint)",
-    ),
-    (
-        "  podTemplate: {nodeSelector: {node-role.kubernetes.io/control-plane: ''}}\n",
-        "",
-        "selecting control-plane nodes",
-    ),
-    ("  serviceAccountName: builder\n", "", "spec.serviceAccountName: builder is not allowed here; allowed: default"),
-    (
-        "",
-        "        env: [{name: T, valueFrom: {secretKeyRef: {name: tok, key: t}}}]\n",
-        "step s: container env may read only the Secrets this namespace allows (none)",
-    ),
-    (
-        "",
-        "        envFrom: [{secretRef: {name: tok}}]\n",
-        "step s: container env may read only the Secrets this namespace allows (none)",
-    ),
-];
+/// The cluster admin's key: the namespace's own WorkflowPolicy counts from now on.
+fn opt_in(ns: &str) {
+    kubectl_ok("admin", &["label", "namespace", ns, OPT_IN]);
+}
 
-#[test]
-fn an_editor_cannot_ask_for_a_more_powerful_pod() {
-    ensure_crds();
-    let ns = test_namespace("podsec");
-    people(&ns.name);
-    for (spec, container, refusal) in INSECURE {
-        let err = apply_as("bob", &ns.name, &workflow_yaml(spec, container)).expect_err(refusal);
-        assert!(err.contains(refusal), "want {refusal:?}, got {err}");
-        assert!(err.contains("a namespace owner can allow it"), "{err}");
-    }
-    // Host namespaces are no field of a Workflow at all.
-    let err = apply_as("bob", &ns.name, &workflow_yaml("  podTemplate: {hostNetwork: true}\n", "")).unwrap_err();
-    assert!(err.contains("unknown field \"spec.podTemplate.hostNetwork\""), "{err}");
-    // The same Workflow without the extra asks is fine.
-    apply_as("bob", &ns.name, &workflow_yaml("", "")).unwrap();
+/// The namespace owner's key: `WorkflowPolicy/default` with `spec`.
+fn write_policy(ns: &str, spec: &str) {
+    let policy =
+        format!("apiVersion: hitl.dev/v1alpha1\nkind: WorkflowPolicy\nmetadata: {{name: default}}\nspec: {spec}\n");
+    apply_as(OWNER, ns, &policy).unwrap();
+}
+
+/// `dev`'s Workflow is refused with `refusal` (the API server's words, and how to relax); after
+/// the two keys, with exactly `relax` in the policy, the same Workflow is accepted.
+fn refused_then_relaxed(spec_extra: &str, container_extra: &str, refusal: &str, relax: &str) {
+    let ns = namespace("podsec");
+    let wf = workflow_yaml(spec_extra, container_extra);
+    let err = apply_as(DEV, &ns.name, &wf).expect_err(refusal);
+    assert!(err.contains("ValidatingAdmissionPolicy 'hitl-workflow-security'"), "{err}");
+    assert!(err.contains(refusal), "want {refusal:?}, got {err}");
+    let key = relax.split(':').next().unwrap().trim_matches(['{', ' ']);
+    let how = format!(
+        "a cluster admin labels the namespace hitl.dev/workflow-policy and the namespace owner sets WorkflowPolicy/default spec.{key}"
+    );
+    assert!(err.contains(&how), "want {how:?}, got {err}");
+    opt_in(&ns.name);
+    write_policy(&ns.name, relax);
+    wait_for("the owner's policy to allow the Workflow", WAIT, || apply_as(DEV, &ns.name, &wf).ok());
+}
+
+/// One test per way of asking for more: (test, spec lines, container lines, refusal, relaxation).
+macro_rules! refused {
+    ($($name:ident: $spec:expr, $container:expr => $refusal:expr, $relax:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            refused_then_relaxed($spec, $container, $refusal, $relax);
+        }
+    )*};
+}
+
+refused! {
+    privileged: "", "        securityContext: {privileged: true}\n"
+        => "step s: container.securityContext.privileged: true is not allowed here", "{allowPrivileged: true}";
+    host_process: "", "        securityContext: {windowsOptions: {hostProcess: true}}\n"
+        => "step s: container.securityContext.windowsOptions.hostProcess: true is not allowed here",
+        "{allowPrivileged: true}";
+    proc_mount: "", "        securityContext: {procMount: Unmasked}\n"
+        => "step s: container.securityContext.procMount: Unmasked is not allowed here; allowed: Default",
+        "{allowPrivileged: true}";
+    selinux_type: "", "        securityContext: {seLinuxOptions: {type: spc_t}}\n"
+        => "step s: container.securityContext.seLinuxOptions is not allowed here; allowed: level, and type container_t",
+        "{allowPrivileged: true}";
+    selinux_user: "", "        securityContext: {seLinuxOptions: {user: system_u}}\n"
+        => "step s: container.securityContext.seLinuxOptions is not allowed here", "{allowPrivileged: true}";
+    privilege_escalation: "", "        securityContext: {allowPrivilegeEscalation: true}\n"
+        => "step s: container.securityContext.allowPrivilegeEscalation: true is not allowed here",
+        "{allowPrivilegeEscalation: true}";
+    run_as_uid_0: "", "        securityContext: {runAsUser: 0}\n"
+        => "step s: container.securityContext.runAsUser: 0 is not allowed here (root)", "{allowRunAsRoot: true}";
+    run_as_non_root_false: "", "        securityContext: {runAsNonRoot: false}\n"
+        => "step s: container.securityContext.runAsNonRoot: false is not allowed here (root)", "{allowRunAsRoot: true}";
+    seccomp_unconfined: "", "        securityContext: {seccompProfile: {type: Unconfined}}\n"
+        => "step s: container.securityContext.seccompProfile.type: Unconfined is not allowed here; allowed: RuntimeDefault",
+        "{allowUnconfinedProfiles: true}";
+    apparmor_unconfined: "", "        securityContext: {appArmorProfile: {type: Unconfined}}\n"
+        => "step s: container.securityContext.appArmorProfile.type: Unconfined is not allowed here",
+        "{allowUnconfinedProfiles: true}";
+    apparmor_annotation: "  podTemplate: {metadata: {annotations: {container.apparmor.security.beta.kubernetes.io/main: unconfined}}}\n", ""
+        => "spec.podTemplate.metadata.annotations[container.apparmor.security.beta.kubernetes.io/*]: unconfined is not allowed here",
+        "{allowUnconfinedProfiles: true}";
+    capabilities: "", "        securityContext: {capabilities: {add: [NET_BIND_SERVICE, SYS_ADMIN]}}\n"
+        => "step s: container.securityContext.capabilities.add: SYS_ADMIN is not allowed here; allowed: NET_BIND_SERVICE",
+        "{allowedCapabilities: [SYS_ADMIN]}";
+    control_plane_toleration: "  podTemplate: {tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]}\n", ""
+        => "spec.podTemplate.tolerations: node-role.kubernetes.io/control-plane is not allowed here (control-plane nodes)",
+        "{allowControlPlaneTolerations: true}";
+    master_toleration: "  podTemplate: {tolerations: [{key: node-role.kubernetes.io/master, operator: Equal, value: '', effect: NoSchedule}]}\n", ""
+        => "spec.podTemplate.tolerations: node-role.kubernetes.io/master is not allowed here",
+        "{allowControlPlaneTolerations: true}";
+    every_taint_toleration: "  podTemplate: {tolerations: [{operator: Exists}]}\n", ""
+        => "spec.podTemplate.tolerations: operator Exists without a key (every taint) is not allowed here",
+        "{allowControlPlaneTolerations: true}";
+    control_plane_node_selector: "  podTemplate: {nodeSelector: {node-role.kubernetes.io/control-plane: ''}}\n", ""
+        => "spec.podTemplate.nodeSelector: node-role.kubernetes.io/control-plane is not allowed here",
+        "{allowControlPlaneTolerations: true}";
+    service_account: "  serviceAccountName: builder\n", ""
+        => "spec.serviceAccountName: builder is not allowed here; allowed: default", "{serviceAccountNames: [builder]}";
+    secret_env: "", "        env: [{name: T, valueFrom: {secretKeyRef: {name: tok, key: t}}}]\n"
+        => "step s: container.env T reads Secret tok, which is not allowed here; allowed: none", "{secretNames: [tok]}";
+    secret_env_from: "", "        envFrom: [{configMapRef: {name: cm}}, {secretRef: {name: tok}}]\n"
+        => "step s: container.envFrom reads Secret tok, which is not allowed here; allowed: none", "{secretNames: [tok]}";
 }
 
 #[test]
-fn the_namespace_owner_relaxes_once_the_cluster_admin_opts_the_namespace_in() {
-    ensure_crds();
-    let ns = test_namespace("relax");
-    people(&ns.name);
-    let policy = "apiVersion: hitl.dev/v1alpha1\nkind: WorkflowPolicy\nmetadata: {name: default}\nspec:\n  allowPrivileged: true\n  allowedCapabilities: [SYS_ADMIN]\n  serviceAccountNames: [builder]\n  secretNames: [tok]\n";
-    // An editor may not relax their own limits.
-    let err = apply_as("bob", &ns.name, policy).unwrap_err();
-    assert!(err.contains("cannot create resource \"workflowpolicies\""), "{err}");
-    apply_as("alice", &ns.name, policy).unwrap();
-    let asks = workflow_yaml(
-        "  serviceAccountName: builder\n",
-        "        securityContext: {privileged: true, capabilities: {add: [SYS_ADMIN]}}\n        env: [{name: T, valueFrom: {secretKeyRef: {name: tok, key: t}}}]\n",
+fn host_namespaces_and_volumes_are_no_fields_of_a_workflow() {
+    let ns = namespace("hostns");
+    for (spec, container, field) in [
+        ("  podTemplate: {hostNetwork: true}\n", "", "spec.podTemplate.hostNetwork"),
+        ("  podTemplate: {hostPID: true}\n", "", "spec.podTemplate.hostPID"),
+        ("", "        volumeMounts: [{name: root, mountPath: /host}]\n", "spec.steps[0].container.volumeMounts"),
+    ] {
+        let err = apply_as(DEV, &ns.name, &workflow_yaml(spec, container)).unwrap_err();
+        assert!(err.contains(&format!("strict decoding error: unknown field \"{field}\"")), "{err}");
+    }
+    // What is left is fine, and so is what Pod Security restricted allows.
+    let allowed = "        securityContext: {runAsUser: 1000, runAsGroup: 0, capabilities: {add: [NET_BIND_SERVICE]}, seccompProfile: {type: Localhost, localhostProfile: p.json}, seLinuxOptions: {type: container_t, level: 's0:c1'}}\n";
+    apply_as(
+        DEV,
+        &ns.name,
+        &workflow_yaml("  podTemplate: {tolerations: [{key: dedicated, operator: Exists}]}\n", allowed),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_owner_relaxes_only_what_they_name_and_only_once_opted_in() {
+    let ns = namespace("relax");
+    let n = ns.name.as_str();
+    // Written before the opt-in: no effect yet.
+    write_policy(n, "{allowPrivileged: true, serviceAccountNames: [builder]}");
+    let asks = workflow_yaml("  serviceAccountName: builder\n", "        securityContext: {privileged: true}\n");
+    let err = apply_as(DEV, n, &asks).unwrap_err();
+    assert!(err.contains("ValidatingAdmissionPolicy 'hitl-workflow-security'") && err.contains("privileged"), "{err}");
+    opt_in(n);
+    wait_for("the opted-in namespace to take the owner's policy", WAIT, || apply_as(DEV, n, &asks).ok());
+    // What the owner did not name stays refused, now by the custom policy.
+    let root = workflow_yaml("", "        securityContext: {runAsUser: 0}\n").replace("name: w}", "name: w2}");
+    let err = apply_as(DEV, n, &root).unwrap_err();
+    assert!(err.contains("ValidatingAdmissionPolicy 'hitl-workflow-security-custom'"), "{err}");
+    assert!(err.contains("runAsUser: 0 is not allowed here"), "{err}");
+}
+
+#[test]
+fn an_opted_in_namespace_without_a_policy_refuses_every_workflow() {
+    let ns = namespace("nopolicy");
+    opt_in(&ns.name);
+    let err = wait_for("the opt-in to take effect", WAIT, || apply_as(DEV, &ns.name, &workflow_yaml("", "")).err());
+    assert!(err.contains("no params found for policy binding with `Deny` parameterNotFoundAction"), "{err}");
+}
+
+#[test]
+fn tightening_the_policy_strands_no_workflow() {
+    let ns = namespace("tighten");
+    let n = ns.name.as_str();
+    opt_in(n);
+    write_policy(n, "{allowPrivileged: true}");
+    let wf = workflow_yaml("", "        securityContext: {privileged: true}\n");
+    wait_for("the owner's policy to allow the Workflow", WAIT, || apply_as(DEV, n, &wf).ok());
+    write_policy(n, "{allowPrivileged: false}");
+    let edit = r#"[{"op": "replace", "path": "/spec/steps/0/container/image", "value": "y"}]"#;
+    let err = wait_for("the tightened policy to take effect", WAIT, || {
+        let out = kubectl("admin", &["-n", n, "patch", "workflow", "w", "--type=json", "-p", edit]);
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    });
+    assert!(err.contains("privileged: true is not allowed here"), "{err}");
+    // A change that leaves the spec alone (labels, finalizers, the garbage collector's) goes through.
+    kubectl_ok("admin", &["-n", n, "label", "workflow", "w", "team=legal"]);
+    kubectl_ok(
+        "admin",
+        &["-n", n, "patch", "workflow", "w", "--type=merge", "-p", r#"{"metadata":{"finalizers":["x/y"]}}"#],
     );
-    // The owner's policy counts only where a cluster admin opted the namespace in.
-    let err = apply_as("bob", &ns.name, &asks).unwrap_err();
-    assert!(err.contains("hitl-workflow-security'"), "{err}");
-    kubectl_ok("admin", &["label", "namespace", &ns.name, "hitl.dev/workflow-policy=custom"]);
-    wait_for("the opted-in namespace to take the owner's policy", WAIT, || apply_as("bob", &ns.name, &asks).ok());
-    // What the owner did not allow stays refused.
-    let err = apply_as("bob", &ns.name, &workflow_yaml("", "        securityContext: {runAsUser: 0}\n")).unwrap_err();
-    assert!(err.contains("hitl-workflow-security-custom") && err.contains("asks to run as root"), "{err}");
+    kubectl_ok(
+        "admin",
+        &["-n", n, "patch", "workflow", "w", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#],
+    );
+}
+
+#[test]
+fn an_editor_cannot_write_the_policy_that_limits_them() {
+    let ns = namespace("policyrbac");
+    let n = ns.name.as_str();
+    write_policy(n, "{allowRunAsRoot: false}");
+    let policy =
+        "apiVersion: hitl.dev/v1alpha1\nkind: WorkflowPolicy\nmetadata: {name: mine}\nspec: {allowPrivileged: true}\n";
+    let patch =
+        ["-n", n, "patch", "workflowpolicy", "default", "--type=merge", "-p", r#"{"spec":{"allowRunAsRoot":true}}"#];
+    // kubectl patch reads the object first: the author is stopped there, the editor at the patch.
+    let refused = |what: &str, patch_refusal: &str| {
+        let out = kubectl_stdin(DEV, &["-n", n, "create", "-f", "-"], policy);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("cannot create resource \"workflowpolicies\""), "{what}: {err}");
+        let out = kubectl(DEV, &patch);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = format!("User \"dev\" cannot {patch_refusal} resource \"workflowpolicies\"");
+        assert!(!out.status.success() && err.contains(&want), "{what}: {err}");
+    };
+    refused("a workflow author", "get");
+    // Namespace editors create Workflows, so the chart gives them no write on their limits.
+    kubectl_ok("admin", &["-n", n, "create", "rolebinding", "dev-edits", "--clusterrole=edit", "--user=dev"]);
+    wait_for("dev to be an editor", WAIT, || {
+        kubectl(DEV, &["-n", n, "auth", "can-i", "delete", "workflows.hitl.dev"]).status.success().then_some(())
+    });
+    refused("an editor", "patch");
+    kubectl_ok(DEV, &["-n", n, "get", "workflowpolicy", "default"]);
 }
 
 #[test]
 fn step_pods_carry_the_secure_defaults_merged_with_what_the_step_set() {
     let ns = test_namespace("defaults");
     let _op = Operator::start(&ns.name);
-    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n    - {name: plain, container: {image: x, securityContext: {runAsUser: 1000, readOnlyRootFilesystem: true}}}\n    - {name: api, container: {image: x, automountServiceAccountToken: true}}\n";
+    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n    - {name: plain, container: {image: x, securityContext: {runAsUser: 1000, readOnlyRootFilesystem: true, capabilities: {add: [NET_BIND_SERVICE], drop: [NET_RAW]}}}}\n    - {name: api, container: {image: x, automountServiceAccountToken: true}}\n";
     apply(&ns.name, yaml);
     // Both Pods were admitted under Pod Security `restricted` (the namespace enforces it).
     wait_phase(&ns.name, "w", "Succeeded", WAIT);
@@ -153,7 +274,7 @@ fn step_pods_carry_the_secure_defaults_merged_with_what_the_step_set() {
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["runAsNonRoot"], true);
-    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(sc["capabilities"], serde_json::json!({"add": ["NET_BIND_SERVICE"], "drop": ["NET_RAW", "ALL"]}));
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
     assert_eq!(plain["spec"]["automountServiceAccountToken"], false);
     assert!(plain["spec"]["volumes"].is_null(), "no token volume: {}", plain["spec"]["volumes"]);
@@ -162,5 +283,7 @@ fn step_pods_carry_the_secure_defaults_merged_with_what_the_step_set() {
     assert_eq!(api["spec"]["automountServiceAccountToken"], true);
     let volumes = api["spec"]["volumes"].to_string();
     assert!(volumes.contains("serviceAccountToken"), "the ServiceAccount admission plugin mounts a token: {volumes}");
+    assert!(volumes.contains("kube-root-ca.crt"), "{volumes}");
     assert_eq!(api["spec"]["containers"][0]["securityContext"]["runAsUser"], 65532);
+    assert_eq!(api["spec"]["serviceAccountName"], "default");
 }

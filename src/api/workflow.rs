@@ -368,7 +368,8 @@ pub struct StepStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Outputs: keys of the JSON object the container wrote to /dev/termination-log (else
-    /// `result`), or a gate's input values plus `decision`.
+    /// `result`), or a gate's input values plus `decision`. Only that file, never the container's
+    /// log; readable by everyone who can read the Workflow, so never a Secret's value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
     /// Who decided a suspend step.
