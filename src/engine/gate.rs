@@ -6,10 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeMap;
 
 use super::plan::{ApprovalRequest, Event};
-use super::{conditions, inputs};
-use crate::api::{
-    Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, RejectWhen, SelfApproval, Vote,
-};
+use super::{conditions, inputs, quorum};
+use crate::api::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, SelfApproval};
 
 /// The Approval's next status, an Event if something happened, and when to look again.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,7 +116,7 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
     let required = a.spec.required_approvals.filter(|&n| n > 1);
     match (decision, expired) {
         (_, false) if required.is_some() => {
-            let (told, trouble) = evaluate_quorum(a, required.expect("checked"), &mut status, now);
+            let (told, trouble) = quorum::evaluate(a, required.expect("checked"), &mut status, now);
             event = told.or(event);
             problem = trouble;
         }
@@ -217,7 +215,7 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
         return Outcome::NotAccepted("the decision was not seen before the gate expired".into());
     }
     if let Some(required) = expected.required_approvals.filter(|&n| n > 1) {
-        return quorum_outcome(expected, a, required, decided);
+        return quorum::outcome(expected, a, required, decided);
     }
     if sent_decision(&a.spec) != Some(decided) {
         return Outcome::NotAccepted(format!("its status says {decided:?}, but its spec holds no such decision"));
@@ -241,28 +239,6 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
             Ok(values) => Outcome::Approved { values, decided_by },
             Err(e) => Outcome::NotAccepted(e),
         },
-    }
-}
-
-/// A quorum gate's outcome, counted again from its votes against the step's own approvers.
-fn quorum_outcome(expected: &ApprovalRequest, a: &Approval, required: i32, decided: Decision) -> Outcome {
-    let deciders = Deciders {
-        approvers: expected.approvers.as_ref(),
-        self_approval: a.spec.self_approval,
-        created_by: expected.workflow.created_by.as_deref(),
-    };
-    let t = tally(&deciders, &a.spec.votes);
-    let reject_when = expected.reject_when.unwrap_or_default();
-    match (quorum(required, reject_when, expected.approvers.as_ref(), &t), decided) {
-        (Quorum::Reached, Decision::Approve) => match inputs::resolve(&expected.inputs, &t.input) {
-            Ok(values) => Outcome::Approved { values, decided_by: t.approvers.join(", ") },
-            Err(e) => Outcome::NotAccepted(e),
-        },
-        (Quorum::Failed(_), Decision::Reject) => Outcome::Rejected { decided_by: t.rejecters.join(", ") },
-        (_, d) => Outcome::NotAccepted(format!(
-            "its status says {d:?}, but its votes ({} approving of {required} needed) do not",
-            t.approvers.len()
-        )),
     }
 }
 
@@ -292,112 +268,6 @@ pub fn mismatch(expected: &ApprovalRequest, spec: &ApprovalSpec) -> Option<Strin
         want.self_approval != Some(SelfApproval::Forbid) || spec.self_approval == Some(SelfApproval::Forbid),
     );
     (!fields.is_empty()).then(|| format!("{} differ", fields.join(", ")))
-}
-
-/// A quorum gate's votes, counting only those its deciders allow.
-#[derive(Debug, Default, PartialEq)]
-pub struct Tally {
-    pub approvers: Vec<String>,
-    pub rejecters: Vec<String>,
-    /// The approving votes' input (every approving vote carries the same).
-    pub input: BTreeMap<String, serde_json::Value>,
-    /// Votes that do not count, and why.
-    pub refused: Vec<String>,
-}
-
-/// Counts `votes` (in user order) as `deciders` allow them.
-pub fn tally(deciders: &Deciders, votes: &BTreeMap<String, Vote>) -> Tally {
-    let mut t = Tally::default();
-    for (user, vote) in votes {
-        let as_decision = ApprovalSpec {
-            decided_by: Some(user.clone()),
-            decided_by_groups: vote.groups.clone(),
-            ..Default::default()
-        };
-        if let Some(why) = deciders.refusal(&as_decision) {
-            t.refused.push(why);
-            continue;
-        }
-        match vote.decision {
-            Decision::Reject => t.rejecters.push(user.clone()),
-            Decision::Approve => {
-                let input = vote.input.clone().unwrap_or_default();
-                if t.approvers.is_empty() {
-                    t.input = input;
-                } else if input != t.input {
-                    t.refused.push(format!("{user}'s input differs from the first approval's"));
-                    continue;
-                }
-                t.approvers.push(user.clone());
-            }
-        }
-    }
-    t
-}
-
-/// What a tally comes to.
-#[derive(Debug, PartialEq)]
-pub enum Quorum {
-    Open,
-    Reached,
-    /// Rejected, and why.
-    Failed(String),
-}
-
-/// Whether `required` approvals are in, or can no longer be.
-pub fn quorum(required: i32, reject_when: RejectWhen, approvers: Option<&Approvers>, t: &Tally) -> Quorum {
-    if t.approvers.len() >= required as usize {
-        return Quorum::Reached;
-    }
-    if reject_when == RejectWhen::AnyReject && !t.rejecters.is_empty() {
-        return Quorum::Failed(format!("rejected by {}", t.rejecters.join(", ")));
-    }
-    // Only a list of users says how many can still approve.
-    let users_only = approvers.filter(|a| a.groups.is_empty() && !a.users.is_empty());
-    if let Some(a) = users_only {
-        let possible = a.users.len().saturating_sub(t.rejecters.len());
-        if possible < required as usize {
-            return Quorum::Failed(format!(
-                "rejected by {}: {required} approvals can no longer be reached",
-                t.rejecters.join(", ")
-            ));
-        }
-    }
-    Quorum::Open
-}
-
-/// A quorum gate's next status (not yet expired, still Pending).
-fn evaluate_quorum(
-    a: &Approval,
-    required: i32,
-    status: &mut ApprovalStatus,
-    now: Timestamp,
-) -> (Option<Event>, Option<(&'static str, String)>) {
-    let t = tally(&Deciders::of(&a.spec), &a.spec.votes);
-    status.votes = Some(format!("{}/{required}", t.approvers.len()));
-    let reject_when = a.spec.reject_when.unwrap_or_default();
-    let problem = t.refused.first().map(|why| ("NotAnApprover", why.clone()));
-    match quorum(required, reject_when, a.spec.approvers.as_ref(), &t) {
-        Quorum::Open => (None, problem),
-        Quorum::Reached => match inputs::resolve(&a.spec.inputs, &t.input) {
-            Err(e) => (None, Some(("InputInvalid", e))),
-            Ok(_) => {
-                let by = t.approvers.join(", ");
-                status.phase = Some(ApprovalPhase::Approved);
-                status.decided_by = Some(by.clone());
-                status.decided_at = Some(Time(now));
-                status.message = None;
-                (Some(Event { warning: false, reason: "Approved", note: format!("Approved by {by}") }), None)
-            }
-        },
-        Quorum::Failed(why) => {
-            status.phase = Some(ApprovalPhase::Rejected);
-            status.decided_by = Some(t.rejecters.join(", "));
-            status.decided_at = Some(Time(now));
-            status.message = Some(why.clone());
-            (Some(Event { warning: false, reason: "Rejected", note: why }), None)
-        }
-    }
 }
 
 /// Marks a status as not acted on: condition `Accepted=False` with `reason`, `Decided` as it was.
@@ -562,50 +432,6 @@ mod tests {
         let d = evaluate(&a, t(100));
         assert_eq!(d.status, a.status.clone().unwrap());
         assert!(d.event.is_none() && d.requeue_at.is_none());
-    }
-}
-
-#[cfg(test)]
-mod quorum_tests {
-    use super::*;
-    use crate::api::Vote;
-
-    fn vote(d: Decision, groups: &[&str], input: serde_json::Value) -> Vote {
-        Vote {
-            decision: d,
-            input: serde_json::from_value(input).unwrap(),
-            comment: None,
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn only_votes_the_gate_allows_count_and_approvals_share_their_input() {
-        let approvers = Approvers { users: vec!["dave".into()], groups: vec!["legal".into()] };
-        let deciders = Deciders { approvers: Some(&approvers), self_approval: None, created_by: None };
-        let votes = BTreeMap::from([
-            ("alice".to_string(), vote(Decision::Approve, &["legal"], serde_json::json!({"v": "sign"}))),
-            ("bob".to_string(), vote(Decision::Approve, &[], serde_json::json!({"v": "sign"}))),
-            ("carol".to_string(), vote(Decision::Approve, &["legal"], serde_json::json!({"v": "redact"}))),
-            ("dave".to_string(), vote(Decision::Reject, &[], serde_json::json!(null))),
-        ]);
-        let t = tally(&deciders, &votes);
-        assert_eq!(t.approvers, ["alice"]);
-        assert_eq!(t.rejecters, ["dave"]);
-        assert_eq!(t.refused.len(), 2, "bob is not listed, carol's input differs: {:?}", t.refused);
-        assert_eq!(quorum(2, RejectWhen::QuorumUnreachable, Some(&approvers), &t), Quorum::Open, "groups: unknown");
-        assert!(matches!(quorum(2, RejectWhen::AnyReject, Some(&approvers), &t), Quorum::Failed(_)));
-        assert_eq!(quorum(1, RejectWhen::AnyReject, Some(&approvers), &t), Quorum::Reached);
-    }
-
-    #[test]
-    fn with_users_only_a_quorum_out_of_reach_is_a_rejection() {
-        let approvers = Approvers { users: vec!["a".into(), "b".into(), "c".into()], groups: vec![] };
-        let t = Tally { approvers: vec!["a".into()], rejecters: vec!["b".into()], ..Default::default() };
-        assert_eq!(quorum(2, RejectWhen::QuorumUnreachable, Some(&approvers), &t), Quorum::Open);
-        assert!(
-            matches!(quorum(3, RejectWhen::QuorumUnreachable, Some(&approvers), &t), Quorum::Failed(m) if m.contains("can no longer be reached"))
-        );
     }
 }
 

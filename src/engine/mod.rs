@@ -13,3 +13,4 @@ pub mod outputs;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod quorum;
