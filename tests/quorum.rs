@@ -87,6 +87,7 @@ fn a_rejection_that_makes_the_quorum_unreachable_rejects() {
     let wf = wait_phase(&ns.name, "w", "Failed", WAIT);
     assert_eq!(step(&wf, "gate")["reason"], "Rejected");
     assert_eq!(step(&wf, "gate")["decidedBy"], "bob");
+    assert_eq!(step(&wf, "gate")["votes"], serde_json::json!(["alice: Approve", "bob: Reject"]), "every voter");
     let a = approval(&ns.name, "w.gate");
     assert!(
         a["status"]["message"].as_str().unwrap().contains("3 approvals can no longer be reached"),

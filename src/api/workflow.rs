@@ -372,9 +372,12 @@ pub struct StepStatus {
     /// log; readable by everyone who can read the Workflow, so never a Secret's value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
-    /// Who decided a suspend step.
+    /// Who decided a suspend step (on a quorum gate, every approver, or every rejecter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// Every vote cast on a quorum gate, as `user: Approve` or `user: Reject`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<String>,
 }
 
 /// Phase of a step.

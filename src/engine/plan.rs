@@ -715,6 +715,7 @@ fn wait_on_gate(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
         }
     }
     if st.phase.is_terminal() {
+        st.votes = a.spec.votes.iter().map(|(user, v)| format!("{user}: {:?}", v.decision)).collect();
         let outcome = st.outputs.get("decision").cloned().unwrap_or_default();
         let by = st.decided_by.clone().map(|b| format!(" by {b}")).unwrap_or_default();
         ctx.plan.events.push(Event {
