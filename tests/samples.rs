@@ -32,6 +32,11 @@ fn every_sample_completes_on_the_local_cluster() {
         r#"{"spec":{"decision":"Approve","input":{"verdict":"redact"}}}"#,
     )
     .unwrap();
+    // The four-eyes gate needs two people.
+    wait_pending(&ns.name, "release.approve");
+    for who in ["alice", "carol"] {
+        patch_approval(who, &ns.name, "release.approve", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    }
     for name in &names {
         let out = kubectl_ok(
             "admin",
