@@ -146,6 +146,8 @@ fn votes_cast_while_the_operator_is_down_count_once_it_is_back() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("approval w.gate: your vote is recorded (2 cast, 2 approvals needed)"), "{said}");
     assert_eq!(votes(&ns.name, "w.gate")["carol"]["decision"], "Approve");
     op.restart();
     let wf = wait_phase(&ns.name, "w", "Succeeded", WAIT);

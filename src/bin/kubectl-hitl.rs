@@ -116,6 +116,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let api: Api<Approval> = Api::namespaced(client, &ns);
     match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(a) if a.spec.required_approvals.is_some_and(|n| n > 1) => {
+            // A quorum gate: the API server recorded the decision as this person's vote.
+            let needed = a.spec.required_approvals.unwrap_or(1);
+            println!("approval {name}: your vote is recorded ({} cast, {needed} approvals needed)", a.spec.votes.len());
+            Ok(())
+        }
         Ok(a) => {
             let verb = if patch["spec"]["decision"] == "Reject" { "rejected" } else { "approved" };
             println!("approval {name} {verb} by {}", a.spec.decided_by.unwrap_or_default());
