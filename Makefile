@@ -6,7 +6,7 @@ KUBECTL = $(shell hack/asset-path kubectl)
 # Integration tests each run their own operator process; more threads only contend for 2 cores.
 TEST_THREADS ?= 4
 
-.PHONY: all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status demo \
+.PHONY: image all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status demo \
         install-crds demo bench assets chart-sync chart-lint
 
 all: build
@@ -65,6 +65,11 @@ test-unit:
 test-integration:
 	$(CARGO) build --bins
 	$(CARGO) test --test '*' -- --test-threads=$(TEST_THREADS)
+
+# The container image, built with no container engine: a static operator binary on an empty base,
+# as an OCI image layout in target/image/hitl-operator-<version>.oci.tar (see hack/build-image).
+image:
+	hack/build-image
 
 # Latency and API-write figures on the running local cluster (make cluster-up); no assertions.
 # Report on stdout and in target/bench/latency.json.

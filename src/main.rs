@@ -12,8 +12,12 @@ enum LogFormat {
     Json,
 }
 
+/// What `--version` prints after the name: the crate's version and the commit it was built from
+/// (build.rs; "unknown" when built outside a git checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HITL_GIT_COMMIT"), ")");
+
 #[derive(Parser, Debug)]
-#[command(name = "hitl-operator", version, about = "Kubernetes operator for human-in-the-loop workflows")]
+#[command(name = "hitl-operator", version = VERSION, about = "Kubernetes operator for human-in-the-loop workflows")]
 struct Args {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "HITL_NAMESPACE")]
@@ -127,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    tracing::info!(namespace = ?config.namespace, "hitl-operator starting");
+    tracing::info!(namespace = ?config.namespace, version = VERSION, "hitl-operator starting");
     tokio::select! {
         _ = controller::run(client, config, metrics) => {
             // The controllers stop on SIGTERM; hand the Lease over at once.
