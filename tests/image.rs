@@ -66,7 +66,7 @@ fn the_image_runs_the_operator_as_non_root_and_holds_nothing_else() {
     assert_eq!(files.iter().filter(|f| !f.ends_with('/')).collect::<Vec<_>>(), ["hitl-operator"], "{files:?}");
 
     // Taken out of the image, the binary starts on its own (static: no loader, no libc needed).
-    let said = run(&mut Command::new(work.join("hitl-operator")).arg("--version"));
+    let said = run(Command::new(work.join("hitl-operator")).arg("--version"));
     assert!(said.starts_with(&format!("hitl-operator {version} (commit ")), "{said}");
     assert!(!has_interpreter(&std::fs::read(work.join("hitl-operator")).unwrap()), "dynamically linked");
     assert!(has_interpreter(&std::fs::read("/bin/sh").unwrap()), "the check itself sees a dynamic binary");
