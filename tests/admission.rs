@@ -26,18 +26,22 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
         (
             "unknown dependsOn",
             "  steps:\n  - {name: a, sleep: 1s}\n  - {name: b, dependsOn: [nope], sleep: 1s}\n",
-            "spec.steps: Invalid value: dependsOn names a step that does not exist",
+            r#"spec.steps[1].dependsOn: Invalid value: "nope": step b depends on a step that does not exist; the steps are: a, b"#,
         ),
         (
             "self dependsOn",
             "  steps:\n  - {name: a, dependsOn: [a], sleep: 1s}\n",
             "spec.steps[0].dependsOn: Invalid value: step a: dependsOn must not name the step itself",
         ),
-        ("no kind", "  steps:\n  - {name: a}\n", "step a: set exactly one of container, suspend or sleep"),
+        (
+            "no kind",
+            "  steps:\n  - {name: a}\n",
+            "spec.steps[0]: Invalid value: step a: set exactly one of container, suspend or sleep; it sets: none",
+        ),
         (
             "two kinds",
             "  steps:\n  - {name: a, sleep: 1s, container: {image: x}}\n",
-            "step a: set exactly one of container, suspend or sleep",
+            "step a: set exactly one of container, suspend or sleep; it sets: container sleep",
         ),
         (
             "bad duration",
@@ -62,17 +66,17 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
         (
             "retries on a gate",
             "  steps:\n  - {name: review, retries: 2, suspend: {}}\n",
-            "step review: retries applies only to container steps",
+            "spec.steps[0].retries: Invalid value: step review: retries applies only to container steps, and this is a suspend step",
         ),
         (
             "timeout on a sleep",
             "  steps:\n  - {name: nap, timeoutSeconds: 5, sleep: 1s}\n",
-            "step nap: timeoutSeconds applies only to container steps",
+            "spec.steps[0].timeoutSeconds: Invalid value: step nap: timeoutSeconds applies only to container steps, and this is a sleep step",
         ),
         (
             "template in when",
             "  steps:\n  - {name: a, when: \"{{ params.x }} == 'y'\", sleep: 1s}\n",
-            "step a: when is a CEL expression itself; write it without {{ }}",
+            r#"spec.steps[0].when: Invalid value: step a: when is a CEL expression itself; write it without {{ }}, not "{{ params.x }} == 'y'""#,
         ),
         ("no steps", "  steps: []\n", "spec.steps in body should have at least 1 items"),
         (
@@ -83,17 +87,17 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
         (
             "enum on an integer input",
             "  steps:\n  - name: review\n    suspend:\n      inputs: [{name: priority, type: integer, enum: ['1']}]\n",
-            "input priority: enum is allowed only for string inputs",
+            "spec.steps[0].suspend.inputs[0].enum: Invalid value: input priority: enum is allowed only for string inputs, not type integer",
         ),
         (
             "minimum above maximum",
             "  steps:\n  - name: review\n    suspend:\n      inputs: [{name: priority, type: integer, minimum: 5, maximum: 1}]\n",
-            "input priority: minimum must not exceed maximum",
+            "spec.steps[0].suspend.inputs[0].minimum: Invalid value: input priority: minimum must not exceed maximum",
         ),
         (
             "maxLength on a boolean",
             "  steps:\n  - name: review\n    suspend:\n      inputs: [{name: ok, type: boolean, maxLength: 3}]\n",
-            "input ok: maxLength and pattern apply only to string inputs",
+            "input ok: maxLength and pattern apply only to string inputs, not type boolean",
         ),
         (
             "unknown input type",

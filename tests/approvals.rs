@@ -6,7 +6,7 @@ mod harness;
 
 use std::time::Duration;
 
-use common::{kubectl_ok, test_namespace, wait_for};
+use common::{kubectl_err, kubectl_ok, test_namespace, wait_for};
 use harness::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -79,7 +79,14 @@ fn approving_with_typed_input_resumes_the_run_and_branches() {
         r#"{"spec":{"decision":"Approve","input":{"verdict":"sign","notes":"clause 7 ok"},"comment":"fine"}}"#,
     )
     .unwrap();
+    let ns_ = ns.name.as_str();
+    kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Approved", "--timeout=60s", "approval/review.review"]);
+    kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Succeeded", "--timeout=60s", "workflow/review"]);
+    let failed =
+        kubectl_err("admin", &["-n", ns_, "wait", "--for=condition=Failed", "--timeout=0s", "workflow/review"]);
+    assert!(failed.contains("timed out"), "{failed}");
     let wf = wait_phase(&ns.name, "review", "Succeeded", WAIT);
+    assert_eq!(wf["status"]["progress"], "3/4, 1 skipped", "redact was skipped");
     let review = step(&wf, "review");
     assert_eq!(review["decidedBy"], "alice");
     assert_eq!(review["outputs"]["verdict"], "sign");
@@ -119,12 +126,26 @@ fn rejecting_fails_the_step_with_the_comment() {
         r#"{"spec":{"decision":"Reject","comment":"clause 7 is unacceptable"}}"#,
     )
     .unwrap();
-    let wf = wait_phase(&ns.name, "deal", "Failed", WAIT);
+    // What a pipeline script does: wait for the run's outcome with kubectl alone.
+    let ns_ = ns.name.as_str();
+    let failed = kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Failed", "--timeout=60s", "workflow/deal"]);
+    assert!(failed.contains("condition met"), "{failed}");
+    // A rejection must never satisfy a wait for success (timeout 0: kubectl checks once).
+    let succeeded =
+        kubectl_err("admin", &["-n", ns_, "wait", "--for=condition=Succeeded", "--timeout=0s", "workflow/deal"]);
+    assert!(succeeded.contains("timed out"), "{succeeded}");
+    let approved =
+        kubectl_err("admin", &["-n", ns_, "wait", "--for=condition=Approved", "--timeout=0s", "approval/deal.review"]);
+    assert!(approved.contains("timed out"), "{approved}");
+    kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Decided", "--timeout=0s", "approval/deal.review"]);
+    let wf = workflow(ns_, "deal");
+    assert_eq!(phase(&wf), "Failed");
+    assert_eq!(wf["status"]["progress"], "2/4, failed at review", "sign and redact never ran");
     let review = step(&wf, "review");
     assert_eq!(review["reason"], "Rejected");
     assert_eq!(review["message"], "rejected by carol: clause 7 is unacceptable");
     assert_eq!(step(&wf, "sign")["phase"], "Omitted");
-    assert_eq!(approval(&ns.name, "deal.review")["status"]["phase"], "Rejected");
+    assert_eq!(approval(ns_, "deal.review")["status"]["phase"], "Rejected");
 }
 
 #[test]

@@ -171,7 +171,9 @@ pub struct ApprovalStatus {
     /// Human-readable detail (e.g. why a decision was not acted on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Standard conditions: `Decided`, and `InputValid` when a decision could not be used.
+    /// Standard conditions: `Approved` (True only for an approval: what scripts wait on),
+    /// `Decided` (True once approved or rejected; False with reason Expired or Cancelled when
+    /// nobody decided), and `Accepted=False` when a decision could not be used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

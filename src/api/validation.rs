@@ -26,7 +26,7 @@ pub fn step_rules() -> Value {
     json!([
         rule(
             "(has(self.container) ? 1 : 0) + (has(self.suspend) ? 1 : 0) + (has(self.sleep) ? 1 : 0) == 1",
-            "'step ' + self.name + ': set exactly one of container, suspend or sleep'",
+            "'step ' + self.name + ': set exactly one of container, suspend or sleep; it sets: ' + (has(self.container) ? 'container ' : '') + (has(self.suspend) ? 'suspend ' : '') + (has(self.sleep) ? 'sleep' : (has(self.container) || has(self.suspend) ? '' : 'none'))",
             None,
         ),
         rule(
@@ -36,17 +36,17 @@ pub fn step_rules() -> Value {
         ),
         rule(
             "!has(self.retries) || has(self.container)",
-            "'step ' + self.name + ': retries applies only to container steps'",
+            "'step ' + self.name + ': retries applies only to container steps, and this is a ' + (has(self.suspend) ? 'suspend' : 'sleep') + ' step'",
             Some(".retries"),
         ),
         rule(
             "!has(self.timeoutSeconds) || has(self.container)",
-            "'step ' + self.name + ': timeoutSeconds applies only to container steps (a suspend step has suspend.timeoutSeconds)'",
+            "'step ' + self.name + ': timeoutSeconds applies only to container steps, and this is a ' + (has(self.suspend) ? 'suspend' : 'sleep') + ' step (a suspend step has suspend.timeoutSeconds)'",
             Some(".timeoutSeconds"),
         ),
         rule(
             "!has(self.when) || !self.when.contains('{{')",
-            "'step ' + self.name + ': when is a CEL expression itself; write it without {{ }}'",
+            "'step ' + self.name + ': when is a CEL expression itself; write it without {{ }}, not \"' + self.when + '\"'",
             Some(".when"),
         ),
         rule(
@@ -83,36 +83,27 @@ fn message_template_rule() -> Value {
     )
 }
 
-/// Rules that need the whole step list.
-pub fn workflow_spec_rules() -> Value {
-    json!([{
-        "rule": "self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))",
-        "message": "dependsOn names a step that does not exist",
-        "fieldPath": ".steps",
-    }])
-}
-
 /// Rules on a typed input declaration.
 pub fn input_spec_rules() -> Value {
     json!([
         rule(
             "!has(self.enum) || size(self.enum) == 0 || !has(self.type) || self.type == 'string'",
-            "'input ' + self.name + ': enum is allowed only for string inputs'",
+            "'input ' + self.name + ': enum is allowed only for string inputs, not type ' + self.type",
             Some(".enum"),
         ),
         rule(
             "(!has(self.minimum) && !has(self.maximum)) || (has(self.type) && (self.type == 'integer' || self.type == 'number'))",
-            "'input ' + self.name + ': minimum and maximum apply only to integer and number inputs'",
+            "'input ' + self.name + ': minimum and maximum apply only to integer and number inputs, not type ' + (has(self.type) ? self.type : 'string')",
             None,
         ),
         rule(
             "!has(self.minimum) || !has(self.maximum) || self.minimum <= self.maximum",
             "'input ' + self.name + ': minimum must not exceed maximum'",
-            None,
+            Some(".minimum"),
         ),
         rule(
             "(!has(self.maxLength) && !has(self.pattern)) || !has(self.type) || self.type == 'string'",
-            "'input ' + self.name + ': maxLength and pattern apply only to string inputs'",
+            "'input ' + self.name + ': maxLength and pattern apply only to string inputs, not type ' + self.type",
             None,
         ),
     ])

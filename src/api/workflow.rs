@@ -38,7 +38,6 @@ pub const MAX_STEPS: usize = 64;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = super::validation::workflow_spec_rules()))]
 pub struct WorkflowSpec {
     /// Named string parameters, available to every step's expressions as `params.<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -293,7 +292,8 @@ pub struct WorkflowStatus {
     /// Machine-readable reason for the phase (e.g. `InvalidSpec`, `StepFailed`, `DeadlineExceeded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Steps finished / steps.
+    /// Steps that ran (Succeeded or Failed) / all steps; once the run ended also where it failed
+    /// (`1/3, failed at scan`) or how many were skipped (`2/3, 1 skipped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
     /// Names of the Approvals that wait for a person, comma-separated.
@@ -312,7 +312,9 @@ pub struct WorkflowStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub steps: Vec<StepStatus>,
-    /// Standard conditions: `Completed` (the run ended), `Waiting` (a person is needed), and
+    /// Standard conditions, as on a Job: `Succeeded` (True only when the run succeeded: what
+    /// scripts and pipelines wait on) and `Failed` (True when it failed, was rejected or timed
+    /// out); `Completed` (the run ended, either way), `Waiting` (a person is needed), and
     /// `Reconciling`/`Stalled` as kstatus reads them (Flux sees a run in progress, or failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

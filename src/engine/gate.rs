@@ -295,7 +295,11 @@ fn set_conditions(
         Some(ApprovalPhase::Cancelled) => ("False", "Cancelled"),
         _ => ("False", "Pending"),
     };
-    let mut wanted = vec![("Decided", decided.0, decided.1, status.message.clone().unwrap_or_default())];
+    // `Approved` is the one a script waits on: `Decided` is True for a rejection too.
+    let approved = if status.phase == Some(ApprovalPhase::Approved) { "True" } else { "False" };
+    let message = status.message.clone().unwrap_or_default();
+    let mut wanted =
+        vec![("Decided", decided.0, decided.1, message.clone()), ("Approved", approved, decided.1, message)];
     if let Some(reason) = problem {
         wanted.push(("Accepted", "False", reason, status.message.clone().unwrap_or_default()));
     }
@@ -359,6 +363,23 @@ mod tests {
         assert_eq!(d.status.decided_at, Some(Time(t(5))));
         let decided = d.status.conditions.iter().find(|c| c.type_ == "Decided").unwrap();
         assert_eq!((decided.status.as_str(), decided.reason.as_str()), ("True", "Approved"));
+        let approved = d.status.conditions.iter().find(|c| c.type_ == "Approved").unwrap();
+        assert_eq!(approved.status, "True");
+    }
+
+    #[test]
+    fn a_rejection_is_decided_but_not_approved() {
+        let mut a = gate(&["alice"], &[]);
+        a.spec.decision = Some(Decision::Reject);
+        a.spec.decided_by = Some("alice".into());
+        let d = evaluate(&a, t(5));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Rejected));
+        let status_of = |type_: &str| d.status.conditions.iter().find(|c| c.type_ == type_).unwrap();
+        assert_eq!((status_of("Decided").status.as_str(), status_of("Decided").reason.as_str()), ("True", "Rejected"));
+        assert_eq!(
+            (status_of("Approved").status.as_str(), status_of("Approved").reason.as_str()),
+            ("False", "Rejected")
+        );
     }
 
     #[test]

@@ -792,9 +792,7 @@ fn finish_run(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, phase: WorkflowPha
     status.message = Some(message.clone());
     status.finished_at = Some(t(ctx.now));
     status.waiting_for = None;
-    let total = status.steps.len();
-    let done = status.steps.iter().filter(|s| s.phase.is_terminal()).count();
-    status.progress = Some(format!("{done}/{total}"));
+    status.progress = Some(progress(&status.steps, Some(phase)));
     set_conditions(ctx, status);
     if let Some(ttl) = ctx.wf.spec.ttl_seconds_after_finished {
         ctx.wake_at(after(&t(ctx.now), ttl));
@@ -838,7 +836,7 @@ fn summarize(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, steps: Vec<StepStat
     let steps = &status.steps;
     let total = steps.len();
     let done = steps.iter().filter(|s| s.phase.is_terminal()).count();
-    status.progress = Some(format!("{done}/{total}"));
+    status.progress = Some(progress(steps, None));
     let failed: Vec<&StepStatus> = steps.iter().filter(|s| s.phase == StepPhase::Failed).collect();
 
     if done == total {
@@ -880,7 +878,24 @@ fn summarize(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, steps: Vec<StepStat
     set_conditions(ctx, status);
 }
 
-/// `Completed`, `Waiting`, and the `Reconciling`/`Stalled` pair kstatus reads.
+/// The PROGRESS column: steps that ran (Succeeded or Failed) of all steps, so skipped and omitted
+/// steps never look like work done; once the run ended, why the rest did not run.
+pub fn progress(steps: &[StepStatus], ended: Option<WorkflowPhase>) -> String {
+    let total = steps.len();
+    let ran = steps.iter().filter(|s| matches!(s.phase, StepPhase::Succeeded | StepPhase::Failed)).count();
+    let skipped = steps.iter().filter(|s| s.phase == StepPhase::Skipped).count();
+    let stopped_at = steps.iter().find(|s| s.phase == StepPhase::Failed).map(|s| s.name.as_str());
+    match (ended, stopped_at) {
+        (Some(WorkflowPhase::Failed), Some(step)) => format!("{ran}/{total}, failed at {step}"),
+        (Some(WorkflowPhase::Failed), None) => format!("{ran}/{total}, stopped"),
+        (Some(_), _) if skipped > 0 => format!("{ran}/{total}, {skipped} skipped"),
+        _ => format!("{ran}/{total}"),
+    }
+}
+
+/// `Succeeded` and `Failed` (as on a Job: at most one is True, and only once the run ended),
+/// `Completed` (the run ended, either way), `Waiting`, and the `Reconciling`/`Stalled` pair
+/// kstatus reads.
 fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
     let phase = status.phase.unwrap_or(WorkflowPhase::Pending);
     let completed = match phase {
@@ -890,13 +905,19 @@ fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
         WorkflowPhase::Pending => ("False", "Pending"),
         WorkflowPhase::Running => ("False", "Running"),
     };
+    let outcome = |wanted: WorkflowPhase| if phase == wanted { "True" } else { "False" };
+    // Reason of a False outcome condition: what the run is instead (Running, Waiting, Failed...).
+    let failed_reason = status.reason.clone().filter(|_| phase == WorkflowPhase::Failed);
     let waiting = if phase.is_terminal() || status.waiting_for.is_none() {
         ("False", "NoApprovalPending")
     } else {
         ("True", "ApprovalPending")
     };
     let message = status.message.clone().unwrap_or_default();
+    let failed_reason = failed_reason.as_deref().unwrap_or(completed.1);
     let wanted = vec![
+        ("Succeeded", outcome(WorkflowPhase::Succeeded), completed.1, message.clone()),
+        ("Failed", outcome(WorkflowPhase::Failed), failed_reason, message.clone()),
         ("Completed", completed.0, completed.1, message.clone()),
         (
             "Waiting",

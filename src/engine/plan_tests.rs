@@ -97,6 +97,35 @@ fn a_plain_list_runs_in_sequence() {
     assert_eq!(condition(&w, "Stalled"), "False");
 }
 
+/// A failed first step: the run is Failed, and nothing about it reads as success. The steps that
+/// never ran do not count as progress.
+#[test]
+fn a_run_that_fails_at_once_is_failed_and_shows_what_ran() {
+    let mut w = wf(json!({"steps": [container("a"), container("b"), container("c")]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!(w.status.as_ref().unwrap().progress.as_deref(), Some("0/3"));
+    step(&mut w, &[pod(&p.create_pods[0].name, "Failed", 2, "boom")], &[], at(1));
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+    assert_eq!(w.status.as_ref().unwrap().progress.as_deref(), Some("1/3, failed at a"));
+    assert_eq!(condition(&w, "Succeeded"), "False", "kubectl wait --for=condition=Succeeded must not return");
+    assert_eq!(condition(&w, "Failed"), "True");
+    assert_eq!(condition(&w, "Completed"), "True", "the run ended");
+    let failed = w.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason, "StepFailed");
+}
+
+/// A step skipped by `when` did not run: a successful run says so instead of counting it.
+#[test]
+fn a_successful_run_with_a_skipped_step_counts_only_what_ran() {
+    let mut w = wf(json!({"steps": [container("a"), {"name": "b", "when": "false", "container": {"image": "x"}}]}));
+    let p = step(&mut w, &[], &[], t0());
+    assert_eq!((condition(&w, "Succeeded"), condition(&w, "Failed")), ("False".into(), "False".into()));
+    step(&mut w, &[pod(&p.create_pods[0].name, "Succeeded", 0, "")], &[], at(1));
+    assert_eq!(phase(&w), WorkflowPhase::Succeeded);
+    assert_eq!(w.status.as_ref().unwrap().progress.as_deref(), Some("1/2, 1 skipped"));
+    assert_eq!((condition(&w, "Succeeded"), condition(&w, "Failed")), ("True".into(), "False".into()));
+}
+
 fn condition(w: &Workflow, type_: &str) -> String {
     w.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap().status.clone()
 }

@@ -41,7 +41,16 @@ fn wait_for_policies() {
         let created_by = serde_json::from_slice::<Value>(&recorded.stdout)
             .map(|w| w["metadata"]["annotations"]["hitl.dev/created-by"] == "admin")
             .unwrap_or(false);
-        (String::from_utf8_lossy(&refused.stderr).contains("Approvals are created only by") && created_by).then_some(())
+        let dangling = kubectl_stdin(
+            "admin",
+            &["create", "--dry-run=server", "-f", "-"],
+            &workflow.replace("sleep: 1s}", "sleep: 1s, dependsOn: [nope]}"),
+        );
+        let spec_checked = String::from_utf8_lossy(&dangling.stderr).contains("depends on a step that does not exist");
+        (String::from_utf8_lossy(&refused.stderr).contains("Approvals are created only by")
+            && created_by
+            && spec_checked)
+            .then_some(())
     });
 }
 
