@@ -191,7 +191,13 @@ fn a_killed_controller_resumes_without_duplicates() {
         (wf["status"]["steps"][0]["phase"] == "Running").then_some(())
     });
     op.kill();
-    std::thread::sleep(Duration::from_secs(3));
+    // Step a's Pod finishes while nobody watches: the restarted controller must pick it up from
+    // where the dead one left it, without starting a again or b twice.
+    wait_for("step a's Pod to finish while the controller is down", WAIT, || {
+        let a = pods(&ns.name, "restart").into_iter().find(|p| p["metadata"]["labels"]["hitl.dev/step"] == "a")?;
+        (a["status"]["phase"] == "Succeeded").then_some(())
+    });
+    assert_eq!(step(&workflow(&ns.name, "restart"), "a")["phase"], "Running", "nobody acted while down");
     op.restart();
     let wf = wait_phase(&ns.name, "restart", "Succeeded", WAIT);
     let pods = pods(&ns.name, "restart");

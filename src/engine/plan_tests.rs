@@ -704,3 +704,167 @@ fn a_failed_run_cancels_the_gates_still_waiting() {
     assert_eq!(phases(&w)[1], ("security".to_string(), StepPhase::Omitted));
     assert_eq!(phase(&w), WorkflowPhase::Failed);
 }
+
+// ---- the same over every step kind, a run deadline, and only the children the controller reads ----
+
+/// One step of a random run: what it is, and how the world answers it.
+#[derive(Debug, Clone)]
+enum Kind {
+    Container {
+        retries: i32,
+    },
+    Sleep {
+        secs: u8,
+    },
+    /// A gate with a short timeout; `decide` None leaves it to expire.
+    Gate {
+        timeout: u8,
+        on_timeout_approve: bool,
+        decide: Option<bool>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct MixedCase {
+    kinds: Vec<(Kind, Option<bool>)>,
+    deadline: Option<u8>,
+    outcomes: Vec<u8>,
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        (0..3i32).prop_map(|retries| Kind::Container { retries }),
+        (1..4u8).prop_map(|secs| Kind::Sleep { secs }),
+        (2..6u8, any::<bool>(), prop::option::of(any::<bool>()))
+            .prop_map(|(timeout, on_timeout_approve, decide)| Kind::Gate { timeout, on_timeout_approve, decide }),
+    ]
+}
+
+fn mixed_case() -> impl Strategy<Value = MixedCase> {
+    (
+        prop::collection::vec((kind(), prop::option::of(any::<bool>())), 1..7),
+        prop::option::of(4..40u8),
+        prop::collection::vec(any::<u8>(), 64),
+    )
+        .prop_map(|(kinds, deadline, outcomes)| MixedCase { kinds, deadline, outcomes })
+}
+
+fn mixed_spec(c: &MixedCase) -> serde_json::Value {
+    let steps: Vec<_> = c
+        .kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (k, when))| {
+            let mut s = match k {
+                Kind::Container { retries } => json!({"retries": retries, "container": {"image": "x"}}),
+                Kind::Sleep { secs } => json!({"sleep": format!("{secs}s")}),
+                Kind::Gate { timeout, on_timeout_approve, .. } => json!({"suspend": {
+                    "approvers": {"users": ["alice"]}, "timeoutSeconds": timeout,
+                    "onTimeout": if *on_timeout_approve { "Approve" } else { "Reject" }}}),
+            };
+            s["name"] = json!(format!("s{i}"));
+            if let Some(w) = when {
+                s["when"] = json!(w.to_string());
+            }
+            s
+        })
+        .collect();
+    let mut spec = json!({"steps": steps});
+    if let Some(d) = c.deadline {
+        spec["activeDeadlineSeconds"] = json!(d);
+    }
+    spec
+}
+
+/// What the controller reads for a pass: the Pods of Running steps and the Approvals of Waiting
+/// steps, by the names the status records, and nothing else.
+fn read_children(w: &Workflow, pods: &[Pod], approvals: &[Approval]) -> (Vec<Pod>, Vec<Approval>) {
+    let steps = w.status.as_ref().map(|s| s.steps.clone()).unwrap_or_default();
+    let named = |phase: StepPhase, name: fn(&crate::api::StepStatus) -> Option<&String>| -> Vec<String> {
+        steps.iter().filter(|s| s.phase == phase).filter_map(|s| name(s).cloned()).collect()
+    };
+    let running = named(StepPhase::Running, |s| s.pod_name.as_ref());
+    let waiting = named(StepPhase::Waiting, |s| s.approval_name.as_ref());
+    (
+        pods.iter().filter(|p| running.contains(p.metadata.name.as_ref().unwrap())).cloned().collect(),
+        approvals.iter().filter(|a| waiting.contains(a.metadata.name.as_ref().unwrap())).cloned().collect(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Container, sleep and gate steps, `when`, and a run deadline; the world answers as the
+    /// cluster would (Pods finish or vanish, people decide or let gates expire, the Approval
+    /// controller's own `evaluate` moves Approvals). Every run ends, nothing runs twice, a skipped
+    /// step never runs, and a gate nobody approved never succeeds unless its onTimeout says so.
+    #[test]
+    fn every_mixed_run_ends_and_no_timeout_is_taken_for_an_approval(c in mixed_case()) {
+        let mut w = wf(mixed_spec(&c));
+        let (mut pods, mut approvals): (Vec<Pod>, Vec<Approval>) = (vec![], vec![]);
+        let mut requests: Vec<ApprovalRequest> = vec![];
+        let mut outcomes = c.outcomes.iter().cycle();
+        let mut ended = false;
+        for round in 0..400i64 {
+            let now = t0() + SignedDuration::from_millis(500 * round);
+            for a in approvals.iter_mut() {
+                a.status = Some(super::gate::evaluate(a, now).status);
+            }
+            let (seen_pods, seen_approvals) = read_children(&w, &pods, &approvals);
+            let before = w.status.clone().unwrap_or_default();
+            let p = step(&mut w, &seen_pods, &seen_approvals, now);
+            let after = w.status.clone().unwrap();
+            for (b, a) in before.steps.iter().zip(&after.steps) {
+                if b.phase.is_terminal() { prop_assert_eq!(b.phase, a.phase, "step {} left a terminal phase", &a.name); }
+            }
+            for req in &p.create_pods {
+                prop_assert!(!pods.iter().any(|x| x.metadata.name.as_deref() == Some(req.name.as_str())), "Pod {} twice", &req.name);
+                pods.push(pod(&req.name, "Running", 0, ""));
+            }
+            for req in &p.create_approvals {
+                prop_assert!(!requests.iter().any(|r| r.name == req.name), "Approval {} twice", &req.name);
+                approvals.push(pending(req));
+                requests.push(req.clone());
+            }
+            for name in &p.cancel_approvals {
+                if let Some(a) = approvals.iter_mut().find(|a| a.metadata.name.as_deref() == Some(name.as_str())) {
+                    a.status = super::gate::cancelled(a, now).or(a.status.clone());
+                }
+            }
+            if after.phase.is_some_and(WorkflowPhase::is_terminal) { ended = true; break; }
+            // The world moves: one running Pod finishes, and people decide the gates they will.
+            if let Some(idx) = pods.iter().position(|p| p.status.as_ref().unwrap().phase.as_deref() == Some("Running")) {
+                let name = pods[idx].metadata.name.clone().unwrap();
+                match outcomes.next().unwrap() % 5 {
+                    0 => { pods.remove(idx); }
+                    1 => pods[idx] = pod(&name, "Failed", 1, ""),
+                    _ => pods[idx] = pod(&name, "Succeeded", 0, "{}"),
+                }
+            }
+            for req in &requests {
+                let i: usize = req.step[1..].parse().unwrap();
+                let Kind::Gate { decide: Some(approve), .. } = c.kinds[i].0 else { continue };
+                let a = approvals.iter_mut().find(|a| a.metadata.name.as_deref() == Some(req.name.as_str())).unwrap();
+                if a.spec.decision.is_none() && a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Pending) {
+                    let phase = if approve { ApprovalPhase::Approved } else { ApprovalPhase::Rejected };
+                    let mut decision = decided(req, phase, json!(null), "alice", now);
+                    decision.status = a.status.clone();
+                    *a = decision;
+                }
+            }
+        }
+        prop_assert!(ended, "the run did not end: {:?}", w.status);
+        let status = w.status.as_ref().unwrap();
+        for (i, st) in status.steps.iter().enumerate() {
+            let (kind, when) = &c.kinds[i];
+            if *when == Some(false) {
+                prop_assert!(matches!(st.phase, StepPhase::Skipped | StepPhase::Omitted), "s{} ran though when was false", i);
+                prop_assert!(st.pod_name.is_none() && st.approval_name.is_none());
+            }
+            if let Kind::Gate { on_timeout_approve: false, decide, .. } = kind
+                && st.phase == StepPhase::Succeeded {
+                prop_assert_eq!(*decide, Some(true), "s{} succeeded without an approval", i);
+            }
+        }
+    }
+}
