@@ -29,6 +29,12 @@ struct Args {
     /// `get` and `patch` on exactly that Approval.
     #[arg(long, env = "HITL_PER_GATE_GRANTS", default_value_t = true, action = clap::ArgAction::Set)]
     per_gate_grants: bool,
+    /// Seconds a notification may take (connect, send, answer) before it counts as failed.
+    #[arg(long, env = "HITL_NOTIFICATION_TIMEOUT", default_value_t = 10)]
+    notification_timeout: u64,
+    /// Notifications sent at once; a slow channel holds at most these.
+    #[arg(long, env = "HITL_NOTIFICATION_WORKERS", default_value_t = 4)]
+    notification_workers: u16,
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "HITL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -113,8 +119,13 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(hitl_operator::metrics::serve(listener, metrics.clone()));
     let client = kube::Client::try_default().await?;
-    let config =
-        Config { namespace: args.namespace, concurrency: args.concurrency, per_gate_grants: args.per_gate_grants };
+    let config = Config {
+        namespace: args.namespace,
+        concurrency: args.concurrency,
+        per_gate_grants: args.per_gate_grants,
+        notify_timeout: std::time::Duration::from_secs(args.notification_timeout.max(1)),
+        notify_workers: args.notification_workers,
+    };
     let Some(lease) = lease else {
         metrics.set_ready();
         tracing::info!(namespace = ?config.namespace, "hitl-operator starting (no leader election)");

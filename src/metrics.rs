@@ -29,12 +29,23 @@ pub struct WriteLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// `webhook`, `slack`, `email` (or `unknown`: the channel was not found).
+    pub channel_kind: &'static str,
+    /// `requested`, `reminder`, `escalated`, `decided`, `expired`, `cancelled`.
+    pub event: &'static str,
+    /// `sent` or `failed`.
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ControllerLabel, Counter>,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Family<ControllerLabel, Histogram>,
     pub writes: Family<WriteLabels, Counter>,
+    pub notifications: Family<NotifyLabels, Counter>,
     /// Why /readyz says no, or Ok once the operator can do its work (or stands by).
     readiness: Mutex<Result<(), String>>,
 }
@@ -52,7 +63,29 @@ impl Default for Metrics {
         registry.register("reconcile_failures", "Reconciles that failed, by error category", failures.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
         registry.register("api_writes", "Writes this operator made to the API server", writes.clone());
-        Self { registry, reconciles, failures, duration, writes, readiness: Mutex::new(Err("starting".into())) }
+        let notifications = Family::<NotifyLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notification attempts, by channel kind, event and result",
+            notifications.clone(),
+        );
+        // Every series exists from the start, at zero, so rates and alerts see failures at once.
+        for channel_kind in ["webhook", "slack", "email"] {
+            for event in ["requested", "reminder", "escalated", "decided", "expired", "cancelled"] {
+                for result in ["sent", "failed"] {
+                    let _ = notifications.get_or_create(&NotifyLabels { channel_kind, event, result });
+                }
+            }
+        }
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            writes,
+            notifications,
+            readiness: Mutex::new(Err("starting".into())),
+        }
     }
 }
 
@@ -68,6 +101,11 @@ impl Metrics {
 
     pub fn failed(&self, controller: &'static str, category: &'static str) {
         self.failures.get_or_create(&ErrorLabels { controller, category }).inc();
+    }
+
+    pub fn notified(&self, channel_kind: &'static str, event: &'static str, ok: bool) {
+        let result = if ok { "sent" } else { "failed" };
+        self.notifications.get_or_create(&NotifyLabels { channel_kind, event, result }).inc();
     }
 
     pub fn set_ready(&self) {

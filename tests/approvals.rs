@@ -84,7 +84,7 @@ fn approving_with_typed_input_resumes_the_run_and_branches() {
     kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Succeeded", "--timeout=60s", "workflow/review"]);
     let failed =
         kubectl_err("admin", &["-n", ns_, "wait", "--for=condition=Failed", "--timeout=0s", "workflow/review"]);
-    assert!(failed.contains("timed out"), "{failed}");
+    assert!(failed.contains("condition not met"), "{failed}");
     let wf = wait_phase(&ns.name, "review", "Succeeded", WAIT);
     assert_eq!(wf["status"]["progress"], "3/4, 1 skipped", "redact was skipped");
     let review = step(&wf, "review");
@@ -133,10 +133,10 @@ fn rejecting_fails_the_step_with_the_comment() {
     // A rejection must never satisfy a wait for success (timeout 0: kubectl checks once).
     let succeeded =
         kubectl_err("admin", &["-n", ns_, "wait", "--for=condition=Succeeded", "--timeout=0s", "workflow/deal"]);
-    assert!(succeeded.contains("timed out"), "{succeeded}");
+    assert!(succeeded.contains("condition not met"), "{succeeded}");
     let approved =
         kubectl_err("admin", &["-n", ns_, "wait", "--for=condition=Approved", "--timeout=0s", "approval/deal.review"]);
-    assert!(approved.contains("timed out"), "{approved}");
+    assert!(approved.contains("condition not met"), "{approved}");
     kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Decided", "--timeout=0s", "approval/deal.review"]);
     let wf = workflow(ns_, "deal");
     assert_eq!(phase(&wf), "Failed");

@@ -21,9 +21,7 @@ impl Load {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Load(
             (0..cores)
-                .map(|_| {
-                    Command::new("sh").args(["-c", "while :; do :; done"]).stdout(Stdio::null()).spawn().unwrap()
-                })
+                .map(|_| Command::new("sh").args(["-c", "while :; do :; done"]).stdout(Stdio::null()).spawn().unwrap())
                 .collect(),
         )
     }

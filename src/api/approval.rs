@@ -75,6 +75,13 @@ pub struct ApprovalSpec {
     /// When a quorum gate is rejected (set by the controller, immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_when: Option<RejectWhen>,
+    /// When the gate escalates: the step's start plus `notify.escalation.afterSeconds` (set by
+    /// the controller, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalates_at: Option<Time>,
+    /// Whom to tell, reminders and escalation (set by the controller, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::notify::NotifySpec>,
 
     /// The person's decision: `Approve` or `Reject`. Final once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +184,14 @@ pub struct ApprovalStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// When the gate escalated: from then on `spec.notify.escalation.approvers` may decide too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Time>,
+    /// Each notification of each event to each channel: delivered, pending retry, or given up,
+    /// with the last error. Kept across operator restarts, so nothing is lost or sent again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key", "channel"]), length(max = 512))]
+    pub notifications: Vec<super::notify::NotificationRecord>,
 }
 
 /// Phase of an Approval.

@@ -1,11 +1,13 @@
 //! The CRD types: the contract users write against.
 pub mod approval;
+pub mod notify;
 pub mod policy;
 pub mod shared;
 mod validation;
 pub mod workflow;
 
 pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, Vote, WorkflowRef};
+pub use notify::{NotificationChannel, NotificationEvent, NotifySpec};
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
 pub use workflow::{
@@ -18,7 +20,12 @@ use kube::CustomResourceExt;
 
 /// The CRDs as installed: derived schemas plus the rules that need the whole object.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![validation::with_root_rules(Workflow::crd()), Approval::crd(), WorkflowPolicy::crd()]
+    vec![
+        validation::with_root_rules(Workflow::crd()),
+        Approval::crd(),
+        WorkflowPolicy::crd(),
+        NotificationChannel::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream (the content of `crds/`).

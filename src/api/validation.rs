@@ -60,6 +60,11 @@ pub fn step_rules() -> Value {
         ),
         message_template_rule(),
         rule(
+            "!has(self.suspend) || !has(self.suspend.notify) || !has(self.suspend.notify.escalation) || !has(self.suspend.requiredApprovals) || self.suspend.requiredApprovals <= 1",
+            "'step ' + self.name + ': escalation is not supported on a quorum gate (requiredApprovals > 1)'",
+            Some(".suspend.notify.escalation"),
+        ),
+        rule(
             "!has(self.dependsOn) || !(self.name in self.dependsOn)",
             "'step ' + self.name + ': dependsOn must not name the step itself'",
             Some(".dependsOn"),
@@ -125,6 +130,8 @@ pub fn approval_spec_rules() -> Value {
         "selfApproval",
         "requiredApprovals",
         "rejectWhen",
+        "notify",
+        "escalatesAt",
     ];
     let immutable = set_by_controller
         .iter()

@@ -277,6 +277,9 @@ pub struct SuspendStep {
     /// When a quorum gate is rejected: `QuorumUnreachable` (default) or `AnyReject` (a veto).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_when: Option<RejectWhen>,
+    /// Whom to tell that the gate waits, reminders, and escalation to more approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::notify::NotifySpec>,
 }
 
 /// Observed state, written only by the controller.

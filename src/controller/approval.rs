@@ -64,21 +64,38 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
         grants::ensure(&ctx, &a).await?;
     }
     let now = jiff::Timestamp::now();
-    let decision = gate::evaluate(&a, now);
+    let mut decision = gate::evaluate(&a, now);
+    let escalating = escalate(&a, &mut decision.status, now);
+    let mut current = (*a).clone();
     if a.status.as_ref() != Some(&decision.status) {
-        let mut next = (*a).clone();
-        next.status = Some(decision.status.clone());
-        if let Written::Stale = super::write_status(&ctx, &next, "approval_status").await? {
+        current.status = Some(decision.status.clone());
+        if escalating {
+            // Granted before anyone is told, as for the gate's own approvers.
+            grants::ensure_escalated(&ctx, &current).await?;
+        }
+        if let Written::Stale = super::write_status(&ctx, &current, "approval_status").await? {
             return Ok(Action::requeue(Duration::from_millis(100)));
         }
         if let Some(ev) = &decision.event {
             ctx.event(a.as_ref(), ev).await;
         }
     }
-    Ok(match decision.requeue_at {
+    let notify_at = ctx.notifier.schedule(&current, now);
+    let wake = [decision.requeue_at, notify_at].into_iter().flatten().min();
+    Ok(match wake {
         Some(at) => Action::requeue(super::until(at, jiff::Timestamp::now())),
         None => Action::await_change(),
     })
+}
+
+/// Records the escalation once its time came on a gate still waiting; true when this pass does.
+fn escalate(a: &Approval, status: &mut crate::api::ApprovalStatus, now: jiff::Timestamp) -> bool {
+    let due = crate::engine::notify::escalates_at(a).is_some_and(|at| at <= now);
+    if !due || status.escalated_at.is_some() || status.phase != Some(ApprovalPhase::Pending) {
+        return false;
+    }
+    status.escalated_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    true
 }
 
 /// Whether an Approval is the gate its Workflow's step expects.

@@ -14,7 +14,21 @@ use crate::engine::names;
 /// The Role and RoleBinding for an Approval, or None when it lists no approvers. Pure.
 pub fn build(a: &Approval) -> Option<(Role, RoleBinding)> {
     let approvers = a.spec.approvers.clone().filter(|p| !p.is_empty())?;
-    let name = names::grant_name(&a.name_any(), a.metadata.uid.as_deref()?);
+    grant(a, names::grant_name(&a.name_any(), a.metadata.uid.as_deref()?), &approvers)
+}
+
+/// The grant for the escalation approvers, once the gate escalated (`status.escalatedAt`). Pure.
+pub fn build_escalated(a: &Approval) -> Option<(Role, RoleBinding)> {
+    a.status.as_ref()?.escalated_at.as_ref()?;
+    let approvers = a.spec.notify.as_ref()?.escalation.as_ref()?.approvers.clone();
+    if approvers.is_empty() {
+        return None;
+    }
+    let name = format!("{}-escalated", names::grant_name(&a.name_any(), a.metadata.uid.as_deref()?));
+    grant(a, name, &approvers)
+}
+
+fn grant(a: &Approval, name: String, approvers: &crate::api::Approvers) -> Option<(Role, RoleBinding)> {
     let meta = ObjectMeta {
         name: Some(name.clone()),
         namespace: a.namespace(),
@@ -56,7 +70,16 @@ pub fn build(a: &Approval) -> Option<(Role, RoleBinding)> {
 /// this Approval owns it and it grants exactly what `build` would: anything else is reported,
 /// never used.
 pub async fn ensure(ctx: &super::Context, a: &Approval) -> Result<(), Error> {
-    let Some((role, binding)) = build(a) else { return Ok(()) };
+    ensure_grant(ctx, a, build(a)).await
+}
+
+/// Grants the escalation approvers, once the gate escalated.
+pub async fn ensure_escalated(ctx: &super::Context, a: &Approval) -> Result<(), Error> {
+    ensure_grant(ctx, a, build_escalated(a)).await
+}
+
+async fn ensure_grant(ctx: &super::Context, a: &Approval, grant: Option<(Role, RoleBinding)>) -> Result<(), Error> {
+    let Some((role, binding)) = grant else { return Ok(()) };
     let ns = a.namespace().unwrap_or_default();
     let roles: Api<Role> = Api::namespaced(ctx.client.clone(), &ns);
     let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &ns);

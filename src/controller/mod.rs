@@ -3,6 +3,7 @@
 pub mod approval;
 pub mod grants;
 pub mod guard;
+pub mod notify;
 pub mod outcomes;
 pub mod pods;
 pub mod tolerant;
@@ -27,6 +28,10 @@ pub struct Config {
     pub concurrency: u16,
     /// Give each gate's approvers `get`/`patch` on that one Approval through a Role it owns.
     pub per_gate_grants: bool,
+    /// The longest a notification request may take (connect, send, answer).
+    pub notify_timeout: Duration,
+    /// Notifications sent at once.
+    pub notify_workers: u16,
 }
 
 /// Errors of one reconcile. Each has a static category, used as Event reason and log field.
@@ -107,6 +112,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub notifier: Arc<notify::Notifier>,
     /// resourceVersion of our last status write per object UID, so a reconcile never acts on a
     /// cached object older than that write; with when it was written, so old entries go.
     last_write: Mutex<HashMap<String, (u64, Instant)>>,
@@ -120,13 +126,19 @@ pub struct Context {
 const LAST_WRITE_KEPT: Duration = Duration::from_secs(300);
 
 impl Context {
-    pub fn new(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        config: Config,
+        metrics: Arc<crate::metrics::Metrics>,
+        notifier: Arc<notify::Notifier>,
+    ) -> Arc<Self> {
         let reporter = Reporter { controller: "hitl-operator".into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             config,
             metrics,
+            notifier,
             last_write: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             unsynced: std::sync::atomic::AtomicU8::new(3),
@@ -326,8 +338,18 @@ pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
 pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) {
     preflight(&client, &config, &metrics).await;
     metrics.set_not_ready("waiting for the watches of Workflows, Approvals and step Pods to sync");
-    let ctx = Context::new(client, config, metrics);
-    futures::join!(workflow::run(ctx.clone()), approval::run(ctx.clone()), outcomes::run(ctx));
+    let (notifier, jobs, channels) = notify::Notifier::new(&client, &config);
+    let ctx = Context::new(client, config, metrics, notifier);
+    let controllers = async {
+        futures::join!(workflow::run(ctx.clone()), approval::run(ctx.clone()), outcomes::run(ctx.clone()));
+    };
+    // Delivery runs as long as the controllers do; what is in flight at shutdown was not
+    // recorded as delivered, so the next leader sends it again (same key).
+    let delivery = async { futures::join!(channels, notify::run_workers(ctx.clone(), jobs)) };
+    tokio::select! {
+        _ = controllers => {}
+        _ = delivery => {}
+    }
 }
 
 /// What a controller stream yields: reconciled objects, or errors of the machinery around the

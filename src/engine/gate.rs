@@ -33,14 +33,18 @@ pub fn cancelled(a: &Approval, now: Timestamp) -> Option<ApprovalStatus> {
 /// Who may decide, as a gate records it.
 pub struct Deciders<'a> {
     pub approvers: Option<&'a Approvers>,
+    /// Who may decide too since the gate escalated (None before).
+    pub escalated: Option<&'a Approvers>,
     pub self_approval: Option<SelfApproval>,
     pub created_by: Option<&'a str>,
 }
 
 impl<'a> Deciders<'a> {
-    pub fn of(spec: &'a ApprovalSpec) -> Self {
+    pub fn of(a: &'a Approval) -> Self {
+        let spec = &a.spec;
         Deciders {
             approvers: spec.approvers.as_ref(),
+            escalated: escalated_approvers(a),
             self_approval: spec.self_approval,
             created_by: spec.workflow_ref.created_by.as_deref(),
         }
@@ -67,10 +71,19 @@ impl<'a> Deciders<'a> {
         let Some(who) = who else {
             return Some("decidedBy is empty, but this gate lists approvers".into());
         };
-        let by_name = approvers.users.iter().any(|u| u == who);
-        let by_group = spec.decided_by_groups.iter().any(|g| approvers.groups.contains(g));
-        (!by_name && !by_group).then(|| format!("{who} is not among the approvers ({})", approvers.summary()))
+        let lists = std::iter::once(approvers).chain(self.escalated);
+        let allowed = lists.into_iter().any(|list| {
+            list.users.iter().any(|u| u == who) || spec.decided_by_groups.iter().any(|g| list.groups.contains(g))
+        });
+        (!allowed).then(|| format!("{who} is not among the approvers ({})", approvers.summary()))
     }
+}
+
+/// The escalation approvers of a gate that has escalated (its status says so; only the operator
+/// writes status).
+pub fn escalated_approvers(a: &Approval) -> Option<&Approvers> {
+    a.status.as_ref()?.escalated_at.as_ref()?;
+    Some(&a.spec.notify.as_ref()?.escalation.as_ref()?.approvers)
 }
 
 /// The gate's deadline: recorded at creation from the step's start; older Approvals count from
@@ -163,7 +176,7 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
 
 /// Checks a decision against the gate's own record: who may decide, and the input.
 fn check_decision(a: &Approval, d: Decision) -> Result<(), (&'static str, String)> {
-    if let Some(why) = Deciders::of(&a.spec).refusal(&a.spec) {
+    if let Some(why) = Deciders::of(a).refusal(&a.spec) {
         return Err(("NotAnApprover", why));
     }
     match d {
@@ -226,6 +239,7 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
     }
     let step_deciders = Deciders {
         approvers: expected.approvers.as_ref(),
+        escalated: escalation_counts(expected, &status).then(|| escalated_approvers(a)).flatten(),
         self_approval: a.spec.self_approval,
         created_by: expected.workflow.created_by.as_deref(),
     };
@@ -240,6 +254,15 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
             Err(e) => Outcome::NotAccepted(e),
         },
     }
+}
+
+/// Whether the Workflow accepts escalation approvers: the gate escalated no earlier than the
+/// step's own escalation time, and the decision was seen after it escalated.
+fn escalation_counts(expected: &ApprovalRequest, status: &ApprovalStatus) -> bool {
+    let (Some(escalated), Some(at)) = (status.escalated_at.as_ref(), expected.escalates_at.as_ref()) else {
+        return false;
+    };
+    escalated.0 >= at.0 && status.decided_at.as_ref().is_some_and(|d| d.0 >= escalated.0)
 }
 
 /// Which of the controller's fields of an Approval differ from the gate expected; None when it
@@ -263,6 +286,8 @@ pub fn mismatch(expected: &ApprovalRequest, spec: &ApprovalSpec) -> Option<Strin
     differs("expiresAt", spec.expires_at == want.expires_at);
     differs("requiredApprovals", spec.required_approvals == want.required_approvals);
     differs("rejectWhen", spec.reject_when == want.reject_when);
+    differs("notify", spec.notify == want.notify);
+    differs("escalatesAt", spec.escalates_at == want.escalates_at);
     differs(
         "selfApproval",
         want.self_approval != Some(SelfApproval::Forbid) || spec.self_approval == Some(SelfApproval::Forbid),
@@ -303,7 +328,10 @@ fn set_conditions(
     if let Some(reason) = problem {
         wanted.push(("Accepted", "False", reason, status.message.clone().unwrap_or_default()));
     }
+    // `Notified` is the delivery workers' condition: kept as they wrote it.
+    let notified = old.conditions.iter().filter(|c| c.type_ == "Notified").cloned();
     status.conditions = conditions::merge(&old.conditions, wanted, Time(now), generation);
+    status.conditions.extend(notified);
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod graph;
 pub mod inputs;
 pub mod names;
+pub mod notify;
 pub mod outputs;
 pub mod plan;
 #[cfg(test)]

@@ -11,9 +11,9 @@ use serde_json::json;
 use super::expr::EvalError;
 use super::{conditions, duration, expr, gate, graph, inputs, names, outputs};
 use crate::api::{
-    ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, OnTimeout, RejectWhen, SelfApproval, Step,
-    StepContainer, StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef, WorkflowStatus,
-    workflow::PodGcStrategy,
+    ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, NotifySpec, OnTimeout, RejectWhen,
+    SelfApproval, Step, StepContainer, StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef,
+    WorkflowStatus, workflow::PodGcStrategy,
 };
 
 /// When to try again to start a step whose expressions could not be evaluated yet, because too
@@ -78,6 +78,9 @@ pub struct ApprovalRequest {
     pub expires_at: Option<Time>,
     pub self_approval: Option<SelfApproval>,
     pub required_approvals: Option<i32>,
+    pub notify: Option<NotifySpec>,
+    /// The step's start plus the escalation delay: no escalation counts before.
+    pub escalates_at: Option<Time>,
     pub reject_when: Option<RejectWhen>,
 }
 
@@ -96,6 +99,8 @@ impl ApprovalRequest {
             self_approval: self.self_approval,
             required_approvals: self.required_approvals,
             reject_when: self.reject_when,
+            notify: self.notify.clone(),
+            escalates_at: self.escalates_at.clone(),
             ..Default::default()
         }
     }
@@ -656,6 +661,13 @@ pub fn approval_request(wf: &Workflow, step: &Step, st: &StepStatus) -> Approval
         self_approval: gate.self_approval,
         required_approvals: gate.required_approvals.filter(|&n| n > 1),
         reject_when: gate.reject_when.filter(|_| gate.required_approvals.is_some_and(|n| n > 1)),
+        notify: gate.notify.clone(),
+        escalates_at: gate
+            .notify
+            .as_ref()
+            .and_then(|n| n.escalation.as_ref())
+            .zip(st.started_at.as_ref())
+            .map(|(e, started)| Time(after(started, e.after_seconds))),
     }
 }
 

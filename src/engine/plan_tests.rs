@@ -485,6 +485,29 @@ fn an_approval_that_does_not_hold_up_is_never_acted_on() {
     }
 }
 
+/// An escalation approver counts only for a decision seen after an escalation that came no
+/// earlier than the step's own escalation time.
+#[test]
+fn an_escalation_approver_counts_only_after_the_escalation() {
+    let escalation = json!({"notify": {"escalation": {"afterSeconds": 60, "approvers": {"users": ["bob"]}}}});
+    let w = gate_workflow_with(escalation);
+    let mut opened = w.clone();
+    let req = open(&mut opened);
+    assert_eq!(req.escalates_at, Some(Time(at(60))));
+    let by_bob = |escalated: Option<i64>, seen: i64| {
+        let mut a = decided(&req, ApprovalPhase::Approved, json!({"verdict": "sign"}), "bob", at(seen));
+        a.status.as_mut().unwrap().escalated_at = escalated.map(|s| Time(at(s)));
+        let mut w = opened.clone();
+        step(&mut w, &[], &[a], at(seen + 1));
+        (review(&w).phase, review(&w).reason.clone())
+    };
+    let refused = (StepPhase::Waiting, Some("DecisionNotAccepted".to_string()));
+    assert_eq!(by_bob(None, 70), refused, "never escalated");
+    assert_eq!(by_bob(Some(30), 70), refused, "escalated before its time");
+    assert_eq!(by_bob(Some(65), 62), refused, "decided before the escalation");
+    assert_eq!(by_bob(Some(61), 70).0, StepPhase::Succeeded);
+}
+
 #[test]
 fn a_group_approver_counts_only_with_the_group_recorded() {
     let mut w = gate_workflow_with(json!({"approvers": {"groups": ["legal"]}}));

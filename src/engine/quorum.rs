@@ -90,7 +90,8 @@ pub fn evaluate(
     status: &mut ApprovalStatus,
     now: Timestamp,
 ) -> (Option<Event>, Option<(&'static str, String)>) {
-    let t = tally(&Deciders::of(&a.spec), &a.spec.votes);
+    // Escalation is refused on quorum gates (CRD rule), so only the gate's own approvers vote.
+    let t = tally(&Deciders { escalated: None, ..Deciders::of(a) }, &a.spec.votes);
     status.votes = Some(format!("{}/{required}", t.approvers.len()));
     let reject_when = a.spec.reject_when.unwrap_or_default();
     let problem = t.refused.first().map(|why| ("NotAnApprover", why.clone()));
@@ -121,6 +122,7 @@ pub fn evaluate(
 pub fn outcome(expected: &ApprovalRequest, a: &Approval, required: i32, decided: Decision) -> Outcome {
     let deciders = Deciders {
         approvers: expected.approvers.as_ref(),
+        escalated: None,
         self_approval: a.spec.self_approval,
         created_by: expected.workflow.created_by.as_deref(),
     };
@@ -156,7 +158,7 @@ mod tests {
     #[test]
     fn only_votes_the_gate_allows_count_and_approvals_share_their_input() {
         let approvers = Approvers { users: vec!["dave".into()], groups: vec!["legal".into()] };
-        let deciders = Deciders { approvers: Some(&approvers), self_approval: None, created_by: None };
+        let deciders = Deciders { approvers: Some(&approvers), escalated: None, self_approval: None, created_by: None };
         let votes = BTreeMap::from([
             ("alice".to_string(), vote(Decision::Approve, &["legal"], serde_json::json!({"v": "sign"}))),
             ("bob".to_string(), vote(Decision::Approve, &[], serde_json::json!({"v": "sign"}))),

@@ -1,0 +1,523 @@
+//! Notifications on the local cluster, with receivers this test runs on 127.0.0.1: an HTTP
+//! receiver (webhook and Slack-compatible) that can fail or hang on demand, and an SMTP sink.
+
+mod common;
+mod harness;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{kubectl_ok, test_namespace, wait_for};
+use harness::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+const SIGNING_KEY: &str = "s3cret-signing-key";
+const SLACK_TOKEN: &str = "T0KEN-IN-THE-URL";
+
+/// What a path answers.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    Ok,
+    /// Answers 503 this many more times, then 200.
+    FailTimes(u32),
+    /// Reads the request, then never answers.
+    Hang,
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// An HTTP/1.1 receiver: records every request it read in full, answers per path.
+#[derive(Clone)]
+struct Receiver {
+    port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+    modes: Arc<Mutex<HashMap<String, Mode>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let r =
+            Receiver { port: listener.local_addr().unwrap().port(), requests: Arc::default(), modes: Arc::default() };
+        let me = r.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let me = me.clone();
+                std::thread::spawn(move || me.serve(stream));
+            }
+        });
+        r
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn set(&self, path: &str, mode: Mode) {
+        self.modes.lock().unwrap().insert(path.into(), mode);
+    }
+
+    fn serve(&self, stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        self.requests.lock().unwrap().push(Request { path: path.clone(), headers, body });
+        let mode = {
+            let mut modes = self.modes.lock().unwrap();
+            let mode = modes.get(&path).copied().unwrap_or(Mode::Ok);
+            if let Mode::FailTimes(n) = mode {
+                modes.insert(path.clone(), if n <= 1 { Mode::Ok } else { Mode::FailTimes(n - 1) });
+            }
+            mode
+        };
+        let mut stream = stream;
+        match mode {
+            Mode::Hang => std::thread::sleep(Duration::from_secs(3600)),
+            Mode::FailTimes(_) => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+            Mode::Ok => {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        }
+    }
+
+    fn on(&self, path: &str) -> Vec<Request> {
+        self.requests.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    /// Waits for a request on `path` whose idempotency key ends with `suffix`.
+    fn wait(&self, path: &str, suffix: &str) -> Request {
+        wait_for(&format!("{suffix} on {path}"), WAIT, || {
+            self.on(path).into_iter().find(|r| r.headers.get("idempotency-key").is_some_and(|k| k.ends_with(suffix)))
+        })
+    }
+}
+
+/// One received e-mail: its recipients and its data (headers and body).
+type Mail = (Vec<String>, String);
+
+/// A plain SMTP sink: records each message's envelope and data.
+#[derive(Clone)]
+struct SmtpSink {
+    port: u16,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl SmtpSink {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sink = SmtpSink { port: listener.local_addr().unwrap().port(), mails: Arc::default() };
+        let me = sink.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let me = me.clone();
+                std::thread::spawn(move || me.session(stream));
+            }
+        });
+        sink
+    }
+
+    fn session(&self, mut stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let _ = stream.write_all(b"220 sink ESMTP\r\n");
+        let (mut rcpt, mut data) = (vec![], String::new());
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let cmd = line.to_ascii_uppercase();
+            let reply: &[u8] = if cmd.starts_with("EHLO") {
+                b"250-sink\r\n250 8BITMIME\r\n"
+            } else if cmd.starts_with("RCPT TO:") {
+                rcpt.push(line[8..].trim().to_string());
+                b"250 ok\r\n"
+            } else if cmd.starts_with("DATA") {
+                let _ = stream.write_all(b"354 go on\r\n");
+                loop {
+                    let mut l = String::new();
+                    reader.read_line(&mut l).unwrap();
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    data.push_str(&l);
+                }
+                self.mails.lock().unwrap().push((std::mem::take(&mut rcpt), std::mem::take(&mut data)));
+                b"250 queued\r\n"
+            } else if cmd.starts_with("QUIT") {
+                let _ = stream.write_all(b"221 bye\r\n");
+                return;
+            } else {
+                b"250 ok\r\n"
+            };
+            let _ = stream.write_all(reply);
+        }
+    }
+}
+
+fn secret(ns: &str, name: &str, pairs: &[(&str, &str)]) {
+    let mut args = vec!["-n", ns, "create", "secret", "generic", name];
+    let literals: Vec<String> = pairs.iter().map(|(k, v)| format!("--from-literal={k}={v}")).collect();
+    args.extend(literals.iter().map(String::as_str));
+    kubectl_ok("admin", &args);
+}
+
+fn channel(ns: &str, name: &str, spec: &str) {
+    apply(
+        ns,
+        &format!("apiVersion: hitl.dev/v1alpha1\nkind: NotificationChannel\nmetadata: {{name: {name}}}\nspec:\n{spec}"),
+    );
+}
+
+/// The webhook, Slack and e-mail channels, named `hook`, `chat` and `mail`.
+fn three_channels(ns: &str, rx: &Receiver, smtp: &SmtpSink) {
+    secret(ns, "hook-key", &[("key", SIGNING_KEY)]);
+    secret(ns, "chat-url", &[("url", &rx.url(&format!("/slack/{SLACK_TOKEN}")))]);
+    channel(
+        ns,
+        "hook",
+        &format!(
+            "  webhook:\n    url: {}\n    signingSecretRef: {{name: hook-key, key: key}}\n  approvalUrlTemplate: 'https://hitl.example/{{namespace}}/{{name}}'\n",
+            rx.url("/hook")
+        ),
+    );
+    channel(ns, "chat", "  slack:\n    urlSecretRef: {name: chat-url, key: url}\n");
+    channel(
+        ns,
+        "mail",
+        &format!(
+            "  email:\n    host: 127.0.0.1\n    port: {}\n    tls: None\n    from: hitl@example.com\n    to: [legal@example.com]\n",
+            smtp.port
+        ),
+    );
+}
+
+fn gate_workflow(name: &str, notify: &str, suspend_extra: &str) -> String {
+    format!(
+        r#"apiVersion: hitl.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  steps:
+    - name: review
+      suspend:
+        message: "Please review contract 7"
+        approvers: {{users: [alice], groups: [legal]}}
+        inputs:
+          - {{name: verdict, type: string, enum: [sign, redact], required: true}}
+{suspend_extra}        notify:
+{notify}
+    - name: after
+      container: {{image: busybox:1.36}}
+"#
+    )
+}
+
+fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn records(ns: &str, approval_name: &str) -> Vec<Value> {
+    approval(ns, approval_name)["status"]["notifications"].as_array().cloned().unwrap_or_default()
+}
+
+fn notified(ns: &str, approval_name: &str) -> Option<Value> {
+    approval(ns, approval_name)["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Notified").cloned()
+}
+
+#[test]
+fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
+    let ns = test_namespace("notify");
+    let (rx, smtp) = (Receiver::start(), SmtpSink::start());
+    three_channels(&ns.name, &rx, &smtp);
+    let op = Operator::start(&ns.name);
+    apply(&ns.name, &gate_workflow("deal", "          channels: [hook, chat, mail]", "        timeoutSeconds: 3600\n"));
+    let a = wait_pending(&ns.name, "deal.review");
+    let uid = a["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // The webhook: a CloudEvent, signed, with a stable idempotency key.
+    let hook = rx.wait("/hook", "/requested");
+    assert_eq!(hook.headers["idempotency-key"], format!("{uid}/requested"));
+    let signature = hook.headers["x-hitl-signature"].clone();
+    assert_eq!(signature, format!("sha256={}", hmac_hex(SIGNING_KEY.as_bytes(), &hook.body)), "HMAC verifies");
+    assert_ne!(signature, format!("sha256={}", hmac_hex(b"another key", &hook.body)));
+    let event = hook.json();
+    assert_eq!(
+        (event["specversion"].as_str(), event["type"].as_str()),
+        (Some("1.0"), Some("dev.hitl.approval.requested"))
+    );
+    assert_eq!(event["id"], format!("{uid}/requested"));
+    assert_eq!(event["subject"], format!("{}/deal.review", ns.name));
+    let data = &event["data"];
+    assert_eq!(data["message"], "Please review contract 7");
+    assert_eq!(data["approvers"]["users"][0], "alice");
+    assert_eq!(data["inputs"][0]["enum"][1], "redact");
+    assert_eq!(data["expiresAt"], a["spec"]["expiresAt"]);
+    assert_eq!(data["approvalUrl"], format!("https://hitl.example/{}/deal.review", ns.name));
+    assert_eq!(
+        data["decideCommand"],
+        format!("kubectl hitl approve deal.review -n {} --input verdict=<sign|redact>", ns.name)
+    );
+
+    // Slack: a readable message with the exact command.
+    let chat_path = format!("/slack/{SLACK_TOKEN}");
+    let text = rx.wait(&chat_path, "/requested").json()["text"].as_str().unwrap().to_string();
+    for want in [
+        format!("Decision needed: approval deal.review in {}", ns.name),
+        "> Please review contract 7".into(),
+        "verdict (string, one of sign|redact, required)".into(),
+        "Who may decide: alice, group:legal".into(),
+        "Deadline: ".into(),
+        format!("Decide: kubectl hitl approve deal.review -n {} --input verdict=<sign|redact>", ns.name),
+    ] {
+        assert!(text.contains(&want), "{want:?} missing from:\n{text}");
+    }
+
+    // E-mail.
+    let mail = wait_for("the request by e-mail", WAIT, || smtp.mails.lock().unwrap().first().cloned());
+    assert_eq!(mail.0, ["<legal@example.com>"]);
+    assert!(mail.1.contains("Subject: Decision needed: approval deal.review"), "{}", mail.1);
+    assert!(mail.1.contains("Who may decide: alice, group:legal"), "{}", mail.1);
+
+    patch_approval(
+        "alice",
+        &ns.name,
+        "deal.review",
+        r#"{"spec":{"decision":"Approve","input":{"verdict":"sign"},"comment":"clause 7 fine"}}"#,
+    )
+    .unwrap();
+    let decided = rx.wait("/hook", "/decided").json();
+    assert_eq!(decided["type"], "dev.hitl.approval.decided");
+    assert_eq!(
+        (decided["data"]["decidedBy"].as_str(), decided["data"]["comment"].as_str()),
+        (Some("alice"), Some("clause 7 fine"))
+    );
+    assert_eq!(decided["data"]["input"]["verdict"], "sign");
+    let text = rx.wait(&chat_path, "/decided").json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("Approved by alice") && text.contains("Comment: clause 7 fine"), "{text}");
+
+    wait_for("six deliveries recorded", WAIT, || {
+        let r = records(&ns.name, "deal.review");
+        (r.len() == 6 && r.iter().all(|r| r["state"] == "Delivered")).then_some(())
+    });
+    assert_eq!(notified(&ns.name, "deal.review").unwrap()["status"], "True");
+    assert_eq!(rx.on("/hook").len(), 2, "each event once");
+    let metrics = op.metrics();
+    assert!(
+        metrics.contains(r#"hitl_notifications_total{channel_kind="webhook",event="requested",result="sent"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"hitl_notifications_total{channel_kind="slack",event="decided",result="failed"} 0"#));
+    // No credential anywhere the operator writes.
+    let seen = format!(
+        "{}{}{}",
+        approval(&ns.name, "deal.review"),
+        events(&ns.name, "deal.review").join("\n"),
+        std::fs::read_to_string(&op.log).unwrap()
+    );
+    assert!(!seen.contains(SLACK_TOKEN) && !seen.contains(SIGNING_KEY), "a credential leaked");
+}
+
+#[test]
+fn a_failing_receiver_is_retried_a_hanging_one_times_out_and_neither_holds_up_the_other() {
+    let ns = test_namespace("notify-retry");
+    let rx = Receiver::start();
+    secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
+    for (name, path) in [("flaky", "/flaky"), ("stuck", "/stuck"), ("fine", "/fine")] {
+        channel(
+            &ns.name,
+            name,
+            &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url(path)),
+        );
+    }
+    rx.set("/flaky", Mode::FailTimes(2));
+    rx.set("/stuck", Mode::Hang);
+    let _op = Operator::start_with(&ns.name, "", &["--leader-elect=false", "--notification-timeout=1"]);
+    apply(&ns.name, &gate_workflow("w", "          channels: [flaky, stuck, fine]", ""));
+    rx.wait("/fine", "/requested");
+    let flaky = wait_for("the flaky channel's third attempt to be recorded", WAIT, || {
+        records(&ns.name, "w.review").into_iter().find(|r| r["channel"] == "flaky" && r["state"] == "Delivered")
+    });
+    assert_eq!(flaky["attempts"], 3, "{flaky}");
+    assert_eq!(rx.on("/flaky").len(), 3);
+    let keys: Vec<_> = rx.on("/flaky").iter().map(|r| r.headers["idempotency-key"].clone()).collect();
+    assert!(keys.windows(2).all(|w| w[0] == w[1]), "one key for every attempt: {keys:?}");
+    let stuck = wait_for("the hanging channel's timeout to be recorded", WAIT, || {
+        records(&ns.name, "w.review").into_iter().find(|r| r["channel"] == "stuck" && r["lastError"].is_string())
+    });
+    assert_eq!(stuck["state"], "Pending", "{stuck}");
+    assert_eq!(stuck["lastError"], "the receiver did not answer in time");
+    let condition = notified(&ns.name, "w.review").unwrap();
+    assert_eq!((condition["status"].as_str(), condition["reason"].as_str()), (Some("False"), Some("Retrying")));
+    assert!(condition["message"].as_str().unwrap().contains("requested to stuck: the receiver did not answer in time"));
+}
+
+#[test]
+fn an_operator_killed_mid_delivery_sends_again_with_the_same_key() {
+    let ns = test_namespace("notify-kill");
+    let rx = Receiver::start();
+    secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
+    channel(
+        &ns.name,
+        "hook",
+        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url("/hook")),
+    );
+    rx.set("/hook", Mode::Hang);
+    let mut op = Operator::start_with(&ns.name, "", &["--leader-elect=false", "--notification-timeout=30"]);
+    apply(&ns.name, &gate_workflow("w", "          channels: [hook]", ""));
+    let first = rx.wait("/hook", "/requested");
+    op.kill();
+    assert!(records(&ns.name, "w.review").is_empty(), "nothing was recorded as delivered");
+    rx.set("/hook", Mode::Ok);
+    op.restart();
+    wait_for("the delivery to be recorded", WAIT, || {
+        records(&ns.name, "w.review").into_iter().find(|r| r["state"] == "Delivered")
+    });
+    let sent = rx.on("/hook");
+    assert!(sent.len() >= 2, "sent again after the restart: {}", sent.len());
+    assert!(
+        sent.iter().all(|r| r.headers["idempotency-key"] == first.headers["idempotency-key"]),
+        "a duplicate carries the same key"
+    );
+}
+
+#[test]
+fn reminders_and_escalation_follow_the_clock_and_admission_enforces_the_escalation() {
+    let ns = test_namespace("notify-escalate");
+    let rx = Receiver::start();
+    secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
+    channel(
+        &ns.name,
+        "hook",
+        &format!(
+            "  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n  default: true\n",
+            rx.url("/hook")
+        ),
+    );
+    channel(
+        &ns.name,
+        "audit",
+        &format!(
+            "  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n  events: [Decided, Expired]\n",
+            rx.url("/audit")
+        ),
+    );
+    // bob may patch approvals here (the approver role), yet he is on no gate's list.
+    kubectl_ok(
+        "admin",
+        &["-n", &ns.name, "create", "role", "approve-all", "--verb=get,list,patch", "--resource=approvals.hitl.dev"],
+    );
+    kubectl_ok("admin", &["-n", &ns.name, "create", "rolebinding", "bob-approves", "--role=approve-all", "--user=bob"]);
+    let _op = Operator::start(&ns.name);
+    let notify = "          channels: [hook, audit]\n          reminders: {everySeconds: 2}\n          escalation:\n            afterSeconds: 6\n            approvers: {users: [bob]}";
+    apply(&ns.name, &gate_workflow("w", notify, "        timeoutSeconds: 120\n"));
+    wait_pending(&ns.name, "w.review");
+    let refused =
+        patch_approval("bob", &ns.name, "w.review", r#"{"spec":{"decision":"Approve","input":{"verdict":"sign"}}}"#)
+            .expect_err("bob is not an approver before the escalation");
+    assert!(refused.contains("user bob is not an approver of this gate"), "{refused}");
+    let reminder = rx.wait("/hook", "/reminder/1");
+    assert_eq!(reminder.json()["type"], "dev.hitl.approval.reminder");
+    let escalated = rx.wait("/hook", "/escalated").json();
+    assert_eq!(escalated["data"]["escalationApprovers"]["users"][0], "bob");
+    let a = approval(&ns.name, "w.review");
+    assert!(a["status"]["escalatedAt"].is_string(), "{a}");
+    patch_approval("bob", &ns.name, "w.review", r#"{"spec":{"decision":"Approve","input":{"verdict":"sign"}}}"#)
+        .expect("bob decides once the gate escalated");
+    let wf = wait_phase(&ns.name, "w", "Succeeded", WAIT);
+    assert_eq!(step(&wf, "review")["decidedBy"], "bob");
+    let audit = rx.wait("/audit", "/decided");
+    assert_eq!(audit.json()["data"]["decidedBy"], "bob");
+    assert_eq!(rx.on("/audit").len(), 1, "the audit channel takes only Decided and Expired");
+    let requested = rx.on("/hook").iter().filter(|r| r.headers["idempotency-key"].ends_with("/requested")).count();
+    assert_eq!(requested, 1, "told once that it waits");
+    let reminders = rx.on("/hook").iter().filter(|r| r.headers["idempotency-key"].contains("/reminder/")).count();
+    assert!(reminders >= 2, "a reminder every 2 s over 6 s: {reminders}");
+}
+
+#[test]
+fn a_missing_secret_or_channel_is_told_in_status_and_the_rest_still_goes_out() {
+    let ns = test_namespace("notify-missing");
+    let rx = Receiver::start();
+    secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
+    channel(
+        &ns.name,
+        "ok",
+        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url("/ok")),
+    );
+    channel(
+        &ns.name,
+        "nokey",
+        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: absent, key: key}}\n", rx.url("/nokey")),
+    );
+    channel(
+        &ns.name,
+        "wrongkey",
+        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: other}}\n", rx.url("/wrongkey")),
+    );
+    let mut op = Operator::start(&ns.name);
+    apply(
+        &ns.name,
+        &gate_workflow(
+            "w",
+            "          channels: [ok, nokey, wrongkey, ghost]",
+            "        timeoutSeconds: 3\n        onTimeout: Reject\n",
+        ),
+    );
+    rx.wait("/ok", "/requested");
+    let errors = wait_for("the three failures recorded", WAIT, || {
+        let r = records(&ns.name, "w.review");
+        let errors: HashMap<String, String> = r
+            .iter()
+            .filter(|r| r["lastError"].is_string())
+            .map(|r| (r["channel"].as_str().unwrap().to_string(), r["lastError"].as_str().unwrap().to_string()))
+            .collect();
+        (errors.len() == 3).then_some(errors)
+    });
+    assert_eq!(errors["nokey"], "Secret absent not found");
+    assert_eq!(errors["wrongkey"], "Secret key has no key other");
+    assert_eq!(errors["ghost"], "NotificationChannel ghost not found");
+    assert!(rx.on("/nokey").is_empty() && rx.on("/wrongkey").is_empty(), "nothing sent unsigned");
+    // The gate goes on: it expires, the expiry is told, and the operator never fell over.
+    rx.wait("/ok", "/expired");
+    wait_phase(&ns.name, "w", "Failed", WAIT);
+    assert!(op.is_running(), "the operator is still up");
+}
