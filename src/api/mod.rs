@@ -3,11 +3,13 @@ pub mod approval;
 pub mod policy;
 pub mod shared;
 mod validation;
+pub mod volumes;
 pub mod workflow;
 
 pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, Vote, WorkflowRef};
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
+pub use volumes::{Volume, VolumeMount, Workspace};
 pub use workflow::{
     ANNOTATION_CREATED_BY, Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase,
     WorkflowSpec, WorkflowStatus,

@@ -3,10 +3,12 @@
 pub mod approval;
 pub mod grants;
 pub mod guard;
+mod mounts;
 pub mod outcomes;
 pub mod pods;
 pub mod tolerant;
 pub mod workflow;
+pub mod workspace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
