@@ -167,3 +167,25 @@ fn mounts_of_undeclared_volumes_are_refused_naming_the_field_and_the_name() {
     let out = kubectl_stdin("admin", &["-n", n, "create", "--dry-run=server", "-f", "-"], ok);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The README's "Step Pods" example is a Workflow the API server accepts as written, in a
+/// namespace whose owner allows its priority class (admin may get every Secret and claim).
+#[test]
+fn the_readmes_step_pods_example_is_accepted() {
+    ensure_crds();
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let section = readme.split("## Step Pods").nth(1).expect("the Step Pods section");
+    let example = section.split("```yaml\n").nth(1).expect("a yaml block").split("\n```").next().unwrap();
+    let ns = test_namespace("readme-steppods");
+    let n = ns.name.as_str();
+    let example = example.replace("namespace: ci", &format!("namespace: {n}"));
+    let dry_run = || kubectl_stdin("admin", &["create", "--dry-run=server", "-f", "-"], &example);
+    let refused = String::from_utf8_lossy(&dry_run().stderr).into_owned();
+    assert!(refused.contains("priorityClassName: batch-low is not allowed here"), "{refused}");
+    kubectl_ok("admin", &["label", "namespace", n, "hitl.dev/workflow-policy=custom"]);
+    let policy = format!(
+        "apiVersion: hitl.dev/v1alpha1\nkind: WorkflowPolicy\nmetadata: {{name: default, namespace: {n}}}\nspec: {{priorityClassNames: [batch-low]}}\n"
+    );
+    assert!(kubectl_stdin("admin", &["apply", "-f", "-"], &policy).status.success());
+    wait_for("the README's example to be accepted", WAIT, || dry_run().status.success().then_some(()));
+}

@@ -85,8 +85,11 @@ pub struct WorkflowSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = MAX_VOLUMES))]
     pub volumes: Vec<Volume>,
 
-    /// A PersistentVolumeClaim created when the run starts and deleted with the Workflow, mounted
-    /// by the steps that set `container.workspace: true`: how steps hand files to each other.
+    /// A PersistentVolumeClaim for the whole run, so steps hand files to each other: created from
+    /// `volumeClaimTemplate` when the run starts (before its first Pod) as
+    /// `<workflow>-workspace-<hash of the UID>` (see `status.workspaceClaimName`), owned by the
+    /// Workflow and so deleted with it, and mounted by the steps that set `container.workspace:
+    /// true`. Asking for one requires the right to create PersistentVolumeClaims here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<Workspace>,
 
