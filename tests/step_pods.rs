@@ -162,6 +162,11 @@ fn mounts_of_undeclared_volumes_are_refused_naming_the_field_and_the_name() {
         "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  workspace: {volumeClaimTemplate: {resources: {requests: {storage: 1Gi}}}}\n  volumes: [{name: workspace, emptyDir: {}}]\n  steps:\n    - {name: a, container: {image: x}}\n",
     );
     assert!(err.contains("spec.volumes: the name workspace is taken by spec.workspace"), "{err}");
+    let err = apply_refused(
+        n,
+        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n    - {name: wait, sleep: 1s, affinity: {}}\n",
+    );
+    assert!(err.contains("step wait: affinity applies only to container steps, and this is a sleep step"), "{err}");
     // With a workspace, `workspace` is a volume a mount may name (here with a subPath).
     let ok = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  workspace: {volumeClaimTemplate: {resources: {requests: {storage: 1Gi}}}}\n  steps:\n    - {name: a, container: {image: x, volumeMounts: [{name: workspace, mountPath: /src, subPath: src}]}}\n";
     let out = kubectl_stdin("admin", &["-n", n, "create", "--dry-run=server", "-f", "-"], ok);
