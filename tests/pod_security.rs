@@ -237,6 +237,15 @@ fn a_secret_is_mounted_only_for_whoever_may_read_it() {
     let other = mounts("api-token").replace("name: w}", "name: w2}");
     let err = apply_as("alice", n, &other).unwrap_err();
     assert!(err.contains("spec.volumes db mounts Secret api-token, which is not allowed here"), "{err}");
+    // Asked together, the message names the one she may not read, not the first one.
+    let both = workflow_yaml(
+        "  volumes: [{name: db, secret: {secretName: db-password}}, {name: tok, secret: {secretName: api-token}}]\n",
+        "        volumeMounts: [{name: db, mountPath: /db}, {name: tok, mountPath: /tok}]\n",
+    )
+    .replace("name: w}", "name: w3}");
+    let err = apply_as("alice", n, &both).unwrap_err();
+    assert!(err.contains("spec.volumes tok mounts Secret api-token, which is not allowed here"), "{err}");
+    assert!(!err.contains("Secret db-password"), "{err}");
 }
 
 /// The same for a PersistentVolumeClaim (its files are the claim's owner's), and for the workspace
