@@ -181,6 +181,7 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         json!({"apiGroups": ["hitl.dev"], "resources": ["approvals"], "verbs": approvals}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflowpolicies"], "verbs": ["get"]}),
         json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete", "patch"]}),
+        json!({"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]}),
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
     ];
     if per_gate_grants {
@@ -696,6 +697,8 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("create", "pods"),
         ("delete", "pods"),
         ("patch", "pods"),
+        ("create", "persistentvolumeclaims"),
+        ("get", "persistentvolumeclaims"),
         ("create", "events.events.k8s.io"),
         ("patch", "events.events.k8s.io"),
         ("create", "roles.rbac.authorization.k8s.io"),
@@ -711,6 +714,8 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("get", "secrets"),
         ("list", "configmaps"),
         ("update", "pods"),
+        ("delete", "persistentvolumeclaims"),
+        ("list", "persistentvolumeclaims"),
         ("create", "pods/exec"),
         ("create", "serviceaccounts/token"),
         ("delete", "roles.rbac.authorization.k8s.io"),

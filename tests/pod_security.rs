@@ -153,15 +153,166 @@ refused! {
         => "step s: container.env T reads Secret tok, which is not allowed here; allowed: none", "{secretNames: [tok]}";
     secret_env_from: "", "        envFrom: [{configMapRef: {name: cm}}, {secretRef: {name: tok}}]\n"
         => "step s: container.envFrom reads Secret tok, which is not allowed here; allowed: none", "{secretNames: [tok]}";
+    secret_volume: "  volumes: [{name: db, secret: {secretName: tok}}]\n", "        volumeMounts: [{name: db, mountPath: /db}]\n"
+        => "spec.volumes db mounts Secret tok, which is not allowed here; allowed: none, besides Secrets you may get yourself (kubectl auth can-i get secret/tok)",
+        "{secretNames: [tok]}";
+    image_pull_secret: "  podTemplate: {imagePullSecrets: [{name: regcred}]}\n", ""
+        => "spec.podTemplate.imagePullSecrets pulls images with Secret regcred, which is not allowed here; allowed: none",
+        "{secretNames: [regcred]}";
+    priority_class: "  podTemplate: {priorityClassName: system-cluster-critical}\n", ""
+        => "spec.podTemplate.priorityClassName: system-cluster-critical is not allowed here; allowed: none",
+        "{priorityClassNames: [system-cluster-critical]}";
+    control_plane_affinity: "  podTemplate: {affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: node-role.kubernetes.io/control-plane, operator: Exists}]}]}}}}\n", ""
+        => "spec.podTemplate.affinity.nodeAffinity: a required term on a control-plane node label is not allowed here",
+        "{allowControlPlaneTolerations: true}";
+}
+
+/// A namespace where `bob` and `alice` may each create, get and list Workflows and nothing else,
+/// except what `grant` then gives alice alone.
+fn authors_namespace(prefix: &str) -> TestNamespace {
+    ensure_crds();
+    let ns = test_namespace(prefix);
+    let n = ns.name.as_str();
+    kubectl_ok(
+        "admin",
+        &["-n", n, "create", "role", "workflow-author", "--verb=create,get,list", "--resource=workflows.hitl.dev"],
+    );
+    for user in ["bob", "alice"] {
+        kubectl_ok(
+            "admin",
+            &["-n", n, "create", "rolebinding", &format!("{user}-authors"), "--role=workflow-author", "--user", user],
+        );
+    }
+    ns
+}
+
+/// Gives alice alone `verb` on `resource` (named `name`, or every one when empty) in `ns`.
+fn grant_alice(ns: &str, verb: &str, resource: &str, name: &str) {
+    let role = format!("alice-{verb}-{resource}");
+    let mut args = vec!["-n", ns, "create", "role", &role, "--verb", verb, "--resource", resource];
+    let names = format!("--resource-name={name}");
+    if !name.is_empty() {
+        args.push(&names);
+    }
+    kubectl_ok("admin", &args);
+    kubectl_ok("admin", &["-n", ns, "create", "rolebinding", &role, "--role", &role, "--user=alice"]);
+    let what = if name.is_empty() { resource.to_string() } else { format!("{resource}/{name}") };
+    wait_for("alice's grant", WAIT, || {
+        kubectl("alice", &["-n", ns, "auth", "can-i", verb, &what]).status.success().then_some(())
+    });
+}
+
+/// Who may mount a Secret through a Workflow: only someone who may read it anyway. bob may create
+/// Workflows but not read Secret `db-password`, so the operator (which could) must not read it for
+/// him; alice may get exactly that Secret, so she may mount it, and no other.
+#[test]
+fn a_secret_is_mounted_only_for_whoever_may_read_it() {
+    let ns = authors_namespace("secretvol");
+    let n = ns.name.as_str();
+    kubectl_ok("admin", &["-n", n, "create", "secret", "generic", "db-password", "--from-literal=password=s3cret"]);
+    grant_alice(n, "get", "secrets", "db-password");
+    let mounts = |secret: &str| {
+        workflow_yaml(
+            &format!("  volumes: [{{name: db, secret: {{secretName: {secret}}}}}]\n"),
+            "        volumeMounts: [{name: db, mountPath: /db, readOnly: true}]\n",
+        )
+    };
+    let err = apply_as("bob", n, &mounts("db-password")).unwrap_err();
+    assert!(err.contains("ValidatingAdmissionPolicy 'hitl-workflow-security'"), "{err}");
+    assert!(err.contains("spec.volumes db mounts Secret db-password, which is not allowed here"), "{err}");
+    assert!(err.contains("kubectl auth can-i get secret/db-password"), "{err}");
+    // Nor through the env, nor as an image pull secret.
+    let env =
+        workflow_yaml("", "        env: [{name: P, valueFrom: {secretKeyRef: {name: db-password, key: password}}}]\n");
+    assert!(apply_as("bob", n, &env).unwrap_err().contains("container.env P reads Secret db-password"));
+    let pull = workflow_yaml("  podTemplate: {imagePullSecrets: [{name: db-password}]}\n", "");
+    assert!(apply_as("bob", n, &pull).unwrap_err().contains("imagePullSecrets pulls images with Secret db-password"));
+    // alice may read it herself: mounting it gives her nothing new.
+    apply_as("alice", n, &mounts("db-password")).unwrap();
+    assert_eq!(
+        kubectl_ok("admin", &["-n", n, "get", "workflow", "w", "-o", "jsonpath={.spec.volumes[0].secret.secretName}"]),
+        "db-password"
+    );
+    // Her grant names one Secret; another stays out of reach.
+    let other = mounts("api-token").replace("name: w}", "name: w2}");
+    let err = apply_as("alice", n, &other).unwrap_err();
+    assert!(err.contains("spec.volumes db mounts Secret api-token, which is not allowed here"), "{err}");
+    // Asked together, the message names the one she may not read, not the first one.
+    let both = workflow_yaml(
+        "  volumes: [{name: db, secret: {secretName: db-password}}, {name: tok, secret: {secretName: api-token}}]\n",
+        "        volumeMounts: [{name: db, mountPath: /db}, {name: tok, mountPath: /tok}]\n",
+    )
+    .replace("name: w}", "name: w3}");
+    let err = apply_as("alice", n, &both).unwrap_err();
+    assert!(err.contains("spec.volumes tok mounts Secret api-token, which is not allowed here"), "{err}");
+    assert!(!err.contains("Secret db-password"), "{err}");
+}
+
+/// The same for a PersistentVolumeClaim (its files are the claim's owner's), and for the workspace
+/// claim the operator would create: only for someone who may get, or create, claims themselves.
+#[test]
+fn claims_are_mounted_and_created_only_for_whoever_may_themselves() {
+    let ns = authors_namespace("claimvol");
+    let n = ns.name.as_str();
+    let mounts = workflow_yaml(
+        "  volumes: [{name: data, persistentVolumeClaim: {claimName: shared}}]\n",
+        "        volumeMounts: [{name: data, mountPath: /data}]\n",
+    );
+    let err = apply_as("bob", n, &mounts).unwrap_err();
+    assert!(err.contains("spec.volumes data mounts PersistentVolumeClaim shared, which is not allowed here"), "{err}");
+    assert!(err.contains("kubectl auth can-i get persistentvolumeclaim/shared"), "{err}");
+    let workspace = workflow_yaml(
+        "  workspace: {volumeClaimTemplate: {resources: {requests: {storage: 1Gi}}}}\n",
+        "        workspace: true\n",
+    )
+    .replace("name: w}", "name: w2}");
+    let err = apply_as("bob", n, &workspace).unwrap_err();
+    assert!(err.contains("spec.workspace: the operator would create a PersistentVolumeClaim"), "{err}");
+    grant_alice(n, "get", "persistentvolumeclaims", "shared");
+    apply_as("alice", n, &mounts).unwrap();
+    let err = apply_as("alice", n, &workspace).unwrap_err();
+    assert!(err.contains("may not create PersistentVolumeClaims in this namespace"), "get is not create: {err}");
+    grant_alice(n, "create", "persistentvolumeclaims", "");
+    apply_as("alice", n, &workspace).unwrap();
+}
+
+/// A volume kind other than the four cannot be written down: kubectl's strict field validation
+/// refuses `hostPath` by name, and sent without it (the API server then drops unknown fields),
+/// the volume left has no kind and is refused by the CRD's rule.
+#[test]
+fn host_path_volumes_are_refused_whichever_way_they_are_sent() {
+    let ns = namespace("hostpath");
+    let n = ns.name.as_str();
+    let wf = workflow_yaml(
+        "  volumes: [{name: root, hostPath: {path: /}}]\n",
+        "        volumeMounts: [{name: root, mountPath: /host}]\n",
+    );
+    let err = apply_as(DEV, n, &wf).unwrap_err();
+    assert!(err.contains("strict decoding error: unknown field \"spec.volumes[0].hostPath\""), "{err}");
+    let out = kubectl_stdin(DEV, &["-n", n, "create", "--validate=false", "-f", "-"], &wf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted without its volume kind");
+    assert!(
+        err.contains("volume root: set exactly one of configMap, secret, emptyDir or persistentVolumeClaim"),
+        "{err}"
+    );
+    // Nor can a mount reach the node through subPath.
+    let climb = workflow_yaml(
+        "  volumes: [{name: tmp, emptyDir: {}}]\n",
+        "        volumeMounts: [{name: tmp, mountPath: /t, subPath: ../../etc}]\n",
+    );
+    let err = apply_as(DEV, n, &climb).unwrap_err();
+    assert!(err.contains("spec.steps[0].container.volumeMounts[0].subPath"), "{err}");
+    assert!(err.contains("subPath must be a relative path without \"..\""), "{err}");
 }
 
 #[test]
-fn host_namespaces_and_volumes_are_no_fields_of_a_workflow() {
+fn host_namespaces_and_devices_are_no_fields_of_a_workflow() {
     let ns = namespace("hostns");
     for (spec, container, field) in [
         ("  podTemplate: {hostNetwork: true}\n", "", "spec.podTemplate.hostNetwork"),
         ("  podTemplate: {hostPID: true}\n", "", "spec.podTemplate.hostPID"),
-        ("", "        volumeMounts: [{name: root, mountPath: /host}]\n", "spec.steps[0].container.volumeMounts"),
+        ("", "        volumeDevices: [{name: root, devicePath: /dev/sda}]\n", "spec.steps[0].container.volumeDevices"),
     ] {
         let err = apply_as(DEV, &ns.name, &workflow_yaml(spec, container)).unwrap_err();
         assert!(err.contains(&format!("strict decoding error: unknown field \"{field}\"")), "{err}");

@@ -4,12 +4,14 @@ pub mod notify;
 pub mod policy;
 pub mod shared;
 mod validation;
+pub mod volumes;
 pub mod workflow;
 
 pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, Vote, WorkflowRef};
 pub use notify::{NotificationChannel, NotificationEvent, NotifySpec};
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
+pub use volumes::{Volume, VolumeMount, Workspace};
 pub use workflow::{
     ANNOTATION_CREATED_BY, Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase,
     WorkflowSpec, WorkflowStatus,

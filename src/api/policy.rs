@@ -78,12 +78,20 @@ pub struct WorkflowPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 253), regex(pattern = DNS_SUBDOMAIN)))]
     pub service_account_names: Vec<String>,
-    /// Secrets step containers may read into their environment (`env[].valueFrom.secretKeyRef`,
-    /// `envFrom[].secretRef`). Empty: none. A step's outputs are readable by everyone who can read
-    /// the Workflow: a step must not write what it read from a Secret to its termination message.
+    /// Secrets any Workflow here may use: read into a step's environment
+    /// (`env[].valueFrom.secretKeyRef`, `envFrom[].secretRef`), mount (`spec.volumes[].secret`) or
+    /// pull images with (`podTemplate.imagePullSecrets`). Empty: none, beyond the Secrets that
+    /// whoever writes the Workflow may `get` themselves (those are allowed everywhere). A step's
+    /// outputs are readable by everyone who can read the Workflow: a step must not write what it
+    /// read from a Secret to its termination message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 253), regex(pattern = DNS_SUBDOMAIN)))]
     pub secret_names: Vec<String>,
+    /// PriorityClasses a Workflow may name in `podTemplate.priorityClassName`. Empty: none (step
+    /// Pods get the cluster's default priority), since a high priority preempts other Pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 253), regex(pattern = DNS_SUBDOMAIN)))]
+    pub priority_class_names: Vec<String>,
 }
 
 /// Whether a Workflow's creator may decide its gates.

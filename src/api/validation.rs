@@ -45,6 +45,11 @@ pub fn step_rules() -> Value {
             Some(".timeoutSeconds"),
         ),
         rule(
+            "!has(self.affinity) || has(self.container)",
+            "'step ' + self.name + ': affinity applies only to container steps, and this is a ' + (has(self.suspend) ? 'suspend' : 'sleep') + ' step'",
+            Some(".affinity"),
+        ),
+        rule(
             "!has(self.when) || !self.when.contains('{{')",
             "'step ' + self.name + ': when is a CEL expression itself; write it without {{ }}, not \"' + self.when + '\"'",
             Some(".when"),
@@ -70,6 +75,18 @@ pub fn step_rules() -> Value {
             Some(".dependsOn"),
         ),
     ])
+}
+
+/// Rules on the Workflow's spec as a whole. (That every `volumeMounts` name is declared, and that
+/// `container.workspace` has a `spec.workspace`, is checked by the `hitl-workflow-spec` admission
+/// policy, which can name the step and the missing volume within the API server's cost budget,
+/// and by the controller.)
+pub fn spec_rules() -> Value {
+    json!([rule(
+        "!has(self.workspace) || !has(self.volumes) || !self.volumes.exists(v, v.name == 'workspace')",
+        "'spec.volumes: the name workspace is taken by spec.workspace; rename the volume'",
+        Some(".volumes"),
+    ),])
 }
 
 /// At most `MAX_TEMPLATE_EXPRESSIONS` `{{ }}` in a gate's message. The same rule on container
@@ -195,6 +212,8 @@ pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefin
         "ttlSecondsAfterFinished",
         "podTemplate",
         "podGC",
+        "volumes",
+        "workspace",
         "steps",
     ]
     .iter()

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements, SecurityContext, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvFromSource, EnvVar, LocalObjectReference, ResourceRequirements, SecurityContext, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::SelfApproval;
 use super::shared::{Approvers, InputSpec, OnTimeout, RejectWhen};
+use super::volumes::{MAX_VOLUMES, Volume, VolumeMount, Workspace};
 
 /// Annotation on a Workflow naming the user who created it, written by the API server (the
 /// `hitl-workflow-creator` admission policy) and never by the user. Separation of duties reads it.
@@ -38,6 +41,7 @@ pub const MAX_STEPS: usize = 64;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = super::validation::spec_rules()))]
 pub struct WorkflowSpec {
     /// Named string parameters, available to every step's expressions as `params.<name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -73,6 +77,22 @@ pub struct WorkflowSpec {
     #[serde(default, rename = "podGC", skip_serializing_if = "Option::is_none")]
     pub pod_gc: Option<PodGc>,
 
+    /// Volumes step containers may mount (`container.volumeMounts`): `configMap`, `secret`,
+    /// `emptyDir` or `persistentVolumeClaim`, nothing else. A Secret or claim is allowed only if
+    /// whoever writes the Workflow may `get` it themselves (or, for a Secret, the namespace's
+    /// WorkflowPolicy lists it in `secretNames`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = MAX_VOLUMES))]
+    pub volumes: Vec<Volume>,
+
+    /// A PersistentVolumeClaim for the whole run, so steps hand files to each other: created from
+    /// `volumeClaimTemplate` when the run starts (before its first Pod) as
+    /// `<workflow>-workspace-<hash of the UID>` (see `status.workspaceClaimName`), owned by the
+    /// Workflow and so deleted with it, and mounted by the steps that set `container.workspace:
+    /// true`. Asking for one requires the right to create PersistentVolumeClaims here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
+
     /// The steps. Without `dependsOn` a step runs after the one listed before it, so a plain list
     /// is a sequence; `dependsOn` makes a DAG.
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(min = 1, max = 64))]
@@ -105,6 +125,24 @@ pub struct PodTemplateDefaults {
     /// Tolerations for every step Pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// Affinity for every step Pod (a step's own `affinity` replaces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of every step Pod. Allowed only if listed in the namespace's WorkflowPolicy
+    /// `priorityClassNames`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// Secrets (of type `kubernetes.io/dockerconfigjson`) to pull step images with, as on a Pod:
+    /// `[{name: regcred}]`. Allowed only if whoever writes the Workflow may `get` each of them (or
+    /// the namespace's WorkflowPolicy lists it in `secretNames`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// Compute resources (CPU and memory requests and limits) of every step container that sets
+    /// no `resources` of its own. A step's `resources` replace these as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_resources: Option<ResourceRequirements>,
 }
 
 /// When finished step Pods are deleted.
@@ -191,6 +229,10 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 31_536_000))]
     pub timeout_seconds: Option<i64>,
+
+    /// Affinity of this step's Pod (container steps only); replaces `podTemplate.affinity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
 }
 
 /// Longest `command`, `args` or `env` value string of a step container. Bounded, like the number
@@ -224,10 +266,10 @@ pub struct StepContainer {
     /// Environment from ConfigMaps and Secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<EnvFromSource>,
-    /// Compute resources.
+    /// Compute resources. Unset: `podTemplate.defaultResources`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Working directory.
+    /// Working directory of the container; unset: the image's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     /// Security context, merged over the secure defaults (no privilege escalation, all
@@ -240,6 +282,14 @@ pub struct StepContainer {
     /// the Kubernetes API only when it asks to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automount_service_account_token: Option<bool>,
+    /// Volumes of `spec.volumes` to mount (or `workspace`, the run's workspace); each name must be
+    /// declared there. `subPath` is relative and without `..`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["mountPath"]), length(max = MAX_VOLUMES))]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// Mount the run's workspace (`spec.workspace`) at its `mountPath` (default `/workspace`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workspace: bool,
 }
 
 /// A gate where a person approves, rejects or supplies input.
@@ -308,6 +358,9 @@ pub struct WorkflowStatus {
     /// When the run finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
+    /// The workspace's PersistentVolumeClaim (`spec.workspace`), once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_claim_name: Option<String>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

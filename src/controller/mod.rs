@@ -3,11 +3,13 @@
 pub mod approval;
 pub mod grants;
 pub mod guard;
+mod mounts;
 pub mod notify;
 pub mod outcomes;
 pub mod pods;
 pub mod tolerant;
 pub mod workflow;
+pub mod workspace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -70,6 +70,8 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
     labels.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
 
     let c = &req.container;
+    let mounts = super::mounts::mounts(wf, c);
+    let volumes = super::mounts::volumes(wf, &mounts);
     let container = Container {
         name: "main".into(),
         image: Some(c.image.clone()),
@@ -77,8 +79,10 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
         args: (!c.args.is_empty()).then(|| c.args.clone()),
         env: (!c.env.is_empty()).then(|| c.env.clone()),
         env_from: (!c.env_from.is_empty()).then(|| c.env_from.clone()),
-        resources: c.resources.clone(),
+        // The step's own resources, as a whole, else the Workflow's defaults.
+        resources: c.resources.clone().or_else(|| template.default_resources.clone()),
         working_dir: c.working_dir.clone(),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         security_context: Some(secure_context(c.security_context.as_ref())),
         // Outputs come from the termination message alone: never the log, which may hold what the
         // step read from a Secret, since everyone who can read the Workflow reads its status.
@@ -101,6 +105,10 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
             automount_service_account_token: Some(c.automount_service_account_token.unwrap_or(false)),
             node_selector: (!template.node_selector.is_empty()).then_some(template.node_selector),
             tolerations: (!template.tolerations.is_empty()).then_some(template.tolerations),
+            affinity: step.and_then(|s| s.affinity.clone()).or(template.affinity),
+            priority_class_name: template.priority_class_name,
+            image_pull_secrets: (!template.image_pull_secrets.is_empty()).then_some(template.image_pull_secrets),
+            volumes: (!volumes.is_empty()).then_some(volumes),
             containers: vec![container],
             ..Default::default()
         }),
@@ -160,6 +168,109 @@ mod tests {
         assert_eq!(spec.automount_service_account_token, Some(false), "no API token unless asked");
         assert_eq!(spec.node_selector.as_ref().unwrap()["disk"], "ssd");
         assert_eq!(pod.metadata.finalizers.as_deref(), Some(&["hitl.dev/outcome".to_string()][..]));
+    }
+
+    /// A Workflow using every Pod-wide field, with two steps: `build` mounts, `test` does not.
+    fn workflow_with_pod_fields() -> Workflow {
+        let mut wf = Workflow::new(
+            "ci",
+            serde_json::from_value::<WorkflowSpec>(serde_json::json!({
+                "volumes": [
+                    {"name": "cfg", "configMap": {"name": "settings"}},
+                    {"name": "db", "secret": {"secretName": "db-password"}},
+                    {"name": "cache", "persistentVolumeClaim": {"claimName": "cache", "readOnly": true}},
+                    {"name": "tmp", "emptyDir": {"medium": "Memory"}}
+                ],
+                "workspace": {"volumeClaimTemplate": {"resources": {"requests": {"storage": "1Gi"}}}, "mountPath": "/ws"},
+                "podTemplate": {
+                    "priorityClassName": "batch-low",
+                    "imagePullSecrets": [{"name": "regcred"}],
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                        {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}},
+                    "defaultResources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+                },
+                "steps": [
+                    {"name": "build", "container": {"image": "x", "workingDir": "/ws/src", "workspace": true,
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                                         {"name": "cfg", "mountPath": "/etc/cfg", "readOnly": true, "subPath": "build"}]}},
+                    {"name": "test", "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                        {"nodeSelectorTerms": [{"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}]}}},
+                     "container": {"image": "x", "resources": {"limits": {"cpu": "2"}}}}
+                ]
+            }))
+            .unwrap(),
+        );
+        wf.metadata.namespace = Some("ns".into());
+        wf.metadata.uid = Some("uid-1".into());
+        wf
+    }
+
+    fn pod_for(wf: &Workflow, step: &str) -> PodSpec {
+        let container = wf.spec.steps.iter().find(|s| s.name == step).unwrap().container.clone().unwrap();
+        let req = PodRequest { name: format!("ci-{step}-1-abcde"), step: step.into(), attempt: 1, container };
+        build(wf, &req).spec.unwrap()
+    }
+
+    #[test]
+    fn a_pod_has_the_volumes_its_step_mounts_and_no_others() {
+        let wf = workflow_with_pod_fields();
+        let spec = pod_for(&wf, "build");
+        let volumes = spec.volumes.as_ref().unwrap();
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["cfg", "tmp", "workspace"], "declaration order, the workspace last; db and cache unused");
+        assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "settings");
+        assert_eq!(volumes[1].empty_dir.as_ref().unwrap().medium.as_deref(), Some("Memory"));
+        let claim = volumes[2].persistent_volume_claim.as_ref().unwrap();
+        assert_eq!(claim.claim_name, names::workspace_claim_name("ci", "uid-1"));
+        let c = &spec.containers[0];
+        let mounts: Vec<(&str, &str, Option<bool>, Option<&str>)> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only, m.sub_path.as_deref()))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("tmp", "/tmp", None, None),
+                ("cfg", "/etc/cfg", Some(true), Some("build")),
+                ("workspace", "/ws", None, None)
+            ]
+        );
+        assert_eq!(c.working_dir.as_deref(), Some("/ws/src"));
+        // A step that mounts nothing gets no volume at all, not even the Secret's.
+        let test = pod_for(&wf, "test");
+        assert!(test.volumes.is_none() && test.containers[0].volume_mounts.is_none(), "{test:?}");
+    }
+
+    #[test]
+    fn pod_wide_fields_reach_every_step_pod() {
+        let wf = workflow_with_pod_fields();
+        for step in ["build", "test"] {
+            let spec = pod_for(&wf, step);
+            assert_eq!(spec.priority_class_name.as_deref(), Some("batch-low"), "{step}");
+            assert_eq!(spec.image_pull_secrets.as_ref().unwrap()[0].name, "regcred", "{step}");
+        }
+        let key = |spec: &PodSpec| {
+            let na = spec.affinity.as_ref().unwrap().node_affinity.as_ref().unwrap();
+            let terms = &na.required_during_scheduling_ignored_during_execution.as_ref().unwrap().node_selector_terms;
+            terms[0].match_expressions.as_ref().unwrap()[0].key.clone()
+        };
+        assert_eq!(key(&pod_for(&wf, "build")), "disk", "the Workflow's affinity");
+        assert_eq!(key(&pod_for(&wf, "test")), "gpu", "a step's own affinity replaces it");
+    }
+
+    #[test]
+    fn default_resources_apply_only_to_a_step_that_sets_none() {
+        let wf = workflow_with_pod_fields();
+        let defaulted = pod_for(&wf, "build").containers[0].resources.clone().unwrap();
+        assert_eq!(defaulted.requests.as_ref().unwrap()["cpu"].0, "100m");
+        assert_eq!(defaulted.requests.as_ref().unwrap()["memory"].0, "64Mi");
+        assert_eq!(defaulted.limits.as_ref().unwrap()["memory"].0, "128Mi");
+        let own = pod_for(&wf, "test").containers[0].resources.clone().unwrap();
+        assert_eq!(own.limits.as_ref().unwrap()["cpu"].0, "2");
+        assert!(own.requests.is_none(), "the step's resources replace the defaults as a whole: {own:?}");
+        assert!(!own.limits.unwrap().contains_key("memory"));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ObjectMeta, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -152,6 +152,7 @@ async fn release_pods(apis: &Apis, ctx: &Context, plan: &plan::Plan, pods: &[Pod
 /// The namespaced APIs one reconcile uses.
 struct Apis {
     pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
     approvals: Api<Approval>,
     workflows: Api<Workflow>,
     policies: Api<WorkflowPolicy>,
@@ -162,6 +163,7 @@ impl Apis {
         let ns = wf.namespace().unwrap_or_default();
         Apis {
             pods: Api::namespaced(ctx.client.clone(), &ns),
+            claims: Api::namespaced(ctx.client.clone(), &ns),
             approvals: Api::namespaced(ctx.client.clone(), &ns),
             workflows: Api::namespaced(ctx.client.clone(), &ns),
             policies: Api::namespaced(ctx.client.clone(), &ns),
@@ -200,6 +202,9 @@ async fn apply_children(
     wf: &Workflow,
     plan: &mut plan::Plan,
 ) -> Result<Option<Action>, Error> {
+    if !create_workspace(apis, ctx, wf, plan).await? {
+        return Ok(None);
+    }
     for req in plan.create_pods.clone() {
         let pod = pods::build(wf, &req);
         ctx.metrics.write("create_pod");
@@ -229,6 +234,24 @@ async fn apply_children(
         }
     }
     Ok(None)
+}
+
+/// Creates the run's workspace claim if the plan asks for it. A claim the API server refuses
+/// (invalid, forbidden) fails the run before any Pod starts: false, and the plan is now that.
+async fn create_workspace(apis: &Apis, ctx: &Context, wf: &Workflow, plan: &mut plan::Plan) -> Result<bool, Error> {
+    let Some(claim) = plan.create_workspace.as_deref().and_then(|name| super::workspace::claim(wf, name)) else {
+        return Ok(true);
+    };
+    ctx.metrics.write("create_workspace");
+    match super::create_if_absent(&apis.claims, wf, &claim).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.fails_step() => {
+            let message = format!("spec.workspace: PersistentVolumeClaim {}: {e}", claim.name_any());
+            *plan = plan::abort(wf, "WorkspaceCreateFailed", message, jiff::Timestamp::now());
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Gates this pass gave up on can no longer be decided.

@@ -43,6 +43,12 @@ pub fn grant_name(approval: &str, approval_uid: &str) -> String {
     fit(&format!("hitl-approve-{approval}-{}", short_hash(approval_uid, 6)), 253)
 }
 
+/// The run's workspace claim: `<workflow>-workspace-<uid hash>`. The hash keeps a re-created
+/// Workflow of the same name from mounting the old run's files.
+pub fn workspace_claim_name(workflow: &str, uid: &str) -> String {
+    fit(&format!("{workflow}-workspace-{}", short_hash(uid, 5)), 253)
+}
+
 /// A label value naming the Workflow (label values are limited to 63 characters).
 pub fn workflow_label(workflow: &str) -> String {
     fit(workflow, 63)
@@ -66,6 +72,9 @@ mod tests {
         assert_ne!(approval_name("col-x", "gate"), approval_name("col", "x-gate"));
         assert_eq!(workflow_label(&"x".repeat(100)).len(), 63);
         assert_ne!(grant_name("w.gate", "uid-1"), grant_name("w.gate", "uid-2"));
+        let ws = workspace_claim_name("build", "uid-1");
+        assert!(ws.starts_with("build-workspace-") && ws.len() == "build-workspace-".len() + 5, "{ws}");
+        assert_ne!(ws, workspace_claim_name("build", "uid-2"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{conditions, duration, expr, gate, graph, inputs, names, outputs};
 use crate::api::{
     ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, NotifySpec, OnTimeout, RejectWhen,
     SelfApproval, Step, StepContainer, StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef,
-    WorkflowStatus, workflow::PodGcStrategy,
+    WorkflowStatus, volumes::WORKSPACE_VOLUME, workflow::PodGcStrategy,
 };
 
 /// When to try again to start a step whose expressions could not be evaluated yet, because too
@@ -37,6 +37,8 @@ pub struct Plan {
     pub requeue_at: Option<Timestamp>,
     /// `ttlSecondsAfterFinished` has passed.
     pub delete_workflow: bool,
+    /// The workspace claim to create (`spec.workspace`), before any Pod: the run starts now.
+    pub create_workspace: Option<String>,
 }
 
 impl Plan {
@@ -132,9 +134,30 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
         if let Some(g) = &s.suspend {
             inputs::check_specs(&g.inputs).map_err(|e| at("suspend.inputs", e))?;
         }
+        if let Some(c) = &s.container {
+            check_mounts(wf, c).map_err(|e| at("container.volumeMounts", e))?;
+        }
     }
     expr::check_all(&steps.iter().flat_map(expressions).collect::<Vec<_>>())?;
     Ok(g)
+}
+
+/// A step mounts only volumes the Workflow declares (the admission policy `hitl-workflow-spec`
+/// refuses the rest at apply; this holds where it is not installed).
+fn check_mounts(wf: &Workflow, c: &StepContainer) -> Result<(), String> {
+    let declared = |name: &str| {
+        wf.spec.volumes.iter().any(|v| v.name == name) || (name == WORKSPACE_VOLUME && wf.spec.workspace.is_some())
+    };
+    if let Some(m) = c.volume_mounts.iter().find(|m| !declared(&m.name)) {
+        return Err(format!("volume {} is not declared in spec.volumes", m.name));
+    }
+    if let Some(m) = c.volume_mounts.iter().find(|m| m.sub_path.as_deref().is_some_and(|p| p.contains(".."))) {
+        return Err(format!("volume {}: subPath must not contain \"..\"", m.name));
+    }
+    if c.workspace && wf.spec.workspace.is_none() {
+        return Err("container.workspace: true needs spec.workspace, which is not set".into());
+    }
+    Ok(())
 }
 
 /// A step's expressions: its `when`, and the templates in its container and gate message.
@@ -290,6 +313,7 @@ impl<'a> Ctx<'a> {
                 events: vec![],
                 requeue_at: None,
                 delete_workflow: false,
+                create_workspace: None,
             },
         }
     }
@@ -389,6 +413,7 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
             return ctx.plan;
         }
     };
+    claim_workspace(&mut ctx, &mut status);
     // The run's deadline stops everything still going.
     let deadline = wf.spec.active_deadline_seconds.map(|s| after(status.started_at.as_ref().expect("set above"), s));
     let deadline_passed = deadline.is_some_and(|d| d <= now);
@@ -404,6 +429,16 @@ pub fn plan(wf: &Workflow, pods: &[Pod], approvals: &[Approval], now: Timestamp)
     collect_pods(&mut ctx, &status);
     ctx.plan.status = status;
     ctx.plan
+}
+
+/// A valid run with a workspace claims it once, in its first pass: the claim is created before
+/// any Pod and named in the status written after it.
+fn claim_workspace(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus) {
+    if ctx.wf.spec.workspace.is_some() && status.workspace_claim_name.is_none() {
+        let name = names::workspace_claim_name(&ctx.name, &ctx.uid);
+        status.workspace_claim_name = Some(name.clone());
+        ctx.plan.create_workspace = Some(name);
+    }
 }
 
 /// The Pods read this pass whose outcome the new status records (or that no step waits on any

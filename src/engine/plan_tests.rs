@@ -295,6 +295,20 @@ fn invalid_specs_fail_before_any_pod() {
         ),
         (json!({"steps": [{"name": "a", "suspend": {"message": "{{ x"}}]}), "step a: suspend.message"),
         (
+            json!({"volumes": [{"name": "cfg", "configMap": {"name": "c"}}],
+                   "steps": [{"name": "a", "container": {"image": "x", "volumeMounts": [{"name": "nope", "mountPath": "/n"}]}}]}),
+            "step a: container.volumeMounts: volume nope is not declared in spec.volumes",
+        ),
+        (
+            json!({"steps": [{"name": "a", "container": {"image": "x", "workspace": true}}]}),
+            "step a: container.volumeMounts: container.workspace: true needs spec.workspace",
+        ),
+        (
+            json!({"volumes": [{"name": "v", "emptyDir": {}}],
+                   "steps": [{"name": "a", "container": {"image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": "../etc"}]}}]}),
+            "step a: container.volumeMounts: volume v: subPath must not contain",
+        ),
+        (
             json!({"steps": [{"name": "a", "suspend": {"inputs": [{"name": "p", "type": "integer", "default": "x"}]}}]}),
             "the default",
         ),
@@ -308,6 +322,25 @@ fn invalid_specs_fail_before_any_pod() {
         assert_eq!(st.reason.as_deref(), Some("InvalidSpec"));
         assert!(st.message.as_deref().unwrap().contains(want), "{:?} lacks {want}", st.message);
     }
+}
+
+#[test]
+fn the_workspace_is_claimed_once_before_the_first_pod_and_named_in_the_status() {
+    let ws = json!({"volumeClaimTemplate": {"resources": {"requests": {"storage": "1Gi"}}}});
+    let mut w = wf(json!({"workspace": ws, "steps": [
+        {"name": "gate", "suspend": {}},
+        {"name": "a", "container": {"image": "x", "workspace": true}}]}));
+    let first = step(&mut w, &[], &[], t0());
+    let name = crate::engine::names::workspace_claim_name("wf", "uid-1");
+    assert_eq!(first.create_workspace.as_deref(), Some(name.as_str()), "claimed as the run starts, before any Pod");
+    assert!(first.create_pods.is_empty());
+    assert_eq!(w.status.as_ref().unwrap().workspace_claim_name.as_deref(), Some(name.as_str()));
+    assert_eq!(step(&mut w, &[], &[], at(1)).create_workspace, None, "once");
+    // No workspace asked for, none claimed; an invalid spec claims none either.
+    let mut plain = wf(json!({"steps": [{"name": "a", "container": {"image": "x"}}]}));
+    assert_eq!(step(&mut plain, &[], &[], t0()).create_workspace, None);
+    let mut invalid = wf(json!({"workspace": ws, "steps": [{"name": "a", "sleep": "soon"}]}));
+    assert_eq!(step(&mut invalid, &[], &[], t0()).create_workspace, None);
 }
 
 #[test]
