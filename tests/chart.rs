@@ -179,6 +179,7 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "delete"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflows/status", "approvals/status"], "verbs": ["update"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["approvals"], "verbs": approvals}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["notificationchannels"], "verbs": ["get", "list", "watch"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflowpolicies"], "verbs": ["get"]}),
         json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete", "patch"]}),
         json!({"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]}),
@@ -474,7 +475,7 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
     assert_eq!(
         find(&all, "ClusterRole", "hitl-viewer")["rules"],
         json!([{"apiGroups": ["hitl.dev"],
-        "resources": ["workflows", "approvals", "workflowpolicies"], "verbs": ["get", "list", "watch"]}])
+        "resources": ["workflows", "approvals", "workflowpolicies", "notificationchannels"], "verbs": ["get", "list", "watch"]}])
     );
     assert_eq!(aggregation_labels(find(&all, "ClusterRole", "hitl-viewer")), set(&["view"]));
     // Relaxing what Workflows may do is the namespace owner's, not an editor's.

@@ -190,6 +190,22 @@ impl SmtpSink {
     }
 }
 
+/// What a namespace owner does to let the operator read the Secrets its channels name.
+fn allow_secrets(ns: &str) {
+    kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            ns,
+            "create",
+            "rolebinding",
+            "hitl-notification-secrets",
+            "--clusterrole=hitl-operator-notification-secrets",
+            "--serviceaccount=hitl-system:hitl-operator",
+        ],
+    );
+}
+
 fn secret(ns: &str, name: &str, pairs: &[(&str, &str)]) {
     let mut args = vec!["-n", ns, "create", "secret", "generic", name];
     let literals: Vec<String> = pairs.iter().map(|(k, v)| format!("--from-literal={k}={v}")).collect();
@@ -266,6 +282,7 @@ fn notified(ns: &str, approval_name: &str) -> Option<Value> {
 #[test]
 fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
     let ns = test_namespace("notify");
+    allow_secrets(&ns.name);
     let (rx, smtp) = (Receiver::start(), SmtpSink::start());
     three_channels(&ns.name, &rx, &smtp);
     let op = Operator::start(&ns.name);
@@ -359,6 +376,7 @@ fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
 #[test]
 fn a_failing_receiver_is_retried_a_hanging_one_times_out_and_neither_holds_up_the_other() {
     let ns = test_namespace("notify-retry");
+    allow_secrets(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     for (name, path) in [("flaky", "/flaky"), ("stuck", "/stuck"), ("fine", "/fine")] {
@@ -393,6 +411,7 @@ fn a_failing_receiver_is_retried_a_hanging_one_times_out_and_neither_holds_up_th
 #[test]
 fn an_operator_killed_mid_delivery_sends_again_with_the_same_key() {
     let ns = test_namespace("notify-kill");
+    allow_secrets(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     channel(
@@ -422,6 +441,7 @@ fn an_operator_killed_mid_delivery_sends_again_with_the_same_key() {
 #[test]
 fn reminders_and_escalation_follow_the_clock_and_admission_enforces_the_escalation() {
     let ns = test_namespace("notify-escalate");
+    allow_secrets(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     channel(
@@ -476,6 +496,7 @@ fn reminders_and_escalation_follow_the_clock_and_admission_enforces_the_escalati
 #[test]
 fn a_missing_secret_or_channel_is_told_in_status_and_the_rest_still_goes_out() {
     let ns = test_namespace("notify-missing");
+    allow_secrets(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     channel(
@@ -520,4 +541,28 @@ fn a_missing_secret_or_channel_is_told_in_status_and_the_rest_still_goes_out() {
     rx.wait("/ok", "/expired");
     wait_phase(&ns.name, "w", "Failed", WAIT);
     assert!(op.is_running(), "the operator is still up");
+}
+
+#[test]
+fn without_the_namespace_owners_consent_the_operator_reads_no_secret() {
+    let ns = test_namespace("notify-consent");
+    let rx = Receiver::start();
+    kubectl_ok(
+        "admin",
+        &["-n", &ns.name, "create", "secret", "generic", "key", &format!("--from-literal=key={SIGNING_KEY}")],
+    );
+    channel(
+        &ns.name,
+        "hook",
+        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url("/hook")),
+    );
+    let _op = Operator::start(&ns.name);
+    apply(&ns.name, &gate_workflow("w", "          channels: [hook]", ""));
+    let refused = wait_for("the refusal to be recorded", WAIT, || {
+        records(&ns.name, "w.review").into_iter().find_map(|r| r["lastError"].as_str().map(String::from))
+    });
+    assert!(refused.starts_with("the operator may not read Secret key: a namespace owner allows it"), "{refused}");
+    assert!(rx.on("/hook").is_empty(), "nothing sent unsigned");
+    allow_secrets(&ns.name);
+    rx.wait("/hook", "/requested");
 }

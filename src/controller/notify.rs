@@ -312,6 +312,13 @@ async fn secret_bytes(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Vec<u8>
     let secret = match secrets.get_opt(&r.name).await {
         Ok(Some(s)) => s,
         Ok(None) => return Err(format!("Secret {} not found", r.name)),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(format!(
+                "the operator may not read Secret {}: a namespace owner allows it by binding the ClusterRole \
+                 hitl-operator-notification-secrets to the operator's ServiceAccount in this namespace",
+                r.name
+            ));
+        }
         Err(e) => return Err(format!("reading Secret {}: {}", r.name, super::said(&e))),
     };
     match secret.data.as_ref().and_then(|d| d.get(&r.key)) {
