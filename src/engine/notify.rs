@@ -395,6 +395,23 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_gate_tells_how_it_ended_and_nothing_more() {
+        use NotificationEvent::{Cancelled, Decided, Expired};
+        let reminders = Reminders { every_seconds: Some(10), before_deadline_seconds: vec![] };
+        for (phase, event, key) in [
+            (ApprovalPhase::Approved, Decided, "u1/decided"),
+            (ApprovalPhase::Rejected, Decided, "u1/decided"),
+            (ApprovalPhase::Expired, Expired, "u1/expired"),
+            (ApprovalPhase::Cancelled, Cancelled, "u1/cancelled"),
+        ] {
+            let a = gate(NotifySpec { reminders: Some(reminders.clone()), ..Default::default() }, Some(phase));
+            let (due, next) = reached(&a, t(35));
+            assert_eq!(keys(&due), ["u1/requested", key], "{phase:?}: no reminder after the end");
+            assert_eq!((due[1].event, next), (event, None), "{phase:?}");
+        }
+    }
+
+    #[test]
     fn failed_attempts_back_off_then_give_up() {
         let failed = |attempt| record_attempt("k", "c", attempt, Err("503".into()), t(0));
         assert_eq!(next_step(None, t(0)), Step::Send { attempt: 1 });
