@@ -109,6 +109,51 @@ fn a_failed_attempt_is_retried_until_it_succeeds() {
     assert_eq!(events.iter().filter(|e| e.starts_with("StepRetrying")).count(), 2, "{events:?}");
 }
 
+/// Backoff read from the status timestamps: each retry waits (2 s, then 4 s) after the failure
+/// was seen, and the next attempt starts no earlier than its `retryAt`.
+#[test]
+fn retries_wait_out_their_backoff() {
+    let ns = test_namespace("backoff");
+    let _op = Operator::start(&ns.name);
+    let policy = "      retries: 2\n      retryPolicy: {delaySeconds: 2, factor: 2}\n";
+    let failing = sim(&[("fail-attempts", "1,2"), ("exit-code", "75")]);
+    apply(&ns.name, &workflow_yaml("backoff", &[c("flaky", &format!("{policy}{failing}"))]));
+    // (attempt, failed at, retry at) for each retry, and each attempt's start, as they go by.
+    let mut retries = std::collections::BTreeMap::new();
+    let mut starts = std::collections::BTreeMap::new();
+    wait_for("the run to succeed, watching its retries", WAIT, || {
+        let wf = workflow(&ns.name, "backoff");
+        wf["status"]["steps"].as_array()?;
+        let st = step(&wf, "flaky");
+        let attempt = st["attempts"].as_i64().unwrap_or(0);
+        if st["attemptStartedAt"].is_string() {
+            starts.insert(attempt, time(&st["attemptStartedAt"]));
+        }
+        if st["retryAt"].is_string() {
+            retries.insert(attempt, (time(&st["attemptFailedAt"]), time(&st["retryAt"])));
+        }
+        (phase(&wf) == "Succeeded").then_some(())
+    });
+    let waits: Vec<i64> = retries.values().map(|(failed, at)| at.duration_since(*failed).as_secs()).collect();
+    assert_eq!(waits, [2, 4], "delay 2 s, factor 2: {retries:?}");
+    for (attempt, (_, at)) in &retries {
+        assert!(starts[&(attempt + 1)] >= *at, "attempt {} started before its retryAt", attempt + 1);
+    }
+}
+
+/// A retry policy's condition decides which failures are retried.
+#[test]
+fn a_failure_the_retry_condition_does_not_accept_is_final() {
+    let ns = test_namespace("retrywhen");
+    let _op = Operator::start(&ns.name);
+    let policy = "      retries: 3\n      retryPolicy: {when: 'attempt.exitCode == 75'}\n";
+    let failing = sim(&[("outcome", "Failed"), ("exit-code", "3")]);
+    apply(&ns.name, &workflow_yaml("retrywhen", &[c("flaky", &format!("{policy}{failing}"))]));
+    let wf = wait_phase(&ns.name, "retrywhen", "Failed", WAIT);
+    assert_eq!(step(&wf, "flaky")["attempts"], 1, "exit code 3 is not retried");
+    assert_eq!(pods(&ns.name, "retrywhen").len(), 1);
+}
+
 #[test]
 fn exhausted_retries_fail_the_run_and_omit_what_follows() {
     let ns = test_namespace("fail");

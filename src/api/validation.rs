@@ -40,6 +40,11 @@ pub fn step_rules() -> Value {
             Some(".retries"),
         ),
         rule(
+            "!has(self.retryPolicy) || (has(self.container) && has(self.retries))",
+            "'step ' + self.name + ': retryPolicy applies only to container steps with retries'",
+            Some(".retryPolicy"),
+        ),
+        rule(
             "!has(self.timeoutSeconds) || has(self.container)",
             "'step ' + self.name + ': timeoutSeconds applies only to container steps, and this is a ' + (has(self.suspend) ? 'suspend' : 'sleep') + ' step (a suspend step has suspend.timeoutSeconds)'",
             Some(".timeoutSeconds"),

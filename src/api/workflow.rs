@@ -224,6 +224,11 @@ pub struct Step {
     #[schemars(range(min = 0, max = 20))]
     pub retries: Option<i32>,
 
+    /// How failed attempts are retried: a growing wait between attempts, and a condition on the
+    /// failed attempt (container steps with `retries` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+
     /// Limit on each attempt, in seconds (container steps only). An attempt that runs longer is
     /// stopped and counts as failed (reason `Timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -332,6 +337,31 @@ pub struct SuspendStep {
     pub notify: Option<super::notify::NotifySpec>,
 }
 
+/// How a container step's failed attempts are retried.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Seconds to wait before the first retry. Default 0: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86_400))]
+    pub delay_seconds: Option<i64>,
+    /// Each further wait is the previous one times this factor. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 10.0))]
+    pub factor: Option<f64>,
+    /// The longest wait, in seconds. Default 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86_400))]
+    pub max_delay_seconds: Option<i64>,
+    /// CEL on the failed attempt: retry only when it holds (retries left permitting). Variables:
+    /// `attempt.number`, `attempt.exitCode` (-1 when there was none: a timeout, a deleted Pod),
+    /// `attempt.reason` (e.g. `Error`, `Timeout`, `OOMKilled`, `PodDeleted`), `attempt.message`,
+    /// and those of `when`. E.g. `attempt.exitCode == 75 || attempt.reason == 'Timeout'`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_EXPRESSION_LENGTH))]
+    pub when: Option<String>,
+}
+
 /// Observed state, written only by the controller.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -416,6 +446,12 @@ pub struct StepStatus {
     /// When the current attempt started (container steps; used for the per-attempt timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_started_at: Option<Time>,
+    /// When the last attempt was seen failing (container steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_failed_at: Option<Time>,
+    /// When the next attempt starts, while a retry waits out its backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
     /// When the step finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,

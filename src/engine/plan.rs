@@ -168,6 +168,9 @@ fn expressions(s: &Step) -> Vec<expr::Source<'_>> {
     if let Some(w) = &s.when {
         out.push(expr::Source { at: at("when".into()), text: w, template: false });
     }
+    if let Some(w) = s.retry_policy.as_ref().and_then(|r| r.when.as_deref()) {
+        out.push(expr::Source { at: at("retryPolicy.when".into()), text: w, template: false });
+    }
     if let Some(c) = &s.container {
         out.extend(c.command.iter().enumerate().map(|(i, t)| template(format!("container.command[{i}]"), t)));
         out.extend(c.args.iter().enumerate().map(|(i, t)| template(format!("container.args[{i}]"), t)));
@@ -196,6 +199,42 @@ fn after(ts: &Time, seconds: i64) -> Timestamp {
     ts.0.saturating_add(SignedDuration::from_secs(seconds)).unwrap_or(Timestamp::MAX)
 }
 
+/// A failed attempt, as the retry decision sees it.
+struct Failed<'a> {
+    reason: &'a str,
+    message: String,
+    exit_code: Option<i32>,
+    steps: &'a [StepStatus],
+}
+
+/// Whether the retry policy's condition (if any) holds for this failed attempt.
+fn retry_wanted(
+    wf: &Workflow,
+    step: &Step,
+    steps: &[StepStatus],
+    number: i32,
+    reason: &str,
+    message: &str,
+    exit_code: Option<i32>,
+) -> Result<bool, EvalError> {
+    let Some(when) = step.retry_policy.as_ref().and_then(|r| r.when.as_deref()) else { return Ok(true) };
+    let mut vars = scope_vars(wf, steps);
+    vars["attempt"] =
+        json!({"number": number, "exitCode": exit_code.unwrap_or(-1), "reason": reason, "message": message});
+    expr::Scope::new(vars).eval_bool(when)
+}
+
+/// The wait before the retry after `failed` failed attempts: the delay, times the factor for
+/// each earlier retry, at most the maximum.
+fn backoff(step: &Step, failed: i32) -> std::time::Duration {
+    let Some(p) = &step.retry_policy else { return std::time::Duration::ZERO };
+    let delay = p.delay_seconds.unwrap_or(0).max(0) as f64;
+    let factor = p.factor.unwrap_or(2.0).clamp(1.0, 10.0);
+    let max = p.max_delay_seconds.unwrap_or(3600).max(0) as f64;
+    let secs = (delay * factor.powi(failed.saturating_sub(1).min(64))).min(max);
+    std::time::Duration::from_secs_f64(secs)
+}
+
 /// What happened to a step attempt's Pod.
 enum PodOutcome {
     /// Not finished (or not yet seen by the API server's list).
@@ -206,6 +245,7 @@ enum PodOutcome {
     Failed {
         reason: String,
         message: String,
+        exit_code: Option<i32>,
     },
     /// Gone, or being deleted, before it finished.
     Vanished,
@@ -235,7 +275,7 @@ fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
                 (Some(code), m) => format!("exit code {code}: {m}"),
                 (None, m) => m.to_string(),
             };
-            PodOutcome::Failed { reason, message: detail }
+            PodOutcome::Failed { reason, message: detail, exit_code: exit }
         }
         _ if pod.metadata.deletion_timestamp.is_some() => PodOutcome::Vanished,
         _ => PodOutcome::Active,
@@ -244,6 +284,10 @@ fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
 
 /// The variables expressions see, from the steps' current state.
 fn scope(wf: &Workflow, steps: &[StepStatus]) -> expr::Scope {
+    expr::Scope::new(scope_vars(wf, steps))
+}
+
+fn scope_vars(wf: &Workflow, steps: &[StepStatus]) -> serde_json::Value {
     let params: BTreeMap<_, _> = wf.spec.params.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
     let steps: serde_json::Map<_, _> = steps
         .iter()
@@ -258,14 +302,14 @@ fn scope(wf: &Workflow, steps: &[StepStatus]) -> expr::Scope {
             )
         })
         .collect();
-    expr::Scope::new(json!({
+    json!({
         "params": params,
         "steps": steps,
         "workflow": {
             "name": wf.metadata.name.clone().unwrap_or_default(),
             "namespace": wf.metadata.namespace.clone().unwrap_or_default(),
         },
-    }))
+    })
 }
 
 /// The container with its templates expanded, all within one time limit.
@@ -345,26 +389,50 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// An attempt failed: returns true when a retry should start (attempts remain and the run is
-    /// not failing); otherwise the step fails.
-    fn attempt_failed(
-        &mut self,
-        step: &Step,
-        st: &mut StepStatus,
-        failing: bool,
-        reason: &str,
-        message: String,
-    ) -> bool {
+    /// An attempt failed: returns true when a retry should start now (attempts remain, the run is
+    /// not failing, the retry policy's condition holds and it asks for no wait); a retry that waits
+    /// out its backoff is recorded in `retryAt`; otherwise the step fails.
+    fn attempt_failed(&mut self, step: &Step, st: &mut StepStatus, failing: bool, failed: Failed<'_>) -> bool {
+        let Failed { reason, message, exit_code, steps } = failed;
         let attempts = st.attempts.unwrap_or(1);
-        if attempts <= step.retries.unwrap_or(0) && !failing {
+        let retry = if attempts <= step.retries.unwrap_or(0) && !failing {
+            retry_wanted(self.wf, step, steps, attempts, reason, &message, exit_code)
+        } else {
+            Ok(false)
+        };
+        let retry = match retry {
+            Ok(r) => r,
+            Err(EvalError::Busy(_)) => {
+                // Decided on a later pass: the failed Pod stays as it is.
+                self.wake_at(self.now + BUSY_RETRY);
+                return false;
+            }
+            Err(EvalError::Failed(e)) => {
+                let msg = format!("{message}; retryPolicy.when: {e}");
+                self.finish(st, StepPhase::Failed, Some("ExpressionError"), Some(msg.clone()));
+                self.plan.events.push(Event { warning: true, reason: "StepFailed", note: msg });
+                return false;
+            }
+        };
+        st.attempt_failed_at = Some(t(self.now));
+        if retry {
+            let wait = backoff(step, attempts);
             st.reason = Some(reason.into());
             st.message = Some(format!("attempt {attempts} failed: {message}"));
+            let when = if wait.is_zero() {
+                "now".to_string()
+            } else {
+                let at = self.now.saturating_add(wait).unwrap_or(Timestamp::MAX);
+                st.retry_at = Some(t(at));
+                self.wake_at(t(at).0);
+                format!("in {}s", wait.as_secs())
+            };
             self.plan.events.push(Event {
                 warning: true,
                 reason: "StepRetrying",
-                note: format!("step {} attempt {attempts} failed ({reason}): {message}", step.name),
+                note: format!("step {} attempt {attempts} failed ({reason}): {message}; retrying {when}", step.name),
             });
-            return true;
+            return wait.is_zero();
         }
         self.finish(st, StepPhase::Failed, Some(reason), Some(message.clone()));
         self.plan.events.push(Event {
@@ -572,7 +640,21 @@ fn stop_for_deadline(ctx: &mut Ctx<'_>, st: &mut StepStatus) {
 
 /// A running container step: its Pod's outcome, a timeout, or a retry.
 fn observe_container(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[StepStatus], failing: bool) {
+    if let Some(at) = st.retry_at.clone() {
+        // A retry waiting out its backoff: the failed attempt was already counted.
+        if failing {
+            st.retry_at = None;
+            ctx.finish(st, StepPhase::Failed, st.reason.clone().as_deref(), st.message.clone());
+        } else if at.0 <= ctx.now {
+            st.retry_at = None;
+            ctx.start_container(step, st, steps);
+        } else {
+            ctx.wake_at(at.0);
+        }
+        return;
+    }
     let pod_name = st.pod_name.clone().unwrap_or_default();
+    let failed = |reason: &'static str, message: String| Failed { reason, message, exit_code: None, steps };
     let retry = match pod_outcome(ctx.pods.get(pod_name.as_str()).copied()) {
         PodOutcome::Succeeded { message } if message.len() > outputs::MAX_OUTPUT_BYTES => {
             let msg = format!(
@@ -580,23 +662,25 @@ fn observe_container(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps:
                 message.len(),
                 outputs::MAX_OUTPUT_BYTES
             );
-            ctx.attempt_failed(step, st, failing, "OutputsTooLarge", msg)
+            ctx.attempt_failed(step, st, failing, failed("OutputsTooLarge", msg))
         }
         PodOutcome::Succeeded { message } => {
             st.outputs = outputs::from_termination_message(&message);
             ctx.finish(st, StepPhase::Succeeded, None, None);
             false
         }
-        PodOutcome::Failed { reason, message } => ctx.attempt_failed(step, st, failing, &reason, message),
+        PodOutcome::Failed { reason, message, exit_code } => {
+            ctx.attempt_failed(step, st, failing, Failed { reason: &reason, message, exit_code, steps })
+        }
         PodOutcome::Vanished => {
             let msg = format!("Pod {pod_name} disappeared before it finished");
-            ctx.attempt_failed(step, st, failing, "PodDeleted", msg)
+            ctx.attempt_failed(step, st, failing, failed("PodDeleted", msg))
         }
         PodOutcome::Active => match (step.timeout_seconds, &st.attempt_started_at) {
             (Some(timeout), Some(started)) if after(started, timeout) <= ctx.now => {
                 ctx.plan.delete_pods.push(pod_name);
                 let msg = format!("the attempt ran longer than timeoutSeconds ({timeout}s)");
-                ctx.attempt_failed(step, st, failing, "Timeout", msg)
+                ctx.attempt_failed(step, st, failing, failed("Timeout", msg))
             }
             (Some(timeout), Some(started)) => {
                 ctx.wake_at(after(started, timeout));

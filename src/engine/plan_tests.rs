@@ -924,3 +924,44 @@ proptest! {
         }
     }
 }
+
+/// A retry waits out its backoff (delay, times the factor, at most the maximum), recorded in
+/// `retryAt`; and only a failure the policy's condition accepts is retried.
+#[test]
+fn retries_back_off_and_only_when_the_condition_holds() {
+    let mut w = wf(json!({"steps": [{"name": "a", "retries": 3, "container": {"image": "x"},
+        "retryPolicy": {"delaySeconds": 2, "factor": 3, "maxDelaySeconds": 10, "when": "attempt.exitCode == 75"}}]}));
+    let mut pods = vec![];
+    let mut now = 0;
+    let mut waits = vec![];
+    let p = step(&mut w, &[], &[], at(now));
+    pods.push(pod(&p.create_pods[0].name, "Failed", 75, "busy"));
+    for _ in 0..3 {
+        now += 1;
+        let p = step(&mut w, &pods, &[], at(now));
+        assert!(p.create_pods.is_empty(), "no attempt before the backoff is over");
+        let retry_at = w.status.as_ref().unwrap().steps[0].retry_at.clone().expect("a retry is scheduled");
+        let wait = retry_at.0.duration_since(at(now)).as_secs();
+        waits.push(wait);
+        assert_eq!(p.requeue_at, Some(retry_at.0), "woken for it");
+        now += wait - 1;
+        assert!(step(&mut w, &pods, &[], at(now)).create_pods.is_empty(), "a second early");
+        now += 1;
+        let p = step(&mut w, &pods, &[], at(now));
+        assert_eq!(p.create_pods.len(), 1, "the next attempt starts at retryAt");
+        assert_eq!(w.status.as_ref().unwrap().steps[0].retry_at, None);
+        pods.push(pod(&p.create_pods[0].name, "Failed", 75, "busy"));
+    }
+    assert_eq!(waits, [2, 6, 10], "2 s, times 3, capped at 10 s");
+    step(&mut w, &pods, &[], at(now + 1));
+    assert_eq!(phase(&w), WorkflowPhase::Failed, "retries spent");
+
+    // Exit code 1 is not what the condition retries: the step fails at the first failure.
+    let mut w = wf(json!({"steps": [{"name": "a", "retries": 3, "container": {"image": "x"},
+        "retryPolicy": {"when": "attempt.exitCode == 75 || attempt.reason == 'Timeout'"}}]}));
+    let p = step(&mut w, &[], &[], t0());
+    let p = step(&mut w, &[pod(&p.create_pods[0].name, "Failed", 1, "bad input")], &[], at(1));
+    assert!(p.create_pods.is_empty());
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+    assert_eq!(w.status.as_ref().unwrap().steps[0].attempts, Some(1));
+}
