@@ -120,6 +120,16 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
             "spec.activeDeadlineSeconds in body should be greater than or equal to 1",
         ),
         (
+            "an exit step named like a step",
+            "  steps:\n  - {name: a, sleep: 1s}\n  onExit:\n  - {name: a, sleep: 1s}\n",
+            r#"spec.onExit[0].name: Duplicate value: "a": spec.steps has a step of that name"#,
+        ),
+        (
+            "an exit step depending on a step",
+            "  steps:\n  - {name: a, sleep: 1s}\n  onExit:\n  - {name: z, sleep: 1s}\n  - {name: w, dependsOn: [a], sleep: 1s}\n",
+            r#"spec.onExit[1].dependsOn: Invalid value: "a": exit step w may depend only on exit steps; they are: z, w"#,
+        ),
+        (
             "duplicate params",
             "  params: [{name: p, value: a}, {name: p, value: b}]\n  steps:\n  - {name: a, sleep: 1s}\n",
             r#"spec.params[1]: Duplicate value: {"name":"p"}"#,

@@ -438,3 +438,23 @@ fn step_pods_carry_the_secure_defaults_merged_with_what_the_step_set() {
     assert_eq!(api["spec"]["containers"][0]["securityContext"]["runAsUser"], 65532);
     assert_eq!(api["spec"]["serviceAccountName"], "default");
 }
+
+/// Exit steps are steps: a privileged container hidden in `onExit` is refused like any other.
+#[test]
+fn an_exit_step_is_held_to_the_same_policy() {
+    let ns = namespace("exitpriv");
+    let wf = format!(
+        "{}  onExit:\n    - name: cleanup\n      container:\n        image: x\n        securityContext: {{privileged: true}}\n",
+        workflow_yaml("", "")
+    );
+    let err = apply_as(DEV, &ns.name, &wf).expect_err("a privileged exit step");
+    assert!(err.contains("ValidatingAdmissionPolicy 'hitl-workflow-security'"), "{err}");
+    assert!(err.contains("step cleanup: container.securityContext.privileged: true is not allowed here"), "{err}");
+    // The same exit step without the privilege is fine.
+    apply_as(
+        DEV,
+        &ns.name,
+        &format!("{}  onExit:\n    - name: cleanup\n      container: {{image: x}}\n", workflow_yaml("", "")),
+    )
+    .unwrap();
+}

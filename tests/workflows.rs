@@ -331,3 +331,30 @@ fn a_pod_the_api_server_refuses_fails_its_step_with_the_reason() {
     assert!(big["message"].as_str().unwrap().contains("quantities must match the regular expression"), "{big}");
     assert_eq!(step(&wf, "after")["phase"], "Omitted");
 }
+
+/// Exit steps run after the steps ended, whatever the outcome, and see it: after success, after
+/// a failed step, and after a rejected gate.
+#[test]
+fn exit_steps_run_after_success_failure_and_rejection() {
+    let ns = test_namespace("onexit");
+    let _op = Operator::start(&ns.name);
+    let exit = "  onExit:\n    - name: report\n      container:\n        image: busybox:1.36\n        args: [\"{{ workflow.phase }}:{{ workflow.failedSteps.join(',') }}\"]\n";
+    let gate = "    - name: review\n      suspend: {approvers: {users: [alice]}}\n";
+    let failing = sim(&[("outcome", "Failed"), ("exit-code", "2")]);
+    for (name, steps) in [("ok", c("a", "")), ("bad", c("a", &failing)), ("rejected", gate.to_string())] {
+        apply(&ns.name, &format!("{}{exit}", workflow_yaml(name, &[steps])));
+    }
+    wait_pending(&ns.name, "rejected.review");
+    patch_approval("alice", &ns.name, "rejected.review", r#"{"spec":{"decision":"Reject"}}"#).unwrap();
+    for (name, ended, args) in
+        [("ok", "Succeeded", "Succeeded:"), ("bad", "Failed", "Failed:a"), ("rejected", "Failed", "Failed:review")]
+    {
+        let wf = wait_phase(&ns.name, name, ended, WAIT);
+        let report = step(&wf, "report");
+        assert_eq!(report["phase"], "Succeeded", "{name}: the exit step ran");
+        let pod = report["podName"].as_str().unwrap();
+        let shown =
+            kubectl_ok("admin", &["-n", &ns.name, "get", "pod", pod, "-o", "jsonpath={.spec.containers[0].args[0]}"]);
+        assert_eq!(shown, args, "{name}");
+    }
+}

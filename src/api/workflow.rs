@@ -97,6 +97,23 @@ pub struct WorkflowSpec {
     /// is a sequence; `dependsOn` makes a DAG.
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(min = 1, max = 64))]
     pub steps: Vec<Step>,
+
+    /// Exit steps, like `finally`: they run once every step has ended, whatever the outcome
+    /// (not after `activeDeadlineSeconds`). A plain list runs in sequence; `dependsOn` names
+    /// other exit steps. Their expressions also see `workflow.phase` (how the steps ended:
+    /// `Succeeded` or `Failed`) and `workflow.failedSteps` (the names of the failed ones). The run
+    /// ends as the steps did, or `Failed` when an exit step fails. Names are unique across both
+    /// lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = 16))]
+    pub on_exit: Vec<Step>,
+}
+
+impl WorkflowSpec {
+    /// The steps, then the exit steps: the order of `status.steps`.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(&self.on_exit)
+    }
 }
 
 /// A named string parameter.

@@ -119,7 +119,7 @@ async fn gate_check(ctx: &Context, a: &Approval) -> Result<GateCheck, Error> {
         return Ok(GateCheck::Differs(format!("it belongs to an earlier Workflow named {}", owner.name)));
     }
     let (Some(step), Some(st)) = (
-        wf.spec.steps.iter().find(|s| s.name == a.spec.step && s.suspend.is_some()),
+        wf.spec.all_steps().find(|s| s.name == a.spec.step && s.suspend.is_some()),
         wf.status.iter().flat_map(|s| &s.steps).find(|s| s.name == a.spec.step),
     ) else {
         return Ok(GateCheck::NotYet);

@@ -56,7 +56,7 @@ pub fn secure_context(asked: Option<&SecurityContext>) -> SecurityContext {
 /// The Pod for one attempt of a container step. Pure: the same inputs give the same Pod.
 pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
     let template = wf.spec.pod_template.clone().unwrap_or_default();
-    let step = wf.spec.steps.iter().find(|s| s.name == req.step);
+    let step = wf.spec.all_steps().find(|s| s.name == req.step);
     let mut labels = BTreeMap::new();
     let mut annotations = BTreeMap::new();
     for meta in [template.metadata.as_ref(), step.and_then(|s| s.metadata.as_ref())].into_iter().flatten() {

@@ -13,6 +13,22 @@ pub struct Graph {
     pub order: Vec<usize>,
 }
 
+/// The graph of the steps followed by the exit steps: exit steps depend only on exit steps
+/// (their start after the steps is the plan's business), by the same rules.
+pub fn build_with_exit(steps: &[Step], on_exit: &[Step]) -> Result<Graph, String> {
+    let main = build(steps)?;
+    let exit = build(on_exit).map_err(|e| format!("onExit: {e}"))?;
+    if let Some(dup) = on_exit.iter().find(|e| steps.iter().any(|s| s.name == e.name)) {
+        return Err(format!("step {}: the name is used in steps and in onExit", dup.name));
+    }
+    let offset = steps.len();
+    let mut deps = main.deps;
+    deps.extend(exit.deps.into_iter().map(|d| d.into_iter().map(|j| j + offset).collect()));
+    let mut order = main.order;
+    order.extend(exit.order.into_iter().map(|j| j + offset));
+    Ok(Graph { deps, order })
+}
+
 /// Resolves dependencies: a step without `dependsOn` waits for the step listed before it;
 /// `dependsOn: []` waits for nothing.
 pub fn build(steps: &[Step]) -> Result<Graph, String> {

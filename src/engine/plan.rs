@@ -118,12 +118,12 @@ pub struct Event {
 
 /// Checks what the CRD schema cannot: the graph (cycles), durations, expressions and defaults.
 pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
-    let steps = &wf.spec.steps;
-    if steps.is_empty() {
+    if wf.spec.steps.is_empty() {
         return Err("the Workflow has no steps".into());
     }
-    let g = graph::build(steps)?;
-    for s in steps {
+    let g = graph::build_with_exit(&wf.spec.steps, &wf.spec.on_exit)?;
+    let steps: Vec<&Step> = wf.spec.all_steps().collect();
+    for s in steps.iter().copied() {
         let at = |field: &str, e: String| format!("step {}: {field}: {e}", s.name);
         if s.kind().is_none() {
             return Err(format!("step {}: set exactly one of container, suspend or sleep", s.name));
@@ -138,7 +138,7 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
             check_mounts(wf, c).map_err(|e| at("container.volumeMounts", e))?;
         }
     }
-    expr::check_all(&steps.iter().flat_map(expressions).collect::<Vec<_>>())?;
+    expr::check_all(&steps.iter().copied().flat_map(expressions).collect::<Vec<_>>())?;
     Ok(g)
 }
 
@@ -289,6 +289,7 @@ fn scope(wf: &Workflow, steps: &[StepStatus]) -> expr::Scope {
 
 fn scope_vars(wf: &Workflow, steps: &[StepStatus]) -> serde_json::Value {
     let params: BTreeMap<_, _> = wf.spec.params.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
+    let (outcome, failed) = (main_outcome(wf, steps), failed_main_steps(wf, steps));
     let steps: serde_json::Map<_, _> = steps
         .iter()
         .map(|s| {
@@ -308,8 +309,28 @@ fn scope_vars(wf: &Workflow, steps: &[StepStatus]) -> serde_json::Value {
         "workflow": {
             "name": wf.metadata.name.clone().unwrap_or_default(),
             "namespace": wf.metadata.namespace.clone().unwrap_or_default(),
+            "phase": outcome,
+            "failedSteps": failed,
         },
     })
+}
+
+/// How the steps (not the exit steps) stand: `Running` until all ended, then `Succeeded` or
+/// `Failed`.
+fn main_outcome(wf: &Workflow, steps: &[StepStatus]) -> WorkflowPhase {
+    let main = &steps[..wf.spec.steps.len().min(steps.len())];
+    if !main.iter().all(|s| s.phase.is_terminal()) {
+        WorkflowPhase::Running
+    } else if main.iter().any(|s| s.phase == StepPhase::Failed) {
+        WorkflowPhase::Failed
+    } else {
+        WorkflowPhase::Succeeded
+    }
+}
+
+fn failed_main_steps(wf: &Workflow, steps: &[StepStatus]) -> Vec<String> {
+    let main = &steps[..wf.spec.steps.len().min(steps.len())];
+    main.iter().filter(|s| s.phase == StepPhase::Failed).map(|s| s.name.clone()).collect()
 }
 
 /// The container with its templates expanded, all within one time limit.
@@ -575,8 +596,7 @@ fn wait_for_ttl(ctx: &mut Ctx<'_>, status: &WorkflowStatus) {
 fn step_statuses(wf: &Workflow, status: &WorkflowStatus) -> Vec<StepStatus> {
     let mut previous: HashMap<String, StepStatus> = status.steps.iter().map(|s| (s.name.clone(), s.clone())).collect();
     wf.spec
-        .steps
-        .iter()
+        .all_steps()
         .map(|s| previous.remove(&s.name).unwrap_or_else(|| StepStatus { name: s.name.clone(), ..Default::default() }))
         .collect()
 }
@@ -593,11 +613,20 @@ fn fail_invalid(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, mut steps: Vec<S
 
 /// First pass: what became of every step already going (Pods, timers, gates). Returns whether
 /// the run is failing.
-fn observe_steps(ctx: &mut Ctx<'_>, graph: &graph::Graph, steps: &mut [StepStatus], deadline_passed: bool) -> bool {
+fn observe_steps(
+    ctx: &mut Ctx<'_>,
+    graph: &graph::Graph,
+    steps: &mut [StepStatus],
+    deadline_passed: bool,
+) -> [bool; 2] {
     let wf = ctx.wf;
-    let mut failing = steps.iter().any(|s| s.phase == StepPhase::Failed);
+    let all: Vec<&Step> = wf.spec.all_steps().collect();
+    let main = wf.spec.steps.len();
+    // The steps and the exit steps fail apart: a failed step never stops the exit steps.
+    let mut failing = [&steps[..main], &steps[main..]].map(|part| part.iter().any(|s| s.phase == StepPhase::Failed));
     for &i in &graph.order {
-        let step = &wf.spec.steps[i];
+        let step = all[i];
+        let part = usize::from(i >= main);
         let mut st = steps[i].clone();
         if st.phase.is_terminal() {
             continue;
@@ -608,19 +637,21 @@ fn observe_steps(ctx: &mut Ctx<'_>, graph: &graph::Graph, steps: &mut [StepStatu
             continue;
         }
         match (st.phase, step.kind()) {
-            (StepPhase::Running, Some(StepKind::Container)) => observe_container(ctx, step, &mut st, steps, failing),
-            (StepPhase::Running, Some(StepKind::Sleep)) if failing => {
+            (StepPhase::Running, Some(StepKind::Container)) => {
+                observe_container(ctx, step, &mut st, steps, failing[part])
+            }
+            (StepPhase::Running, Some(StepKind::Sleep)) if failing[part] => {
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
             (StepPhase::Running, Some(StepKind::Sleep)) => observe_sleep(ctx, step, &mut st),
-            (StepPhase::Waiting, _) if failing => {
+            (StepPhase::Waiting, _) if failing[part] => {
                 ctx.plan.cancel_approvals.extend(st.approval_name.clone());
                 ctx.finish(&mut st, StepPhase::Omitted, Some("WorkflowFailed"), None);
             }
             (StepPhase::Waiting, _) => wait_on_gate(ctx, step, &mut st),
             _ => {}
         }
-        failing |= st.phase == StepPhase::Failed;
+        failing[part] |= st.phase == StepPhase::Failed;
         steps[i] = st;
     }
     failing
@@ -707,21 +738,28 @@ fn observe_sleep(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
 /// Second pass, once every running step's outcome is known: start what is ready, and omit what
 /// can no longer run. Topological order lets a step that finishes at once (skipped, zero sleep)
 /// unblock its dependents in the same pass.
-fn start_ready_steps(ctx: &mut Ctx<'_>, graph: &graph::Graph, steps: &mut [StepStatus], mut failing: bool) {
+fn start_ready_steps(ctx: &mut Ctx<'_>, graph: &graph::Graph, steps: &mut [StepStatus], mut failing: [bool; 2]) {
     let wf = ctx.wf;
+    let all: Vec<&Step> = wf.spec.all_steps().collect();
+    let main = wf.spec.steps.len();
     for &i in &graph.order {
         if steps[i].phase != StepPhase::Pending {
+            continue;
+        }
+        let part = usize::from(i >= main);
+        // Exit steps wait until every step has ended.
+        if part == 1 && !steps[..main].iter().all(|s| s.phase.is_terminal()) {
             continue;
         }
         let mut st = steps[i].clone();
         let deps = &graph.deps[i];
         let blocked = deps.iter().any(|&d| matches!(steps[d].phase, StepPhase::Failed | StepPhase::Omitted));
         let ready = deps.iter().all(|&d| steps[d].phase.satisfies_dependency());
-        if failing || blocked {
+        if failing[part] || blocked {
             ctx.finish(&mut st, StepPhase::Omitted, None, None);
         } else if ready && !wf.spec.suspend {
-            start_step(ctx, &wf.spec.steps[i], &mut st, steps);
-            failing |= st.phase == StepPhase::Failed;
+            start_step(ctx, all[i], &mut st, steps);
+            failing[part] |= st.phase == StepPhase::Failed;
         }
         steps[i] = st;
     }
@@ -741,7 +779,7 @@ pub fn abort(wf: &Workflow, reason: &'static str, message: String, now: Timestam
     status.started_at.get_or_insert(t(now));
     let mut previous: HashMap<String, StepStatus> = old.steps.into_iter().map(|s| (s.name.clone(), s)).collect();
     status.steps = Vec::new();
-    for step in &wf.spec.steps {
+    for step in wf.spec.all_steps() {
         let mut st =
             previous.remove(&step.name).unwrap_or_else(|| StepStatus { name: step.name.clone(), ..Default::default() });
         match st.phase {

@@ -965,3 +965,67 @@ fn retries_back_off_and_only_when_the_condition_holds() {
     assert_eq!(phase(&w), WorkflowPhase::Failed);
     assert_eq!(w.status.as_ref().unwrap().steps[0].attempts, Some(1));
 }
+
+/// Exit steps run once every step ended, whatever the outcome, and see how it ended.
+#[test]
+fn exit_steps_run_after_success_failure_and_rejection_and_see_the_outcome() {
+    let exit = json!([
+        {"name": "notify", "container": {"image": "x", "args": ["{{ workflow.phase }}:{{ workflow.failedSteps.join(',') }}"]}},
+        {"name": "cleanup", "when": "workflow.phase == 'Failed'", "container": {"image": "x"}},
+    ]);
+    let run = |first: (&str, i32)| {
+        let mut w = wf(json!({"steps": [container("a"), container("b")], "onExit": exit.clone()}));
+        let p = step(&mut w, &[], &[], t0());
+        assert_eq!(p.create_pods.iter().map(|r| r.step.as_str()).collect::<Vec<_>>(), ["a"], "exit steps wait");
+        let a = pod(&p.create_pods[0].name, first.0, first.1, "");
+        let p = step(&mut w, std::slice::from_ref(&a), &[], at(1));
+        let mut pods = vec![a];
+        let mut started = vec![];
+        let mut p = p;
+        for round in 2..10 {
+            for req in &p.create_pods {
+                started.push((req.step.clone(), req.container.args.clone()));
+                pods.push(pod(&req.name, "Succeeded", 0, ""));
+            }
+            if phase(&w).is_terminal() {
+                break;
+            }
+            p = step(&mut w, &pods, &[], at(round));
+        }
+        (phase(&w), started, phases(&w))
+    };
+    let (ended, started, _) = run(("Succeeded", 0));
+    assert_eq!(ended, WorkflowPhase::Succeeded);
+    assert_eq!(started[..2], [("b".to_string(), vec![]), ("notify".to_string(), vec!["Succeeded:".to_string()])]);
+    assert_eq!(started.len(), 2, "cleanup skipped: the run did not fail");
+    let (ended, started, phases) = run(("Failed", 1));
+    assert_eq!(ended, WorkflowPhase::Failed, "the run ends as its steps did");
+    assert_eq!(
+        started,
+        [("notify".to_string(), vec!["Failed:a".to_string()]), ("cleanup".to_string(), vec![])],
+        "b was omitted; both exit steps ran"
+    );
+    assert_eq!(phases[1], ("b".to_string(), StepPhase::Omitted));
+}
+
+/// A gate rejected: the exit step still runs; an exit step that fails fails a run that had
+/// succeeded.
+#[test]
+fn exit_steps_run_after_a_rejection_and_their_failure_fails_the_run() {
+    let mut w = gate_workflow();
+    w.spec.on_exit = serde_json::from_value(json!([{"name": "after", "container": {"image": "x"}}])).unwrap();
+    let req = open(&mut w);
+    let rejected = decided(&req, ApprovalPhase::Rejected, json!(null), "alice", at(5));
+    let p = step(&mut w, &[], &[rejected], at(6));
+    assert_eq!(p.create_pods.iter().map(|r| r.step.as_str()).collect::<Vec<_>>(), ["after"]);
+    let failed = pod(&p.create_pods[0].name, "Failed", 2, "");
+    step(&mut w, &[failed], &[], at(7));
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
+
+    let mut ok = wf(json!({"steps": [container("a")], "onExit": [{"name": "z", "container": {"image": "x"}}]}));
+    let p = step(&mut ok, &[], &[], t0());
+    let p = step(&mut ok, &[pod(&p.create_pods[0].name, "Succeeded", 0, "")], &[], at(1));
+    step(&mut ok, &[pod(&p.create_pods[0].name, "Failed", 1, "")], &[], at(2));
+    assert_eq!(phase(&ok), WorkflowPhase::Failed, "a failed exit step fails the run");
+    assert_eq!(ok.status.as_ref().unwrap().reason.as_deref(), Some("StepFailed"));
+}
