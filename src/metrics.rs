@@ -2,12 +2,16 @@
 //! Labels are static categories (controller, error category, API write kind), never object names,
 //! so their number stays bounded.
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -39,6 +43,39 @@ pub struct NotifyLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabel {
+    namespace: String,
+}
+
+/// Approvals waiting for a decision, by namespace, counted from the operator's own watch at each
+/// scrape: right after a restart too, and never drifting like a gauge kept by increments.
+#[derive(Debug, Default)]
+struct PendingApprovals(Arc<OnceLock<kube::runtime::reflector::Store<crate::api::Approval>>>);
+
+impl Collector for PendingApprovals {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(store) = self.0.get() else { return Ok(()) };
+        let mut pending: BTreeMap<String, i64> = BTreeMap::new();
+        for a in store.state() {
+            let phase = a.status.as_ref().and_then(|s| s.phase);
+            if phase.is_none_or(|p| p == crate::api::ApprovalPhase::Pending) {
+                *pending.entry(a.metadata.namespace.clone().unwrap_or_default()).or_default() += 1;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "hitl_approvals_pending",
+            "Approvals waiting for a decision, by namespace",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (namespace, n) in pending {
+            ConstGauge::new(n).encode(family.encode_family(&NamespaceLabel { namespace })?)?;
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ControllerLabel, Counter>,
@@ -46,6 +83,9 @@ pub struct Metrics {
     pub duration: Family<ControllerLabel, Histogram>,
     pub writes: Family<WriteLabels, Counter>,
     pub notifications: Family<NotifyLabels, Counter>,
+    /// Seconds from a gate's opening to its decision.
+    pub decision_seconds: Histogram,
+    approvals: Arc<OnceLock<kube::runtime::reflector::Store<crate::api::Approval>>>,
     /// Why /readyz says no, or Ok once the operator can do its work (or stands by).
     readiness: Mutex<Result<(), String>>,
 }
@@ -77,8 +117,29 @@ impl Default for Metrics {
                 }
             }
         }
+        let decision_seconds = Histogram::new([
+            1.0,
+            10.0,
+            60.0,
+            300.0,
+            900.0,
+            3600.0,
+            4.0 * 3600.0,
+            86_400.0,
+            3.0 * 86_400.0,
+            7.0 * 86_400.0,
+        ]);
+        registry.register(
+            "approval_decision_seconds",
+            "Seconds from a gate's opening to a person's decision (approved or rejected)",
+            decision_seconds.clone(),
+        );
+        let approvals = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(PendingApprovals(approvals.clone())));
         Self {
             registry,
+            decision_seconds,
+            approvals,
             reconciles,
             failures,
             duration,
@@ -106,6 +167,15 @@ impl Metrics {
     pub fn notified(&self, channel_kind: &'static str, event: &'static str, ok: bool) {
         let result = if ok { "sent" } else { "failed" };
         self.notifications.get_or_create(&NotifyLabels { channel_kind, event, result }).inc();
+    }
+
+    /// Counts pending Approvals from this store at each scrape.
+    pub fn count_approvals_from(&self, store: kube::runtime::reflector::Store<crate::api::Approval>) {
+        let _ = self.approvals.set(store);
+    }
+
+    pub fn decided(&self, seconds: f64) {
+        self.decision_seconds.observe(seconds.max(0.0));
     }
 
     pub fn set_ready(&self) {

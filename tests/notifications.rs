@@ -334,6 +334,8 @@ fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
     assert!(mail.1.contains("Subject: Decision needed: approval deal.review"), "{}", mail.1);
     assert!(mail.1.contains("Who may decide: alice, group:legal"), "{}", mail.1);
 
+    let pending = format!("hitl_approvals_pending{{namespace=\"{}\"}} 1", ns.name);
+    assert!(op.metrics().contains(&pending), "{pending} in:\n{}", op.metrics());
     patch_approval(
         "alice",
         &ns.name,
@@ -363,6 +365,8 @@ fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"hitl_notifications_total{channel_kind="slack",event="decided",result="failed"} 0"#));
+    assert!(!metrics.contains(&pending), "no longer pending:\n{metrics}");
+    assert!(metrics.contains("hitl_approval_decision_seconds_count 1"), "one decision timed:\n{metrics}");
     // No credential anywhere the operator writes.
     let seen = format!(
         "{}{}{}",

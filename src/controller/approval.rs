@@ -23,6 +23,7 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();
     super::ready_when_synced(ctx.clone(), controller.store());
+    ctx.metrics.count_approvals_from(controller.store());
     controller.run(reconcile, error_policy, ctx).for_each(super::log_result).await;
 }
 
@@ -79,6 +80,7 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
         if let Some(ev) = &decision.event {
             ctx.event(a.as_ref(), ev).await;
         }
+        observe_decision(&ctx, &a, &decision.status);
     }
     let notify_at = ctx.notifier.schedule(&current, now);
     let wake = [decision.requeue_at, notify_at].into_iter().flatten().min();
@@ -86,6 +88,17 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
         Some(at) => Action::requeue(super::until(at, jiff::Timestamp::now())),
         None => Action::await_change(),
     })
+}
+
+/// The time from the gate's opening to the decision this pass recorded, if it recorded one.
+fn observe_decision(ctx: &Context, a: &Approval, status: &crate::api::ApprovalStatus) {
+    let was_pending = a.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == ApprovalPhase::Pending);
+    let decided = matches!(status.phase, Some(ApprovalPhase::Approved | ApprovalPhase::Rejected));
+    if let (true, true, Some(opened), Some(at)) =
+        (was_pending, decided, a.metadata.creation_timestamp.as_ref(), status.decided_at.as_ref())
+    {
+        ctx.metrics.decided(at.0.duration_since(opened.0).as_secs_f64());
+    }
 }
 
 /// Records the escalation once its time came on a gate still waiting; true when this pass does.
