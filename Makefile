@@ -7,7 +7,7 @@ KUBECTL = $(shell hack/asset-path kubectl)
 TEST_THREADS ?= 4
 
 .PHONY: image all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status demo \
-        install-crds demo bench assets chart-sync chart-lint
+        install-crds demo bench bench-scale assets chart-sync chart-lint
 
 all: build
 
@@ -76,6 +76,13 @@ image:
 bench:
 	$(CARGO) build --release --bins
 	$(CARGO) bench --bench latency
+
+# Throughput, API requests and memory under load (N one-Pod Workflows at once, against the bare-Pod
+# limit of the same cluster); HITL_SCALE_N=5000 for the big run. Report on stdout and in
+# target/bench/scale.json. Takes minutes; never part of make test.
+bench-scale:
+	$(CARGO) build --release --bins
+	$(CARGO) bench --bench scale
 
 # Unit tests, then the integration tests on a fresh local cluster, which is torn down even when
 # tests fail.

@@ -115,6 +115,9 @@ pub struct Context {
     pub config: Config,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub notifier: Arc<notify::Notifier>,
+    /// The Workflow controller's own watch of step Pods (the one that triggers it): read before a
+    /// GET, so a pass over a run with k running steps costs no k reads.
+    pub pods: std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
     /// resourceVersion of our last status write per object UID, so a reconcile never acts on a
     /// cached object older than that write; with when it was written, so old entries go.
     last_write: Mutex<HashMap<String, (u64, Instant)>>,
@@ -141,6 +144,7 @@ impl Context {
             config,
             metrics,
             notifier,
+            pods: std::sync::OnceLock::new(),
             last_write: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             unsynced: std::sync::atomic::AtomicU8::new(3),

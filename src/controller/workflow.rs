@@ -7,7 +7,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ObjectMeta, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
@@ -24,13 +24,28 @@ pub async fn run(ctx: Arc<Context>) {
     let approvals: Api<Approval> = super::api_in(&ctx.client, &ctx.config);
     let children = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
     let (store, workflows) = super::tolerant::watch::<Workflow>(&ctx, watcher::Config::default().page_size(200));
+    // The step Pods' watch keeps a store: a pass reads the Pods from it, and the store has seen
+    // every change that triggered the pass (it is updated before the trigger fires).
+    let (pod_store, pod_writer) = kube::runtime::reflector::store();
+    let pod_events = kube::runtime::reflector(pod_writer, watcher(pods, children.clone()).modify(trim_pod))
+        .default_backoff()
+        .touched_objects();
+    let _ = ctx.pods.set(pod_store);
     let controller = Controller::for_stream(workflows, store)
-        .owns(pods, children.clone())
+        .owns_stream(pod_events)
         .owns(approvals, children)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();
     super::ready_when_synced(ctx.clone(), controller.store());
     controller.run(reconcile, error_policy, ctx).for_each(super::log_result).await;
+}
+
+/// What the plan reads of a step Pod is its status and identity; the spec (containers, volumes)
+/// and managedFields are most of its size, and every step Pod stays in the cache while it exists.
+fn trim_pod(pod: &mut Pod) {
+    pod.spec = None;
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
 }
 
 fn error_policy(wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -109,7 +124,7 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let apis = Apis::new(&ctx, &wf);
-    let (pods, approvals) = gather(&apis, &wf).await?;
+    let (pods, approvals) = gather(&ctx, &apis, &wf).await?;
     // Off the async runtime, and a panic fails this Workflow only (see guard).
     let mut plan = super::guard::plan(wf.clone(), pods.clone(), approvals, jiff::Timestamp::now()).await;
     if plan.delete_workflow {
@@ -171,13 +186,35 @@ impl Apis {
     }
 }
 
-/// The Pods of running steps and the Approvals of waiting ones, read fresh by name.
-async fn gather(apis: &Apis, wf: &Workflow) -> Result<(Vec<Pod>, Vec<Approval>), Error> {
+/// The Pods of running steps and the Approvals of waiting ones. Pods come from the controller's
+/// own watch; one it has not seen yet (created a moment ago) is read by name, so a Pod is never
+/// taken for gone because the watch lags. A cached Pod older than the API server's is harmless:
+/// its change triggers another pass. Approvals are read fresh by name.
+async fn gather(ctx: &Context, apis: &Apis, wf: &Workflow) -> Result<(Vec<Pod>, Vec<Approval>), Error> {
     let steps = wf.status.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
-    let running = steps.iter().filter(|s| s.phase == StepPhase::Running).filter_map(|s| s.pod_name.clone()).collect();
+    let running: Vec<String> =
+        steps.iter().filter(|s| s.phase == StepPhase::Running).filter_map(|s| s.pod_name.clone()).collect();
     let waiting =
         steps.iter().filter(|s| s.phase == StepPhase::Waiting).filter_map(|s| s.approval_name.clone()).collect();
-    futures::try_join!(children(&apis.pods, wf, running), children(&apis.approvals, wf, waiting))
+    let ns = wf.namespace().unwrap_or_default();
+    let cached = |name: &String| {
+        let store = ctx.pods.get()?;
+        store.get(&kube::runtime::reflector::ObjectRef::new(name).within(&ns)).map(|p| (*p).clone())
+    };
+    let (mut pods, unseen): (Vec<Pod>, Vec<String>) =
+        running.iter().fold((vec![], vec![]), |(mut hit, mut miss), n| {
+            match cached(n) {
+                Some(p) => hit.push(p),
+                None => miss.push(n.clone()),
+            }
+            (hit, miss)
+        });
+    let uid = wf.uid().unwrap_or_default();
+    pods.retain(|p| p.metadata.owner_references.iter().flatten().any(|r| r.uid == uid));
+    let (fetched, approvals) =
+        futures::try_join!(children(&apis.pods, wf, unseen), children(&apis.approvals, wf, waiting))?;
+    pods.extend(fetched);
+    Ok((pods, approvals))
 }
 
 async fn delete_finished(apis: &Apis, ctx: &Context, wf: &Workflow) -> Result<Action, Error> {
