@@ -16,9 +16,9 @@ WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change.
 # Stub sources stand in for the crate so that `cargo build` compiles the dependencies alone.
 COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir -p src/bin benches \
+RUN mkdir -p src/bin/kubectl-hitl benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && for b in crdgen kubectl-hitl; do echo 'fn main() {}' > src/bin/$b.rs; done \
+ && for b in crdgen kubectl-hitl/main; do echo 'fn main() {}' > src/bin/$b.rs; done \
  && echo 'fn main() {}' > benches/latency.rs \
  && cargo fetch --locked \
  && cargo build --locked --release --bin hitl-operator \

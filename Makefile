@@ -7,7 +7,7 @@ KUBECTL = $(shell hack/asset-path kubectl)
 TEST_THREADS ?= 4
 
 .PHONY: image all build crds lint fmt test test-unit test-integration cluster-up cluster-down cluster-status demo \
-        install-crds demo bench bench-scale assets chart-sync chart-lint
+        install-crds demo bench bench-scale assets chart-sync chart-lint plugin-archive release
 
 all: build
 
@@ -70,6 +70,16 @@ test-integration:
 # as an OCI image layout in target/image/hitl-operator-<version>.oci.tar (see hack/build-image).
 image:
 	hack/build-image
+
+# The kubectl plugin's release archive and krew manifest, in target/release-archive/:
+# kubectl-hitl-<version>-<os>-<arch>.tar.gz (the plugin, its completion script, LICENSE, README.md)
+# and hitl.yaml (the krew Plugin, with the archive's sha256). See hack/plugin-archive.
+plugin-archive:
+	$(CARGO) build --release --locked --bin kubectl-hitl
+	hack/plugin-archive
+
+# Release artifacts built here: the plugin archive and its krew manifest (the image: make image).
+release: plugin-archive
 
 # Latency and API-write figures on the running local cluster (make cluster-up); no assertions.
 # Report on stdout and in target/bench/latency.json.

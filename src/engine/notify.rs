@@ -255,8 +255,8 @@ fn headline(event: NotificationEvent, status: &crate::api::ApprovalStatus, ns: &
     }
 }
 
-/// `verdict (string, one of sign|redact, required)`.
-fn describe_input(i: &InputSpec) -> String {
+/// `verdict (string, one of sign|redact, required)`. Also what `kubectl hitl describe` shows.
+pub fn describe_input(i: &InputSpec) -> String {
     let mut facts = vec![
         match i.type_ {
             InputType::String => "string",
@@ -277,6 +277,9 @@ fn describe_input(i: &InputSpec) -> String {
     }
     if let Some(p) = &i.pattern {
         facts.push(format!("matching {p}"));
+    }
+    if let Some(n) = i.max_length {
+        facts.push(format!("at most {n} characters"));
     }
     if let Some(d) = &i.default {
         facts.push(format!("default {d}"));
@@ -304,7 +307,8 @@ pub fn decide_command(a: &Approval) -> String {
     format!("kubectl hitl approve {name} -n {ns}{inputs}")
 }
 
-fn left(deadline: Timestamp, now: Timestamp) -> String {
+/// Time from `now` to `deadline`, for humans (`1h 0m`); `0s` once it passed.
+pub fn left(deadline: Timestamp, now: Timestamp) -> String {
     let secs = deadline.duration_since(now).as_secs().max(0);
     match secs {
         s if s >= 86_400 => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),

@@ -1,0 +1,285 @@
+//! `kubectl hitl describe`: one gate for a person, in a fixed layout (labels in a column, one
+//! section per question: what is asked, who may decide, by when, what was decided).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hitl_operator::api::{Approval, ApprovalPhase, Approvers, SelfApproval, Vote};
+use hitl_operator::engine::notify::{decide_command, describe_input, left};
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::decide::input_arg;
+
+const NONE: &str = "<none>";
+
+/// The description of `a` as of `now`.
+pub fn render(a: &Approval, now: Timestamp) -> String {
+    let mut out = String::new();
+    let status = a.status.clone().unwrap_or_default();
+    let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "<not yet recorded>".into());
+    let spec = &a.spec;
+    field(&mut out, "Name", &a.name_any());
+    field(&mut out, "Namespace", &a.namespace().unwrap_or_default());
+    field(&mut out, "Workflow", &spec.workflow_ref.name);
+    field(&mut out, "Step", &spec.step);
+    field(&mut out, "Phase", &phase);
+    field(&mut out, "Message", spec.message.as_deref().unwrap_or(NONE));
+    inputs(&mut out, a);
+    who_may_decide(&mut out, a);
+    field(&mut out, "Expires", &expiry(a, now));
+    field(&mut out, "On timeout", &format!("{:?}", spec.on_timeout.unwrap_or_default()));
+    votes(&mut out, a);
+    decision(&mut out, a);
+    if status.phase == Some(ApprovalPhase::Pending) {
+        field(&mut out, "Decide with", &decide_command(a));
+    }
+    if let Some(m) = &status.message {
+        field(&mut out, "Status message", m);
+    }
+    out
+}
+
+/// `Label:` padded so values line up, as kubectl describe does.
+fn field(out: &mut String, label: &str, value: &str) {
+    let line = format!("{:<16}{value}", format!("{label}:"));
+    let _ = writeln!(out, "{}", line.trim_end());
+}
+
+fn sub(out: &mut String, label: &str, value: &str) {
+    let line = format!("  {:<20}{value}", format!("{label}:"));
+    let _ = writeln!(out, "{}", line.trim_end());
+}
+
+fn inputs(out: &mut String, a: &Approval) {
+    if a.spec.inputs.is_empty() {
+        field(out, "Inputs", NONE);
+        return;
+    }
+    field(out, "Inputs", "");
+    for i in &a.spec.inputs {
+        let _ = writeln!(out, "  {}", describe_input(i));
+    }
+}
+
+fn who_may_decide(out: &mut String, a: &Approval) {
+    let spec = &a.spec;
+    field(out, "Who may decide", "");
+    match spec.approvers.as_ref().filter(|p| !p.is_empty()) {
+        Some(p) => {
+            sub(out, "Users", &list(&p.users));
+            sub(out, "Groups", &list(&p.groups));
+        }
+        None => sub(out, "Approvers", "anyone allowed to patch approvals in this namespace"),
+    }
+    sub(out, "Required approvals", &spec.required_approvals.unwrap_or(1).to_string());
+    if spec.required_approvals.is_some_and(|n| n > 1) {
+        sub(out, "Rejected when", &format!("{:?}", spec.reject_when.unwrap_or_default()));
+    }
+    sub(out, "Self-approval", &self_approval(a));
+    if let Some(e) = spec.notify.as_ref().and_then(|n| n.escalation.as_ref()) {
+        let when = match a.status.as_ref().and_then(|s| s.escalated_at.as_ref()) {
+            Some(t) => format!("escalated at {}", t.0),
+            None => format!("after {}s", e.after_seconds),
+        };
+        sub(out, "Escalation", &format!("{} ({when})", summary(&e.approvers)));
+    }
+}
+
+fn self_approval(a: &Approval) -> String {
+    let creator = a.spec.workflow_ref.created_by.as_deref().unwrap_or("unknown");
+    match a.spec.self_approval.unwrap_or_default() {
+        SelfApproval::Allow => format!("Allow (the Workflow's creator, {creator}, may decide if listed)"),
+        SelfApproval::Forbid => format!("Forbid (the Workflow's creator, {creator}, may not decide)"),
+    }
+}
+
+fn expiry(a: &Approval, now: Timestamp) -> String {
+    let deadline = a.spec.expires_at.as_ref().or(a.status.as_ref().and_then(|s| s.expires_at.as_ref()));
+    let Some(deadline) = deadline.map(|t| t.0) else {
+        return "never".into();
+    };
+    let pending = a.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == ApprovalPhase::Pending);
+    match (pending, deadline > now) {
+        (true, true) => format!("{deadline} (in {})", left(deadline, now)),
+        (true, false) | (false, false) => format!("{deadline} (expired)"),
+        (false, true) => deadline.to_string(),
+    }
+}
+
+fn votes(out: &mut String, a: &Approval) {
+    let needed = a.spec.required_approvals.unwrap_or(1);
+    if needed <= 1 && a.spec.votes.is_empty() {
+        return;
+    }
+    let tally = a.status.as_ref().and_then(|s| s.votes.clone()).unwrap_or_else(|| format!("?/{needed}"));
+    if a.spec.votes.is_empty() {
+        field(out, "Votes", &format!("{tally} approving; none cast"));
+        return;
+    }
+    field(out, "Votes", &format!("{tally} approving"));
+    for (user, vote) in &a.spec.votes {
+        sub(out, user, &vote_line(vote));
+    }
+}
+
+fn vote_line(v: &Vote) -> String {
+    let mut line = format!("{:?}", v.decision);
+    if let Some(input) = &v.input {
+        line += &format!(", input {}", values(input));
+    }
+    if let Some(c) = &v.comment {
+        line += &format!(", comment {c:?}");
+    }
+    line
+}
+
+fn decision(out: &mut String, a: &Approval) {
+    let status = a.status.clone().unwrap_or_default();
+    let Some(d) = a.spec.decision else {
+        if a.spec.required_approvals.is_none_or(|n| n <= 1) {
+            field(out, "Decision", NONE);
+        }
+        return;
+    };
+    field(out, "Decision", &format!("{d:?}"));
+    let by = status.decided_by.or_else(|| a.spec.decided_by.clone());
+    sub(out, "Decided by", by.as_deref().unwrap_or(NONE));
+    sub(out, "Decided at", &status.decided_at.map(|t| t.0.to_string()).unwrap_or_else(|| NONE.into()));
+    sub(out, "Comment", a.spec.comment.as_deref().unwrap_or(NONE));
+    sub(out, "Input", &a.spec.input.as_ref().map(values).unwrap_or_else(|| NONE.into()));
+}
+
+/// `channel=beta priority=2`: each value as `--input` takes it.
+fn values(input: &BTreeMap<String, serde_json::Value>) -> String {
+    input.iter().map(|(k, v)| format!("{k}={}", input_arg(v))).collect::<Vec<_>>().join(" ")
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() { NONE.into() } else { items.join(", ") }
+}
+
+fn summary(p: &Approvers) -> String {
+    if p.is_empty() { NONE.into() } else { p.summary() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hitl_operator::api::{ApprovalSpec, ApprovalStatus, Decision, InputSpec, InputType, WorkflowRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn gate() -> Approval {
+        let mut a = Approval::new(
+            "ship.go",
+            ApprovalSpec {
+                workflow_ref: WorkflowRef { name: "ship".into(), uid: "u".into(), created_by: Some("admin".into()) },
+                step: "go".into(),
+                message: Some("Ship release 1.2?".into()),
+                approvers: Some(Approvers { users: vec!["alice".into()], groups: vec!["legal".into()] }),
+                inputs: vec![
+                    InputSpec {
+                        name: "priority".into(),
+                        type_: InputType::Integer,
+                        required: true,
+                        minimum: Some(1.0),
+                        maximum: Some(5.0),
+                        default: Some(3.into()),
+                        ..Default::default()
+                    },
+                    InputSpec {
+                        name: "channel".into(),
+                        enum_: vec!["stable".into(), "beta".into()],
+                        ..Default::default()
+                    },
+                    InputSpec { name: "ticket".into(), pattern: Some("^OPS-[0-9]+$".into()), ..Default::default() },
+                ],
+                expires_at: Some(Time(t(3600))),
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some("legal".into());
+        a.status = Some(ApprovalStatus { phase: Some(ApprovalPhase::Pending), ..Default::default() });
+        a
+    }
+
+    #[test]
+    fn a_pending_gate_shows_what_is_asked_who_decides_and_the_time_left() {
+        let text = render(&gate(), t(0));
+        for want in [
+            "Name:           ship.go\n",
+            "Phase:          Pending\n",
+            "Message:        Ship release 1.2?\n",
+            "  priority (integer, 1..5, default 3, required)\n",
+            "  channel (string, one of stable|beta)\n",
+            "  ticket (string, matching ^OPS-[0-9]+$)\n",
+            "  Users:              alice\n",
+            "  Groups:             legal\n",
+            "  Required approvals: 1\n",
+            "  Self-approval:      Allow (the Workflow's creator, admin, may decide if listed)\n",
+            "Expires:        2027-01-15T09:00:00Z (in 1h 0m)\n",
+            "Decision:       <none>\n",
+            "Decide with:    kubectl hitl approve ship.go -n legal --input priority=<value>\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn past_the_deadline_it_says_expired() {
+        assert!(render(&gate(), t(3601)).contains("(expired)\n"));
+    }
+
+    #[test]
+    fn a_decided_gate_shows_who_when_why_and_the_values() {
+        let mut a = gate();
+        a.spec.decision = Some(Decision::Approve);
+        a.spec.comment = Some("go".into());
+        a.spec.input = Some([("priority".into(), 2.into()), ("channel".into(), "beta".into())].into());
+        a.status = Some(ApprovalStatus {
+            phase: Some(ApprovalPhase::Approved),
+            decided_by: Some("alice".into()),
+            decided_at: Some(Time(t(60))),
+            ..Default::default()
+        });
+        let text = render(&a, t(120));
+        for want in [
+            "Decision:       Approve\n",
+            "  Decided by:         alice\n",
+            "  Decided at:         2027-01-15T08:01:00Z\n",
+            "  Comment:            go\n",
+            "  Input:              channel=beta priority=2\n",
+            "Expires:        2027-01-15T09:00:00Z\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("Decide with"), "{text}");
+    }
+
+    #[test]
+    fn a_quorum_gate_lists_each_vote() {
+        let mut a = gate();
+        a.spec.required_approvals = Some(2);
+        a.spec.self_approval = Some(SelfApproval::Forbid);
+        a.spec.votes = [(
+            "carol".to_string(),
+            Vote { decision: Decision::Approve, input: None, comment: Some("ok".into()), groups: vec![] },
+        )]
+        .into();
+        a.status.as_mut().unwrap().votes = Some("1/2".into());
+        let text = render(&a, t(0));
+        for want in [
+            "  Required approvals: 2\n",
+            "  Rejected when:      QuorumUnreachable\n",
+            "  Self-approval:      Forbid (the Workflow's creator, admin, may not decide)\n",
+            "Votes:          1/2 approving\n",
+            "  carol:              Approve, comment \"ok\"\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `kubectl hitl`: a kubectl plugin for people at the gates. Put it on PATH as `kubectl-hitl`.
+//!
+//!   kubectl hitl pending [-A] [-o json|yaml|name]        gates waiting for a decision
+//!   kubectl hitl describe GATE [-o json|yaml|name]       what a gate asks, who decides, by when
+//!   kubectl hitl approve GATE [--input k=v]... [--comment TEXT]
+//!   kubectl hitl reject GATE [--comment TEXT]
+//!   kubectl hitl completion bash|zsh|fish
+//!
+//! GATE is an Approval name or WORKFLOW/STEP. Connection flags as kubectl's: `--kubeconfig`,
+//! `--context`, `--cluster`, `--user`, `-n`. Deciding sends the same merge patch a person would
+//! type; the API server checks the input and who decides, and records the decider. Errors are one
+//! line (`error: ...`) and exit 1.
+
+mod cli;
+mod complete;
+mod connect;
+mod decide;
+mod describe;
+mod errors;
+mod output;
+mod target;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Parser;
+use hitl_operator::api::{Approval, ApprovalPhase};
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+use cli::{Args, Command, Format};
+use output::Shape;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(complete::COBRA) {
+        print!("{}", complete::cobra(&argv[2..]).await);
+        return ExitCode::SUCCESS;
+    }
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", errors::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if let Command::Completion { shell } = args.command {
+        complete::script(shell, &mut std::io::stdout());
+        return Ok(());
+    }
+    let target = connect::connect(&args.connect).await?;
+    let (client, ns) = (target.client, target.namespace);
+    let done = match args.command {
+        Command::Pending { all_namespaces, output } => pending(client, &ns, all_namespaces, output).await,
+        Command::Describe { gate, output } => describe(client, &ns, &gate, output).await,
+        Command::Approve { gate, inputs, comment, output } => {
+            decide(client, &ns, &gate, decide::patch("Approve", &inputs, comment.as_deref())?, output).await
+        }
+        Command::Reject { gate, comment, output } => {
+            decide(client, &ns, &gate, decide::patch("Reject", &[], comment.as_deref())?, output).await
+        }
+        Command::Completion { .. } => unreachable!("handled above"),
+    };
+    done.map_err(|e| errors::unreachable(e, &target.server))
+}
+
+fn emit(text: &str) -> anyhow::Result<()> {
+    // A closed pipe (`| head`) is the reader's choice, not an error to report.
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+async fn pending(client: Client, ns: &str, all: bool, output: Option<Format>) -> anyhow::Result<()> {
+    let api: Api<Approval> = if all { Api::all(client) } else { Api::namespaced(client, ns) };
+    let waiting: Vec<Approval> = api
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|a| a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Pending))
+        .collect();
+    if let Some(format) = output {
+        return emit(&output::render(format, Shape::List, &waiting)?);
+    }
+    if waiting.is_empty() {
+        let place = if all { "any namespace".to_string() } else { format!("namespace \"{ns}\"") };
+        eprintln!("No gates wait for a decision in {place}.");
+        return Ok(());
+    }
+    emit(&table(&waiting))
+}
+
+fn table(gates: &[Approval]) -> String {
+    let mut out = format!("{:<20} {:<32} {:<22} {:<22} MESSAGE\n", "NAMESPACE", "APPROVAL", "APPROVERS", "EXPIRES");
+    for a in gates {
+        let status = a.status.clone().unwrap_or_default();
+        let expires = status.expires_at.map(|t| t.0.to_string()).unwrap_or_else(|| "never".into());
+        out += &format!(
+            "{:<20} {:<32} {:<22} {:<22} {}\n",
+            a.namespace().unwrap_or_default(),
+            a.name_any(),
+            status.approvers.unwrap_or_else(|| "(RBAC)".into()),
+            expires,
+            a.spec.message.clone().unwrap_or_default().lines().next().unwrap_or_default()
+        );
+    }
+    out
+}
+
+async fn get(client: &Client, ns: &str, gate: &str) -> anyhow::Result<Approval> {
+    let name = target::resolve(client, ns, target::parse(gate)?).await?;
+    match Api::<Approval>::namespaced(client.clone(), ns).get(&name).await {
+        Err(e) if errors::is_not_found(&e) => bail!("approval \"{name}\" not found in namespace \"{ns}\""),
+        other => Ok(other?),
+    }
+}
+
+async fn describe(client: Client, ns: &str, gate: &str, output: Option<Format>) -> anyhow::Result<()> {
+    let a = get(&client, ns, gate).await?;
+    match output {
+        Some(format) => emit(&output::render(format, Shape::One, &[a])?),
+        None => emit(&describe::render(&a, jiff::Timestamp::now())),
+    }
+}
+
+async fn decide(
+    client: Client,
+    ns: &str,
+    gate: &str,
+    patch: serde_json::Value,
+    output: Option<Format>,
+) -> anyhow::Result<()> {
+    let name = target::resolve(&client, ns, target::parse(gate)?).await?;
+    let a = decide::send(&client, ns, &name, &patch).await?;
+    match output {
+        Some(format) => emit(&output::render(format, Shape::One, &[a])?),
+        None => emit(&(decide::sentence(&a, &name, patch["spec"]["decision"].as_str().unwrap_or("")) + "\n")),
+    }
+}
