@@ -339,3 +339,56 @@ fn the_release_archive_and_its_krew_manifest() {
     assert_eq!(format!("{:x}", Sha256::digest(std::fs::read(&archive).unwrap())), sha);
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// The first ```sh block of the README's command-line section.
+fn readme_block() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme.split("## Deciding from the command line").nth(1).expect("the command-line section");
+    section.split("```sh\n").nth(1).expect("a sh block").split("\n```").next().unwrap().to_string()
+}
+
+#[test]
+fn the_readme_command_line_section_runs_as_written() {
+    let ns = test_namespace("plugin-readme");
+    let _op = Operator::start(&ns.name);
+    let block = readme_block();
+    assert!(block.contains("-n legal"), "the block changed: update this test");
+    let script = block.replace("-n legal", &format!("-n {}", ns.name));
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(repo_root())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir().display()))
+        .env("KUBECONFIG", kubeconfig("admin"))
+        .output()
+        .unwrap();
+    let run = Run {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    // The describe output shown in the block is what the plugin prints (the deadline aside).
+    let shown = block.split("kubectl hitl describe contract-review/review -n legal\n").nth(1).unwrap();
+    for line in shown.lines().take_while(|l| l.starts_with("# ")).map(|l| &l[2..]) {
+        let line = line.replace("Namespace:      legal", &format!("Namespace:      {}", ns.name));
+        let line = line.replace("-n legal", &format!("-n {}", ns.name));
+        if !line.starts_with("Expires:") {
+            assert!(run.stdout.contains(&format!("{line}\n")), "the README shows {line:?}, not printed:\n{run}");
+        }
+    }
+    for want in [
+        "approval.hitl.dev/contract-review.review\n",
+        "kind: Approval\n",
+        "approval contract-review.review approved by alice\n",
+        "workflow.hitl.dev/contract-review condition met\n",
+        "  Decided by:         alice\n",
+        "  Comment:            clause 7 ok\n",
+        "  Input:              priority=2 verdict=sign\n",
+    ] {
+        assert!(run.stdout.contains(want), "{want:?} missing:\n{run}");
+    }
+    let errors: Vec<_> = run.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{run}");
+    assert!(errors[0].contains("denied request: input priority: must be of type integer"), "{run}");
+    assert_eq!(phase(&workflow(&ns.name, "contract-review")), "Succeeded");
+}
