@@ -74,8 +74,10 @@ image:
 # The kubectl plugin's release archive and krew manifest, in target/release-archive/:
 # kubectl-hitl-<version>-<os>-<arch>.tar.gz (the plugin, its completion script, LICENSE, README.md)
 # and hitl.yaml (the krew Plugin, with the archive's sha256). See hack/plugin-archive.
+# The binary is static (glibc's crt-static, as the image's; see hack/build-image) and stripped, so
+# it runs on any Linux of its architecture, musl-based ones included.
 plugin-archive:
-	$(CARGO) build --release --locked --bin kubectl-hitl
+	$(CARGO) rustc --locked --release --bin kubectl-hitl -- -C target-feature=+crt-static -C strip=symbols
 	hack/plugin-archive
 
 # Release artifacts built here: the plugin archive and its krew manifest (the image: make image).
