@@ -1,6 +1,6 @@
 //! `kubectl hitl`: a kubectl plugin for people at the gates. Put it on PATH as `kubectl-hitl`.
 //!
-//!   kubectl hitl pending [-A]                      gates waiting for a decision
+//!   kubectl hitl pending [-A]                      gates waiting for you (-A: all gates)
 //!   kubectl hitl approve NAME [--input k=v]... [--comment TEXT]
 //!   kubectl hitl reject NAME [--comment TEXT]
 //!
@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 
 use clap::{Parser, Subcommand};
-use hitl_operator::api::{Approval, ApprovalPhase};
-use kube::api::{ListParams, Patch, PatchParams};
+use hitl_operator::api::Approval;
+use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 #[derive(Parser)]
 #[command(name = "kubectl hitl", about = "Decide hitl-operator gates")]
@@ -92,23 +92,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let (name, patch) = match &args.command {
         Command::Pending { all_namespaces } => {
-            let api: Api<Approval> = if *all_namespaces { Api::all(client) } else { Api::namespaced(client, &ns) };
-            println!("{:<20} {:<32} {:<22} {:<22} MESSAGE", "NAMESPACE", "APPROVAL", "APPROVERS", "EXPIRES");
-            for a in api.list(&ListParams::default()).await? {
-                let status = a.status.clone().unwrap_or_default();
-                if status.phase != Some(ApprovalPhase::Pending) {
-                    continue;
-                }
-                let expires = status.expires_at.map(|t| t.0.to_string()).unwrap_or_else(|| "never".into());
-                println!(
-                    "{:<20} {:<32} {:<22} {:<22} {}",
-                    a.namespace().unwrap_or_default(),
-                    a.name_any(),
-                    status.approvers.unwrap_or_else(|| "(RBAC)".into()),
-                    expires,
-                    a.spec.message.clone().unwrap_or_default()
-                );
-            }
+            print!("{}", hitl_operator::inbox::pending(&client, &ns, *all_namespaces).await?);
             return Ok(());
         }
         Command::Approve { name, inputs, comment } => (name, decide("Approve", inputs, comment)?),
