@@ -80,7 +80,7 @@ pub fn merge(items: Vec<InboxItem>) -> Vec<InboxItem> {
     let mut items = items;
     items.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     items.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
-    inbox::merge(&[], items, None).items
+    inbox::merge(&[], items, None, &Default::default()).items
 }
 
 /// The gates as a table, or a sentence when there are none.

@@ -199,6 +199,7 @@ fn inbox_rules() -> Value {
         {"apiGroups": ["hitl.dev"], "resources": ["approvalinboxes/status"], "verbs": ["update"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles", "clusterrolebindings"],
          "verbs": ["get", "create"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     ])
 }
 

@@ -181,3 +181,26 @@ fn an_escalated_gate_reaches_the_escalation_approver_only_once_escalated() {
     wait_sees("bob", &namespaces, &[]);
     wait_sees("alice", &namespaces, &[]);
 }
+
+#[test]
+fn entries_left_by_an_operator_whose_namespace_went_are_dropped_by_another() {
+    let gone = test_namespace("inbox-gone");
+    let someone = unique_name("yve");
+    let theirs = inbox_name(&user(&someone));
+    let mut op = Operator::start(gone.name());
+    apply(gone.name(), &gate_workflow("left", "Left behind?", &format!("{{users: [{someone}]}}"), ""));
+    wait_pending(gone.name(), "left.review");
+    let items = |name: &str| {
+        let out = kubectl("admin", &["get", "inbox", name, "-o", "jsonpath={.status.items[*].name}"]);
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    wait_for("the gate in its approver's inbox", WAIT, || items(&theirs).filter(|i| i.contains("left.review")));
+    // The operator stops first, then its namespace goes: nobody removed the entry.
+    op.kill();
+    kubectl_ok("admin", &["delete", "namespace", gone.name(), "--wait=true", "--timeout=60s"]);
+    assert!(items(&theirs).is_some_and(|i| i.contains("left.review")), "the entry should have been left behind");
+    // Another namespace's operator, on its first pass, drops it: the inbox, now empty, goes.
+    let other = test_namespace("inbox-other");
+    let _op = Operator::start(other.name());
+    wait_for("the inbox of the deleted namespace's approver to go", WAIT, || items(&theirs).is_none().then_some(()));
+}

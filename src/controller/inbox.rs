@@ -53,10 +53,11 @@ async fn keep(ctx: Arc<Context>, approvals: Store<Approval>, inboxes: Store<Appr
     ready(&approvals).await;
     ready(&inboxes).await;
     let mut granted = HashSet::new();
+    let mut namespaces = Namespaces::default();
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(DEBOUNCE).await;
-        let again = match pass(&ctx, &approvals, &inboxes, &mut granted).await {
+        let again = match pass(&ctx, &approvals, &inboxes, &mut granted, &mut namespaces).await {
             Ok(again) => {
                 failures = 0;
                 again
@@ -89,26 +90,66 @@ async fn pass(
     approvals: &Store<Approval>,
     inboxes: &Store<ApprovalInbox>,
     granted: &mut HashSet<String>,
+    namespaces: &mut Namespaces,
 ) -> Result<bool, Error> {
     let existing: Vec<ApprovalInbox> = inboxes.state().iter().map(|i| (**i).clone()).collect();
     if existing.iter().any(|i| ctx.is_stale(i)) {
         // Our own write is on its way through the watch, which wakes us again.
         return Ok(true);
     }
+    let scope = ctx.config.namespace.as_deref();
+    let gone = namespaces.gone(ctx, inbox::foreign_namespaces(&existing, scope)).await?;
     let gates = approvals.state();
     let desired = inbox::contents(gates.iter().map(|a| a.as_ref()));
+    // One inbox that cannot be written (say, a stranger's ClusterRole holds its grant's name)
+    // must not hold up the others: each is tried, the first failure reported.
     let mut again = false;
-    for change in inbox::plan(&existing, desired, ctx.config.namespace.as_deref()) {
-        again |= apply(ctx, change, granted).await?;
+    let mut failed = None;
+    for change in inbox::plan(&existing, desired, scope, &gone) {
+        match apply(ctx, change, granted).await {
+            Ok(a) => again |= a,
+            Err(e) => failed = failed.or(Some(e)),
+        }
     }
     // Grants of inboxes made before this process started, or whose grant creation failed.
     granted.retain(|uid| existing.iter().any(|i| i.uid().as_deref() == Some(uid)));
     let ungranted: Vec<&ApprovalInbox> =
         existing.iter().filter(|i| i.uid().is_some_and(|u| !granted.contains(&u))).collect();
     for i in ungranted {
-        ensure_grant(ctx, i, granted).await?;
+        if let Err(e) = ensure_grant(ctx, i, granted).await {
+            failed = failed.or(Some(e));
+        }
     }
-    Ok(again)
+    failed.map_or(Ok(again), Err)
+}
+
+/// Which namespaces exist, as last looked up: an operator that watches one namespace checks the
+/// namespaces of the other entries in the inboxes, so that entries whose namespace was deleted
+/// (and whose operator may have stopped first) go. Looked up again after a while, and never for
+/// an operator that watches all namespaces (every entry is its own).
+#[derive(Default)]
+struct Namespaces {
+    known: std::collections::HashMap<String, (bool, std::time::Instant)>,
+}
+
+/// How long a namespace lookup is trusted.
+const NAMESPACE_KEPT: Duration = Duration::from_secs(60);
+
+impl Namespaces {
+    async fn gone(
+        &mut self,
+        ctx: &Context,
+        wanted: std::collections::BTreeSet<String>,
+    ) -> Result<std::collections::BTreeSet<String>, Error> {
+        self.known.retain(|ns, (_, at)| wanted.contains(ns) && at.elapsed() < NAMESPACE_KEPT);
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+        let unknown: Vec<String> = wanted.into_iter().filter(|ns| !self.known.contains_key(ns)).collect();
+        for ns in unknown {
+            let exists = api.get_metadata_opt(&ns).await.map_err(Error::Kube)?.is_some();
+            self.known.insert(ns, (exists, std::time::Instant::now()));
+        }
+        Ok(self.known.iter().filter(|(_, (exists, _))| !exists).map(|(ns, _)| ns.clone()).collect())
+    }
 }
 
 /// Carries one change out; true when it met a newer object and must be planned again.

@@ -114,10 +114,16 @@ pub fn in_scope(item: &InboxItem, scope: Option<&str>) -> bool {
     scope.is_none_or(|ns| item.namespace == ns)
 }
 
-/// An inbox's status: what it holds from outside `scope`, plus `mine`; sorted, soonest deadline
-/// first, and cut at `MAX_ITEMS`.
-pub fn merge(existing: &[InboxItem], mine: Vec<InboxItem>, scope: Option<&str>) -> ApprovalInboxStatus {
-    let mut items: Vec<InboxItem> = existing.iter().filter(|i| !in_scope(i, scope)).cloned().chain(mine).collect();
+/// An inbox's status: what it holds from outside `scope` (except from namespaces that are
+/// `gone`), plus `mine`; sorted, soonest deadline first, and cut at `MAX_ITEMS`.
+pub fn merge(
+    existing: &[InboxItem],
+    mine: Vec<InboxItem>,
+    scope: Option<&str>,
+    gone: &BTreeSet<String>,
+) -> ApprovalInboxStatus {
+    let kept = existing.iter().filter(|i| !in_scope(i, scope) && !gone.contains(&i.namespace));
+    let mut items: Vec<InboxItem> = kept.cloned().chain(mine).collect();
     items.sort_by(|a, b| {
         let deadline = |i: &InboxItem| (i.expires_at.is_none(), i.expires_at.as_ref().map(|t| t.0));
         deadline(a).cmp(&deadline(b)).then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
@@ -140,12 +146,15 @@ pub enum Change {
 }
 
 /// The changes that bring `existing` inboxes to `desired` (from `contents`), for an operator
-/// watching `scope`. An inbox whose subject does not match its name was not made by the operator
-/// and is left alone (the admission policy lets nobody else create one).
+/// watching `scope`. Entries of namespaces that are `gone` go too: their operator, which watched
+/// only that namespace, may have stopped before it could remove them. An inbox whose subject does
+/// not match its name was not made by the operator and is left alone (the admission policy lets
+/// nobody else create one).
 pub fn plan(
     existing: &[ApprovalInbox],
     mut desired: BTreeMap<InboxSubject, Vec<InboxItem>>,
     scope: Option<&str>,
+    gone: &BTreeSet<String>,
 ) -> Vec<Change> {
     let mut changes = Vec::new();
     let mut seen = BTreeSet::new();
@@ -156,7 +165,7 @@ pub fn plan(
         }
         let mine = desired.remove(&inbox.spec.subject).unwrap_or_default();
         let current = inbox.status.clone().unwrap_or_default();
-        let want = merge(&current.items, mine, scope);
+        let want = merge(&current.items, mine, scope, gone);
         let resource_version = inbox.resource_version();
         if want.items.is_empty() {
             changes.push(Change::Delete { name, resource_version });
@@ -167,10 +176,21 @@ pub fn plan(
     for (subject, mine) in desired {
         let name = inbox_name(&subject);
         if !mine.is_empty() && !seen.contains(&name) {
-            changes.push(Change::Create { name, subject, status: merge(&[], mine, scope) });
+            changes.push(Change::Create { name, subject, status: merge(&[], mine, scope, gone) });
         }
     }
     changes
+}
+
+/// The namespaces of entries that another operator keeps (outside `scope`): those whose
+/// existence to check, so entries of deleted namespaces can go.
+pub fn foreign_namespaces(existing: &[ApprovalInbox], scope: Option<&str>) -> BTreeSet<String> {
+    existing
+        .iter()
+        .flat_map(|i| i.status.iter().flat_map(|s| &s.items))
+        .filter(|i| !in_scope(i, scope))
+        .map(|i| i.namespace.clone())
+        .collect()
 }
 
 /// Whether `current` must be rewritten as `want`. An operator that watches one namespace writes
@@ -231,6 +251,10 @@ mod tests {
         a
     }
 
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
     fn names(items: &[InboxItem]) -> Vec<String> {
         items.iter().map(|i| format!("{}/{}", i.namespace, i.name)).collect()
     }
@@ -238,7 +262,7 @@ mod tests {
     fn inbox(subject: InboxSubject, items: Vec<InboxItem>) -> ApprovalInbox {
         let mut i = ApprovalInbox::new(&inbox_name(&subject), crate::api::ApprovalInboxSpec { subject });
         i.metadata.resource_version = Some("7".into());
-        i.status = Some(merge(&[], items, None));
+        i.status = Some(merge(&[], items, None, &none()));
         i
     }
 
@@ -339,7 +363,7 @@ mod tests {
             })
             .collect();
         items.reverse();
-        let status = merge(&[], items, None);
+        let status = merge(&[], items, None, &none());
         assert_eq!(status.items.len(), MAX_ITEMS);
         assert_eq!((status.pending, status.truncated), (MAX_ITEMS as i32, Some(3)));
         assert_eq!(status.items[0].name, format!("g{:04}", MAX_ITEMS + 2), "soonest deadline first");
@@ -353,9 +377,9 @@ mod tests {
         let theirs = item(&gate("other", "x", &["alice"], &[]), false);
         let my_old = item(&gate("mine", "old", &["alice"], &[]), false);
         let my_new = item(&gate("mine", "new", &["alice"], &[]), false);
-        let merged = merge(&[theirs.clone(), my_old.clone()], vec![my_new.clone()], Some("mine"));
+        let merged = merge(&[theirs.clone(), my_old.clone()], vec![my_new.clone()], Some("mine"), &none());
         assert_eq!(names(&merged.items), ["mine/new", "other/x"]);
-        let everything = merge(&[theirs, my_old], vec![my_new], None);
+        let everything = merge(&[theirs, my_old], vec![my_new], None, &none());
         assert_eq!(names(&everything.items), ["mine/new"], "watching all namespaces, all items are its own");
     }
 
@@ -366,7 +390,7 @@ mod tests {
         let unchanged = inbox(user("alice"), vec![item(&a, false)]);
         let emptied = inbox(user("carol"), vec![item(&gate("ns", "old", &["carol"], &[]), false)]);
         let stale = inbox(group("legal"), vec![item(&a, false)]);
-        let changes = plan(&[unchanged, emptied, stale], contents([&a, &b]), None);
+        let changes = plan(&[unchanged, emptied, stale], contents([&a, &b]), None, &none());
         assert_eq!(changes.len(), 3, "{changes:#?}");
         assert!(
             changes.contains(&Change::Delete { name: inbox_name(&user("carol")), resource_version: Some("7".into()) })
@@ -383,7 +407,7 @@ mod tests {
         let a = gate("ns", "a", &["alice"], &[]);
         let mut forged = inbox(user("alice"), vec![]);
         forged.metadata.name = Some(inbox_name(&user("mallory")));
-        let changes = plan(&[forged], contents([&a]), None);
+        let changes = plan(&[forged], contents([&a]), None, &none());
         assert_eq!(changes.len(), 1, "{changes:#?}");
         assert!(matches!(&changes[0], Change::Create { name, .. } if *name == inbox_name(&user("alice"))));
     }
@@ -393,12 +417,34 @@ mod tests {
         let theirs = item(&gate("other", "x", &["alice"], &[]), false);
         let mine = item(&gate("mine", "y", &["alice"], &[]), false);
         let shared = inbox(user("alice"), vec![theirs, mine.clone()]);
-        let changes = plan(std::slice::from_ref(&shared), BTreeMap::new(), Some("mine"));
+        let changes = plan(std::slice::from_ref(&shared), BTreeMap::new(), Some("mine"), &none());
         assert!(matches!(&changes[..], [Change::Update { status, .. }] if names(&status.items) == ["other/x"]));
         let only_mine = inbox(user("alice"), vec![mine]);
-        let changes = plan(&[only_mine], BTreeMap::new(), Some("mine"));
+        let changes = plan(&[only_mine], BTreeMap::new(), Some("mine"), &none());
         assert!(matches!(&changes[..], [Change::Delete { .. }]), "{changes:#?}");
-        let changes = plan(&[shared], BTreeMap::new(), Some("third"));
+        let changes = plan(std::slice::from_ref(&shared), BTreeMap::new(), Some("third"), &none());
         assert!(changes.is_empty(), "nothing of its own in it: {changes:#?}");
+        assert_eq!(foreign_namespaces(std::slice::from_ref(&shared), Some("third")), set(&["mine", "other"]));
+        assert_eq!(foreign_namespaces(std::slice::from_ref(&shared), Some("mine")), set(&["other"]));
+        assert!(foreign_namespaces(std::slice::from_ref(&shared), None).is_empty());
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn entries_of_a_deleted_namespace_go_whoever_kept_them() {
+        let stale = item(&gate("deleted", "x", &["alice"], &[]), false);
+        let alive = item(&gate("other", "y", &["alice"], &[]), false);
+        let inbox = inbox(user("alice"), vec![stale.clone(), alive]);
+        let changes = plan(std::slice::from_ref(&inbox), BTreeMap::new(), Some("mine"), &set(&["deleted"]));
+        assert!(
+            matches!(&changes[..], [Change::Update { status, .. }] if names(&status.items) == ["other/y"]),
+            "{changes:#?}"
+        );
+        let only_stale = self::inbox(user("alice"), vec![stale]);
+        let changes = plan(&[only_stale], BTreeMap::new(), Some("mine"), &set(&["deleted"]));
+        assert!(matches!(&changes[..], [Change::Delete { .. }]), "{changes:#?}");
     }
 }
