@@ -4,5 +4,6 @@
 pub mod api;
 pub mod controller;
 pub mod engine;
+pub mod inbox;
 pub mod leader;
 pub mod metrics;

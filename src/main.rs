@@ -29,6 +29,11 @@ struct Args {
     /// `get` and `patch` on exactly that Approval.
     #[arg(long, env = "HITL_PER_GATE_GRANTS", default_value_t = true, action = clap::ArgAction::Set)]
     per_gate_grants: bool,
+    /// Keep one ApprovalInbox per user and group that a pending gate lists (cluster-scoped),
+    /// each readable by that user or group alone, so `kubectl hitl pending` finds their gates.
+    /// Watching one namespace, the operator keeps that namespace's entries in them.
+    #[arg(long, env = "HITL_INBOXES", default_value_t = true, action = clap::ArgAction::Set)]
+    inboxes: bool,
     /// Seconds a notification may take (connect, send, answer) before it counts as failed.
     #[arg(long, env = "HITL_NOTIFICATION_TIMEOUT", default_value_t = 10)]
     notification_timeout: u64,
@@ -123,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.namespace,
         concurrency: args.concurrency,
         per_gate_grants: args.per_gate_grants,
+        inboxes: args.inboxes,
         notify_timeout: std::time::Duration::from_secs(args.notification_timeout.max(1)),
         notify_workers: args.notification_workers,
     };

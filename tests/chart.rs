@@ -192,6 +192,17 @@ fn controller_rules(per_gate_grants: bool) -> Value {
     Value::Array(rules)
 }
 
+/// The operator's rights for the ApprovalInboxes: exactly what src/controller/inbox.rs calls.
+fn inbox_rules() -> Value {
+    json!([
+        {"apiGroups": ["hitl.dev"], "resources": ["approvalinboxes"], "verbs": ["get", "list", "watch", "create", "delete"]},
+        {"apiGroups": ["hitl.dev"], "resources": ["approvalinboxes/status"], "verbs": ["update"]},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles", "clusterrolebindings"],
+         "verbs": ["get", "create"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+    ])
+}
+
 /// A cluster-scoped object as JSON (`kubectl get RESOURCE -o json` as admin).
 fn cluster_json(resource: &str) -> Value {
     serde_json::from_str(&kubectl_ok("admin", &["get", resource, "-o", "json"])).expect("JSON from kubectl")
@@ -423,6 +434,12 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
         json!([{"kind": "ServiceAccount", "name": "hitl-operator", "namespace": "hitl-system"}])
     );
     find(&all, "ServiceAccount", "hitl-operator");
+    assert_eq!(find(&all, "ClusterRole", "hitl-operator-inboxes")["rules"], inbox_rules());
+    let inboxes = find(&all, "ClusterRoleBinding", "hitl-operator-inboxes");
+    assert_eq!(
+        (&inboxes["roleRef"]["name"], &inboxes["subjects"]),
+        (&json!("hitl-operator-inboxes"), &binding["subjects"])
+    );
 
     let deploy = find(&all, "Deployment", "hitl-operator");
     // Two replicas electing a leader, rolled one at a time, kept up through drains, spread out.
@@ -454,6 +471,7 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
             "--concurrency",
             "16",
             "--per-gate-grants=true",
+            "--inboxes=true",
             "--metrics-addr",
             "0.0.0.0:8080",
             "--leader-elect=true",
@@ -532,6 +550,7 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
             "--concurrency",
             "16",
             "--per-gate-grants=false",
+            "--inboxes=false",
             "--metrics-addr",
             "0.0.0.0:8080",
             "--namespace",
@@ -544,6 +563,15 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
         ])
     );
     find(&one, "ClusterRole", "team-approver");
+    assert!(one.iter().all(|d| !d["metadata"]["name"].as_str().unwrap_or("").ends_with("-inboxes")));
+    // Inboxes asked for with one namespace: their rights alone are bound cluster-wide.
+    let shared = render("team", "ops", &["--set", "watchNamespace=team-a,inboxes.enabled=true"]);
+    let bound: Vec<&Value> = shared.iter().filter(|d| d["kind"] == "ClusterRoleBinding").collect();
+    assert_eq!(bound.len(), 1, "{bound:?}");
+    assert_eq!(bound[0]["roleRef"]["name"], "team-hitl-operator-inboxes");
+    assert_eq!(find(&shared, "ClusterRole", "team-hitl-operator-inboxes")["rules"], inbox_rules());
+    let args = &find(&shared, "Deployment", "team-hitl-operator")["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.as_array().unwrap().contains(&json!("--inboxes=true")), "{args}");
 
     let none = render("r", "ns", &["--set-json", "rbac.userRoles.approverAggregateTo=[]"]);
     assert!(aggregation_labels(find(&none, "ClusterRole", "hitl-approver")).is_empty());
@@ -566,13 +594,17 @@ fn kustomize_tree_matches_the_chart() {
         "MutatingAdmissionPolicyBinding",
     ];
     assert_same_documents("kustomize policies", &kinds(&k, &policy_kinds), &source_policies(), Compare::Whitespace);
-    for name in ["hitl-operator", "hitl-viewer", "hitl-editor", "hitl-approver", "hitl-policy-admin"] {
+    for name in
+        ["hitl-operator", "hitl-operator-inboxes", "hitl-viewer", "hitl-editor", "hitl-approver", "hitl-policy-admin"]
+    {
         let (a, b) = (find(&k, "ClusterRole", name), find(&chart, "ClusterRole", name));
         assert_eq!(a["rules"], b["rules"], "ClusterRole {name}: kustomize and chart rules differ");
         assert_eq!(aggregation_labels(a), aggregation_labels(b), "ClusterRole {name}: aggregation differs");
     }
-    let (a, b) = (find(&k, "ClusterRoleBinding", "hitl-operator"), find(&chart, "ClusterRoleBinding", "hitl-operator"));
-    assert_eq!((&a["roleRef"], &a["subjects"]), (&b["roleRef"], &b["subjects"]));
+    for name in ["hitl-operator", "hitl-operator-inboxes"] {
+        let (a, b) = (find(&k, "ClusterRoleBinding", name), find(&chart, "ClusterRoleBinding", name));
+        assert_eq!((&a["roleRef"], &a["subjects"]), (&b["roleRef"], &b["subjects"]), "ClusterRoleBinding {name}");
+    }
     find(&k, "ServiceAccount", "hitl-operator");
     let (a, b) =
         (find(&k, "Role", "hitl-operator-leader-election"), find(&chart, "Role", "hitl-operator-leader-election"));

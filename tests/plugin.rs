@@ -181,8 +181,11 @@ fn errors_are_one_line_from_the_api_server() {
     // bob is not an approver and holds no grant: RBAC refuses, and he is told so in its words.
     let run = hitl("bob", &["approve", "ship.go", "-n", &ns.name, "--input", "priority=2"]);
     assert_one_line_error(&run, "approvals.hitl.dev \"ship.go\" is forbidden: User \"bob\" cannot patch");
+    // Nothing waits for bob: said plainly, not as an error (he reads only his own inboxes).
     let run = hitl("bob", &["pending", "-n", &ns.name]);
-    assert_one_line_error(&run, "is forbidden: User \"bob\" cannot list");
+    assert!(run.ok && run.stdout.contains("No gates are waiting for you."), "{run}");
+    let run = hitl("bob", &["pending", "-A"]);
+    assert_one_line_error(&run, "you may not list Approvals in all namespaces");
     let run = hitl("admin", &["describe", "nope", "-n", &ns.name]);
     assert_one_line_error(&run, &format!("approval \"nope\" not found in namespace \"{}\"", ns.name));
     let run = hitl("admin", &["reject", "nope/go", "-n", &ns.name]);

@@ -1,5 +1,6 @@
 //! The CRD types: the contract users write against.
 pub mod approval;
+pub mod inbox;
 pub mod notify;
 pub mod policy;
 pub mod shared;
@@ -8,6 +9,7 @@ pub mod volumes;
 pub mod workflow;
 
 pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, Vote, WorkflowRef};
+pub use inbox::{ApprovalInbox, ApprovalInboxSpec, ApprovalInboxStatus, InboxItem, InboxSubject, SubjectKind};
 pub use notify::{NotificationChannel, NotificationEvent, NotifySpec};
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
@@ -27,6 +29,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Approval::crd(),
         WorkflowPolicy::crd(),
         NotificationChannel::crd(),
+        ApprovalInbox::crd(),
     ]
 }
 

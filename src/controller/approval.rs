@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{instrument, warn};
@@ -16,9 +17,21 @@ use crate::api::{Approval, ApprovalPhase, StepPhase, Workflow};
 use crate::engine::gate;
 use crate::engine::plan::{self, Event};
 
-pub async fn run(ctx: Arc<Context>) {
+/// The operator's one watch of Approvals: its store and the stream `run` consumes. `changed` is
+/// woken after every change has reached the store.
+pub fn watch(
+    ctx: &Arc<Context>,
+    changed: Arc<tokio::sync::Notify>,
+) -> (Store<Approval>, impl futures::Stream<Item = Result<Approval, watcher::Error>> + Send + 'static) {
     let config = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
-    let (store, approvals) = super::tolerant::watch::<Approval>(&ctx, config);
+    super::tolerant::watch_notifying::<Approval>(ctx, config, Some(changed))
+}
+
+pub async fn run(
+    ctx: Arc<Context>,
+    store: Store<Approval>,
+    approvals: impl futures::Stream<Item = Result<Approval, watcher::Error>> + Send + 'static,
+) {
     let controller = Controller::for_stream(approvals, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();

@@ -92,7 +92,7 @@ async fn ensure_grant(ctx: &super::Context, a: &Approval, grant: Option<(Role, R
     .await
 }
 
-async fn create_exact<K>(api: &Api<K>, want: &K, same_grant: impl Fn(&K) -> bool) -> Result<(), Error>
+pub(super) async fn create_exact<K>(api: &Api<K>, want: &K, same_grant: impl Fn(&K) -> bool) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {

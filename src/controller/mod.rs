@@ -3,6 +3,7 @@
 pub mod approval;
 pub mod grants;
 pub mod guard;
+pub mod inbox;
 mod mounts;
 pub mod notify;
 pub mod outcomes;
@@ -30,6 +31,8 @@ pub struct Config {
     pub concurrency: u16,
     /// Give each gate's approvers `get`/`patch` on that one Approval through a Role it owns.
     pub per_gate_grants: bool,
+    /// Keep an ApprovalInbox per approver, readable by that approver alone.
+    pub inboxes: bool,
     /// The longest a notification request may take (connect, send, answer).
     pub notify_timeout: Duration,
     /// Notifications sent at once.
@@ -346,15 +349,27 @@ pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Me
     metrics.set_not_ready("waiting for the watches of Workflows, Approvals and step Pods to sync");
     let (notifier, jobs, channels) = notify::Notifier::new(&client, &config);
     let ctx = Context::new(client, config, metrics, notifier);
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let (approvals, approval_events) = approval::watch(&ctx, changed.clone());
+    let approval_controller = approval::run(ctx.clone(), approvals.clone(), approval_events);
     let controllers = async {
-        futures::join!(workflow::run(ctx.clone()), approval::run(ctx.clone()), outcomes::run(ctx.clone()));
+        futures::join!(workflow::run(ctx.clone()), approval_controller, outcomes::run(ctx.clone()));
     };
-    // Delivery runs as long as the controllers do; what is in flight at shutdown was not
-    // recorded as delivered, so the next leader sends it again (same key).
+    // Delivery and the inboxes run as long as the controllers do; what is in flight at shutdown
+    // was not recorded as delivered, so the next leader sends it again (same key), and the
+    // next leader computes the inboxes afresh.
     let delivery = async { futures::join!(channels, notify::run_workers(ctx.clone(), jobs)) };
+    let inboxes = async {
+        if ctx.config.inboxes {
+            inbox::run(ctx.clone(), approvals, changed).await
+        } else {
+            futures::future::pending().await
+        }
+    };
     tokio::select! {
         _ = controllers => {}
         _ = delivery => {}
+        _ = inboxes => {}
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -23,6 +23,19 @@ pub fn watch<K>(
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
+    watch_notifying(ctx, config, None)
+}
+
+/// As `watch`, also waking `changed` after every event (deletions included) has reached the
+/// store, for a reader of the whole store (the inboxes).
+pub fn watch_notifying<K>(
+    ctx: &Arc<Context>,
+    config: watcher::Config,
+    changed: Option<Arc<tokio::sync::Notify>>,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = match &ctx.config.namespace {
         Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
@@ -34,7 +47,12 @@ where
         let reporter = reporter.clone();
         async move { Ok(convert_event::<K>(event, &|obj, e| unreadable(&reporter, obj, e))) }
     });
-    (reader, typed.reflect(writer).applied_objects())
+    let stored = typed.reflect(writer).inspect(move |_| {
+        if let Some(changed) = &changed {
+            changed.notify_one();
+        }
+    });
+    (reader, stored.applied_objects())
 }
 
 /// The event with its object typed, or None when the object does not deserialize (reported).

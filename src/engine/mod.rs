@@ -7,6 +7,7 @@ pub mod duration;
 pub mod expr;
 pub mod gate;
 pub mod graph;
+pub mod inbox;
 pub mod inputs;
 pub mod names;
 pub mod notify;

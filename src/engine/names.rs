@@ -43,6 +43,13 @@ pub fn grant_name(approval: &str, approval_uid: &str) -> String {
     fit(&format!("hitl-approve-{approval}-{}", short_hash(approval_uid, 6)), 253)
 }
 
+/// The ClusterRole and ClusterRoleBinding that let an inbox's subject read it:
+/// `hitl-inbox-<inbox>-<uid hash>`. The hash keeps a re-created inbox from meeting the grant of
+/// the one before it, which the garbage collector may not have removed yet.
+pub fn inbox_grant_name(inbox: &str, inbox_uid: &str) -> String {
+    fit(&format!("hitl-inbox-{inbox}-{}", short_hash(inbox_uid, 6)), 253)
+}
+
 /// The run's workspace claim: `<workflow>-workspace-<uid hash>`. The hash keeps a re-created
 /// Workflow of the same name from mounting the old run's files.
 pub fn workspace_claim_name(workflow: &str, uid: &str) -> String {

@@ -75,3 +75,14 @@ being kinds to leave out.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the operator keeps ApprovalInboxes: inboxes.enabled, where auto means unless
+watchNamespace is set (inboxes need rights outside that namespace). */}}
+{{- define "hitl-operator.inboxes" -}}
+{{- $enabled := toString .Values.inboxes.enabled -}}
+{{- if or (eq $enabled "true") (and (eq $enabled "auto") (not .Values.watchNamespace)) -}}
+true
+{{- else -}}
+false
+{{- end -}}
+{{- end }}

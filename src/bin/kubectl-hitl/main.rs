@@ -27,7 +27,7 @@ use anyhow::bail;
 use clap::Parser;
 use hitl_operator::api::{Approval, ApprovalPhase};
 use kube::api::ListParams;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 use cli::{Args, Command, Format};
 use output::Shape;
@@ -77,40 +77,42 @@ fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The gates waiting for the caller: their inboxes (kept by the operator, readable by them alone)
+/// plus what they may list in the namespace; `-A` lists every pending gate (needs the right).
 async fn pending(client: Client, ns: &str, all: bool, output: Option<Format>) -> anyhow::Result<()> {
-    let api: Api<Approval> = if all { Api::all(client) } else { Api::namespaced(client, ns) };
-    let waiting: Vec<Approval> = api
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .filter(|a| a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Pending))
-        .collect();
-    if let Some(format) = output {
-        return emit(&output::render(format, Shape::List, &waiting)?);
-    }
-    if waiting.is_empty() {
-        let place = if all { "any namespace".to_string() } else { format!("namespace \"{ns}\"") };
-        eprintln!("No gates wait for a decision in {place}.");
-        return Ok(());
-    }
-    emit(&table(&waiting))
+    let Some(format) = output else {
+        return emit(&hitl_operator::inbox::pending(&client, ns, all).await?);
+    };
+    let gates: Vec<Approval> = if all {
+        Api::<Approval>::all(client)
+            .list(&ListParams::default())
+            .await?
+            .into_iter()
+            .filter(|a| a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Pending))
+            .collect()
+    } else {
+        waiting_for_me(&client, ns).await?
+    };
+    emit(&output::render(format, Shape::List, &gates)?)
 }
 
-fn table(gates: &[Approval]) -> String {
-    let mut out = format!("{:<20} {:<32} {:<22} {:<22} MESSAGE\n", "NAMESPACE", "APPROVAL", "APPROVERS", "EXPIRES");
-    for a in gates {
-        let status = a.status.clone().unwrap_or_default();
-        let expires = status.expires_at.map(|t| t.0.to_string()).unwrap_or_else(|| "never".into());
-        out += &format!(
-            "{:<20} {:<32} {:<22} {:<22} {}\n",
-            a.namespace().unwrap_or_default(),
-            a.name_any(),
-            status.approvers.unwrap_or_else(|| "(RBAC)".into()),
-            expires,
-            a.spec.message.clone().unwrap_or_default().lines().next().unwrap_or_default()
-        );
+/// The Approvals behind the caller's inbox entries and the namespace's pending gates they may
+/// list, each read by name (a listed approver may `get` their gate).
+async fn waiting_for_me(client: &Client, ns: &str) -> anyhow::Result<Vec<Approval>> {
+    use hitl_operator::inbox;
+    let me = inbox::whoami(client).await?;
+    let mut items = inbox::my_gates(client, &me).await?;
+    items.extend(inbox::listed_gates(client, Some(ns)).await?.unwrap_or_default());
+    let mut gates = vec![];
+    for item in inbox::merge(items) {
+        match Api::<Approval>::namespaced(client.clone(), &item.namespace).get_opt(&item.name).await {
+            Ok(Some(a)) => gates.push(a),
+            Ok(None) => {}
+            Err(e) if errors::is_forbidden(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    out
+    Ok(gates)
 }
 
 async fn get(client: &Client, ns: &str, gate: &str) -> anyhow::Result<Approval> {
