@@ -168,3 +168,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_repeat_or_come_comma_separated() {
+        let args =
+            Args::try_parse_from(["hitl-operator", "--namespace", "b,a", "--namespace", "c", "--namespace", "a"])
+                .expect("valid flags");
+        assert_eq!(watched(&args.namespaces), ["a", "b", "c"]);
+        let all = Args::try_parse_from(["hitl-operator"]).unwrap();
+        assert!(watched(&all.namespaces).is_empty(), "no flag: every namespace");
+    }
+}
