@@ -19,9 +19,10 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HITL
 #[derive(Parser, Debug)]
 #[command(name = "hitl-operator", version = VERSION, about = "Kubernetes operator for human-in-the-loop workflows")]
 struct Args {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "HITL_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces: repeat the flag or separate them with commas (default: all
+    /// namespaces). The operator then needs rights in those namespaces only.
+    #[arg(long = "namespace", env = "HITL_NAMESPACE", value_delimiter = ',')]
+    namespaces: Vec<String>,
     /// Workflows (and Approvals) reconciled at once.
     #[arg(long, env = "HITL_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
@@ -80,7 +81,7 @@ impl Args {
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
             .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
-            .or_else(|| self.namespace.clone())
+            .or_else(|| self.namespaces.first().cloned())
             .unwrap_or_else(|| "default".into());
         let host = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| "hitl-operator".into());
         Ok(LeaseConfig {
@@ -91,6 +92,13 @@ impl Args {
             renew_grace: self.leader_election_renew_grace,
         })
     }
+}
+
+/// The namespaces to watch, without blanks or repeats; empty: all.
+fn watched(namespaces: &[String]) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> =
+        namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    set.into_iter().collect()
 }
 
 fn init_logging(format: LogFormat) {
@@ -125,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(hitl_operator::metrics::serve(listener, metrics.clone()));
     let client = kube::Client::try_default().await?;
     let config = Config {
-        namespace: args.namespace,
+        namespaces: watched(&args.namespaces),
+        namespace: None,
         concurrency: args.concurrency,
         per_gate_grants: args.per_gate_grants,
         inboxes: args.inboxes,
@@ -134,7 +143,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let Some(lease) = lease else {
         metrics.set_ready();
-        tracing::info!(namespace = ?config.namespace, "hitl-operator starting (no leader election)");
+        tracing::info!(namespaces = ?config.namespaces, "hitl-operator starting (no leader election)");
+        metrics.set_leader(true);
         controller::run(client, config, metrics).await;
         tracing::info!("hitl-operator stopped");
         return Ok(());
@@ -148,7 +158,8 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    tracing::info!(namespace = ?config.namespace, version = VERSION, "hitl-operator starting");
+    tracing::info!(namespaces = ?config.namespaces, version = VERSION, "hitl-operator starting");
+    metrics.set_leader(true);
     tokio::select! {
         _ = controller::run(client, config, metrics) => {
             // The controllers stop on SIGTERM; hand the Lease over at once.
@@ -161,5 +172,20 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!("lost the lease to another replica; exiting");
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_repeat_or_come_comma_separated() {
+        let args =
+            Args::try_parse_from(["hitl-operator", "--namespace", "b,a", "--namespace", "c", "--namespace", "a"])
+                .expect("valid flags");
+        assert_eq!(watched(&args.namespaces), ["a", "b", "c"]);
+        let all = Args::try_parse_from(["hitl-operator"]).unwrap();
+        assert!(watched(&all.namespaces).is_empty(), "no flag: every namespace");
     }
 }

@@ -2,16 +2,16 @@
 //! Labels are static categories (controller, error category, API write kind), never object names,
 //! so their number stays bounded.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+mod process;
+mod stores;
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -44,37 +44,33 @@ pub struct NotifyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NamespaceLabel {
-    namespace: String,
+pub struct OutcomeLabel {
+    /// `approved`, `rejected`, `expired`, `cancelled`.
+    pub outcome: &'static str,
 }
 
-/// Approvals waiting for a decision, by namespace, counted from the operator's own watch at each
-/// scrape: right after a restart too, and never drifting like a gauge kept by increments.
-#[derive(Debug, Default)]
-struct PendingApprovals(Arc<OnceLock<kube::runtime::reflector::Store<crate::api::Approval>>>);
-
-impl Collector for PendingApprovals {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(store) = self.0.get() else { return Ok(()) };
-        let mut pending: BTreeMap<String, i64> = BTreeMap::new();
-        for a in store.state() {
-            let phase = a.status.as_ref().and_then(|s| s.phase);
-            if phase.is_none_or(|p| p == crate::api::ApprovalPhase::Pending) {
-                *pending.entry(a.metadata.namespace.clone().unwrap_or_default()).or_default() += 1;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "hitl_approvals_pending",
-            "Approvals waiting for a decision, by namespace",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (namespace, n) in pending {
-            ConstGauge::new(n).encode(family.encode_family(&NamespaceLabel { namespace })?)?;
-        }
-        Ok(())
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// `container`, `suspend`, `sleep`.
+    pub kind: &'static str,
+    /// `Succeeded` or `Failed`.
+    pub phase: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// How a gate can end; each is a series from the start.
+pub const GATE_OUTCOMES: [&str; 4] = ["approved", "rejected", "expired", "cancelled"];
+/// Step kinds and the phases a step that ran ends in.
+const STEP_KINDS: [&str; 3] = ["container", "suspend", "sleep"];
+const STEP_PHASES: [&str; 2] = ["Succeeded", "Failed"];
+/// The controllers that reconcile, and those that can fail (the watch counts unreadable objects).
+const RECONCILERS: [&str; 2] = ["workflow", "approval"];
+const FAILING: [&str; 3] = ["workflow", "approval", "pod"];
 
 pub struct Metrics {
     registry: Registry,
@@ -85,38 +81,36 @@ pub struct Metrics {
     pub notifications: Family<NotifyLabels, Counter>,
     /// Seconds from a gate's opening to its decision.
     pub decision_seconds: Histogram,
-    approvals: Arc<OnceLock<kube::runtime::reflector::Store<crate::api::Approval>>>,
+    pub gate_outcomes: Family<OutcomeLabel, Counter>,
+    pub step_duration: Family<StepLabels, Histogram>,
+    /// 1 while this replica runs the controllers (holds the Lease, or runs without election).
+    pub leader: Gauge,
+    stores: stores::Stores,
     /// Why /readyz says no, or Ok once the operator can do its work (or stands by).
     readiness: Mutex<Result<(), String>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("hitl");
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(process::Process));
+        let hitl = registry.sub_registry_with_prefix("hitl");
         let reconciles = Family::<ControllerLabel, Counter>::default();
         let failures = Family::<ErrorLabels, Counter>::default();
         let duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
         });
         let writes = Family::<WriteLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles run", reconciles.clone());
-        registry.register("reconcile_failures", "Reconciles that failed, by error category", failures.clone());
-        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
-        registry.register("api_writes", "Writes this operator made to the API server", writes.clone());
+        hitl.register("reconciles", "Reconciles run", reconciles.clone());
+        hitl.register("reconcile_failures", "Reconciles that failed, by error category", failures.clone());
+        hitl.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
+        hitl.register("api_writes", "Writes this operator made to the API server", writes.clone());
         let notifications = Family::<NotifyLabels, Counter>::default();
-        registry.register(
+        hitl.register(
             "notifications",
             "Notification attempts, by channel kind, event and result",
             notifications.clone(),
         );
-        // Every series exists from the start, at zero, so rates and alerts see failures at once.
-        for channel_kind in ["webhook", "slack", "email"] {
-            for event in ["requested", "reminder", "escalated", "decided", "expired", "cancelled"] {
-                for result in ["sent", "failed"] {
-                    let _ = notifications.get_or_create(&NotifyLabels { channel_kind, event, result });
-                }
-            }
-        }
         let decision_seconds = Histogram::new([
             1.0,
             10.0,
@@ -129,24 +123,46 @@ impl Default for Metrics {
             3.0 * 86_400.0,
             7.0 * 86_400.0,
         ]);
-        registry.register(
+        hitl.register(
             "approval_decision_seconds",
             "Seconds from a gate's opening to a person's decision (approved or rejected)",
             decision_seconds.clone(),
         );
-        let approvals = Arc::new(OnceLock::new());
-        registry.register_collector(Box::new(PendingApprovals(approvals.clone())));
-        Self {
+        let gate_outcomes = Family::<OutcomeLabel, Counter>::default();
+        hitl.register("gate_outcomes", "Gates that ended, by outcome", gate_outcomes.clone());
+        let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4.0 * 3600.0, 86_400.0])
+        });
+        hitl.register(
+            "step_duration_seconds",
+            "Seconds from a step's start to its end, by step kind and final phase",
+            step_duration.clone(),
+        );
+        let leader = Gauge::default();
+        hitl.register("leader", "1 while this replica runs the controllers, else 0", leader.clone());
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: env!("HITL_GIT_COMMIT") })
+            .set(1);
+        hitl.register("build_info", "The operator's version and the commit it was built from; always 1", build);
+        let stores = stores::Stores::default();
+        hitl.register_collector(Box::new(stores.clone()));
+        let m = Self {
             registry,
-            decision_seconds,
-            approvals,
             reconciles,
             failures,
             duration,
             writes,
             notifications,
+            decision_seconds,
+            gate_outcomes,
+            step_duration,
+            leader,
+            stores,
             readiness: Mutex::new(Err("starting".into())),
-        }
+        };
+        m.start_at_zero();
+        m
     }
 }
 
@@ -169,9 +185,59 @@ impl Metrics {
         self.notifications.get_or_create(&NotifyLabels { channel_kind, event, result }).inc();
     }
 
-    /// Counts pending Approvals from this store at each scrape.
+    /// Counts Workflows by phase from this store (one watched namespace's, or all) at each scrape.
+    pub fn count_workflows_from(&self, store: kube::runtime::reflector::Store<crate::api::Workflow>) {
+        self.stores.add_workflows(store);
+    }
+
+    /// Counts Approvals by phase, pending ones, and their nearest expiry from this store.
     pub fn count_approvals_from(&self, store: kube::runtime::reflector::Store<crate::api::Approval>) {
-        let _ = self.approvals.set(store);
+        self.stores.add_approvals(store);
+    }
+
+    /// Every series a rate or an alert reads exists from the start, at zero: a failure that
+    /// happens once is then a change from 0 to 1, which `rate()` and `increase()` see.
+    fn start_at_zero(&self) {
+        for channel_kind in ["webhook", "slack", "email"] {
+            for event in ["requested", "reminder", "escalated", "decided", "expired", "cancelled"] {
+                for result in ["sent", "failed"] {
+                    let _ = self.notifications.get_or_create(&NotifyLabels { channel_kind, event, result });
+                }
+            }
+        }
+        for controller in RECONCILERS {
+            let _ = self.reconciles.get_or_create(&ControllerLabel { controller });
+            let _ = self.duration.get_or_create(&ControllerLabel { controller });
+        }
+        for controller in FAILING {
+            for category in crate::controller::Error::CATEGORIES {
+                let _ = self.failures.get_or_create(&ErrorLabels { controller, category });
+            }
+        }
+        let _ = self.failures.get_or_create(&ErrorLabels { controller: "watch", category: "Unreadable" });
+        for outcome in GATE_OUTCOMES {
+            let _ = self.gate_outcomes.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in STEP_KINDS {
+            for phase in STEP_PHASES {
+                let _ = self.step_duration.get_or_create(&StepLabels { kind, phase });
+            }
+        }
+    }
+
+    /// A gate ended: `outcome` is one of [`GATE_OUTCOMES`].
+    pub fn gate_ended(&self, outcome: &'static str) {
+        self.gate_outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// A step ended after `seconds`.
+    pub fn step_ended(&self, kind: &'static str, phase: &'static str, seconds: f64) {
+        self.step_duration.get_or_create(&StepLabels { kind, phase }).observe(seconds.max(0.0));
+    }
+
+    /// This replica runs the controllers (true) or stands by (false).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn decided(&self, seconds: f64) {

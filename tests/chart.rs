@@ -319,6 +319,13 @@ fn namespace(prefix: &str, labels: Value) -> common::TestNamespace {
     ns
 }
 
+/// Held by the tests that write the cluster's shared CRDs and policies (Helm taking them over,
+/// kubectl taking them back), which would otherwise conflict with each other's field managers.
+fn shared_api() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A Helm release, uninstalled when dropped (also when the test fails), so that its cluster-scoped
 /// ClusterRoles do not outlive the test. The CRDs and policies stay (resource-policy keep).
 struct Release {
@@ -402,6 +409,21 @@ fn chart_lints_and_its_schema_refuses_mistakes() {
         "rbac.userRoles.approverAggregateTo={view}",
         "logFormat=xml",
         "watchNamespace=Team_A",
+        "watchNamespaces[0]=Team_A",
+        "crds.install=maybe",
+        "image.digest=latest",
+        "serviceMonitor.enable=true",
+        "serviceMonitor.interval=soon",
+        "prometheusRule.enabled=yes",
+        "grafanaDashboard.labels.grafana_dashboard=1",
+        "livenessProbe.periodSeconds=often",
+        "readinessProbe.httpGet=/readyz",
+        "extraArgs[0]=verbose",
+        "extraEnv[0].value=x",
+        "volumeMounts[0].name=ca",
+        "topologySpreadConstraints[0].maxSkew=1",
+        "podAnnotations.checksum=1",
+        "priorityClassName=Very Important",
     ] {
         let out = helm(&["lint", CHART, "--set", bad]);
         assert!(!out.status.success(), "helm lint accepted --set {bad}");
@@ -647,6 +669,7 @@ fn api_server_accepts_the_chart_and_the_kustomize_tree() {
 
 #[test]
 fn installed_chart_grants_the_operator_exactly_what_it_needs() {
+    let _shared = shared_api();
     // Installing re-applies the cluster's shared CRDs and policies: only ever with their sources'
     // content.
     assert_in_sync();
@@ -674,6 +697,10 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
             // the identity the other tests' operator runs as.
             "--set",
             "admissionPolicies.operatorNamespace=hitl-system",
+            // Render them even though they exist (install: auto would leave them to kubectl),
+            // to see that the release can take them over.
+            "--set",
+            "crds.install=true,admissionPolicies.install=true",
             // The CRDs and policies exist already, applied by other tests with `kubectl apply
             // --server-side`. Taking them over needs --force-conflicts as well: the policies'
             // matchConstraints is an atomic field that the API server's defaults make differ
@@ -875,4 +902,324 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         .collect();
     let args = [&["get"][..], &policies.iter().map(String::as_str).collect::<Vec<_>>()].concat();
     kubectl_ok("admin", &args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a platform team sets
+
+/// The operator container of a rendering's Deployment.
+fn container<'a>(docs: &'a [Value], release: &str) -> &'a Value {
+    &find(docs, "Deployment", &format!("{release}-hitl-operator"))["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn pod_spec<'a>(docs: &'a [Value], release: &str) -> &'a Value {
+    &find(docs, "Deployment", &format!("{release}-hitl-operator"))["spec"]["template"]["spec"]
+}
+
+#[test]
+fn chart_works_as_a_dependency_of_an_umbrella_chart() {
+    // Helm passes `global` to every subchart; a schema that forbids unknown keys must allow it.
+    let dir = std::env::temp_dir().join(unique_name("umbrella"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chart = repo_root().join(CHART);
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: hitl-operator\n    version: \">=0.0.0-0\"\n    repository: file://{}\n",
+            chart.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("values.yaml"),
+        "global:\n  imageRegistry: registry.example\n  team: platform\nhitl-operator:\n  watchNamespaces: [team-a]\n  replicas: 3\n",
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    ok("helm dependency build", helm(&["dependency", "build", d]));
+    let out = ok(
+        "helm template (umbrella)",
+        helm(&[
+            "template",
+            "plat",
+            d,
+            "--namespace",
+            "ops",
+            "--set",
+            "global.region=eu",
+            "--set",
+            "hitl-operator.concurrency=4",
+        ]),
+    );
+    let rendered = docs(&out);
+    let deploy = find(&rendered, "Deployment", "plat-hitl-operator");
+    assert_eq!(deploy["spec"]["replicas"], 3, "the umbrella's values reach the subchart");
+    let args = deploy["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(args.windows(2).any(|w| w == [json!("--namespace"), json!("team-a")]), "{args:?}");
+    assert!(args.windows(2).any(|w| w == [json!("--concurrency"), json!("4")]), "{args:?}");
+    assert_eq!(find(&rendered, "RoleBinding", "plat-hitl-operator")["metadata"]["namespace"], "team-a");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn chart_renders_each_platform_value() {
+    // Off by default: no monitoring objects, the probes and image as before.
+    let plain = render("r", "ops", &[]);
+    for kind in ["ServiceMonitor", "PrometheusRule", "ConfigMap"] {
+        assert!(plain.iter().all(|d| d["kind"] != kind), "{kind} rendered by default");
+    }
+    assert_eq!(
+        container(&plain, "r")["image"],
+        format!("ghcr.io/hitl-dev/hitl-operator:{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(container(&plain, "r")["livenessProbe"]["periodSeconds"], 20);
+
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let values = json!({
+        "image": {"tag": "9.9.9", "digest": digest},
+        "serviceMonitor": {"enabled": true, "labels": {"release": "kps"}, "interval": "15s", "scrapeTimeout": "10s"},
+        "prometheusRule": {"enabled": true, "labels": {"role": "alerts"}},
+        "grafanaDashboard": {"enabled": true, "annotations": {"grafana_folder": "Operators"}, "namespace": "monitoring"},
+        "extraArgs": ["--notification-timeout=20"],
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "volumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+        "volumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corp", "readOnly": true}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http-metrics"}, "periodSeconds": 7, "timeoutSeconds": 3},
+        "readinessProbe": null,
+        "podAnnotations": {"example.com/team": "platform"},
+        "priorityClassName": "system-cluster-critical",
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "ScheduleAnyway"}],
+        "watchNamespaces": ["team-b", "team-a"],
+        "watchNamespace": "team-c",
+    });
+    let file = std::env::temp_dir().join(format!("{}.json", unique_name("values")));
+    std::fs::write(&file, values.to_string()).unwrap();
+    let all = render("r", "ops", &["-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+
+    let c = container(&all, "r");
+    assert_eq!(c["image"], format!("ghcr.io/hitl-dev/hitl-operator@{digest}"), "a digest wins over the tag");
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let watched: Vec<&str> = args.windows(2).filter(|w| w[0] == "--namespace").map(|w| w[1]).collect();
+    assert_eq!(watched, ["team-a", "team-b", "team-c"], "{args:?}");
+    assert_eq!(args.last(), Some(&"--notification-timeout=20"), "extra flags come last: {args:?}");
+    assert!(c["env"].as_array().unwrap().contains(&json!({"name": "HTTPS_PROXY", "value": "http://proxy:3128"})));
+    assert_eq!(c["volumeMounts"], json!([{"name": "ca", "mountPath": "/etc/ssl/corp", "readOnly": true}]));
+    assert_eq!(c["livenessProbe"]["periodSeconds"], 7);
+    assert_eq!(c["livenessProbe"]["timeoutSeconds"], 3);
+    assert!(c.get("readinessProbe").is_none(), "readinessProbe: null means none: {c}");
+    let pod = pod_spec(&all, "r");
+    assert_eq!(pod["volumes"], json!([{"name": "ca", "configMap": {"name": "corp-ca"}}]));
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone");
+    let template = &find(&all, "Deployment", "r-hitl-operator")["spec"]["template"];
+    assert_eq!(template["metadata"]["annotations"]["example.com/team"], "platform");
+
+    // Rights in each watched namespace only.
+    let bindings: BTreeSet<String> = kinds(&all, &["RoleBinding"])
+        .iter()
+        .filter(|b| b["roleRef"]["name"] == "r-hitl-operator")
+        .map(|b| b["metadata"]["namespace"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bindings, set(&["team-a", "team-b", "team-c"]));
+    assert!(all.iter().all(|d| d["kind"] != "ClusterRoleBinding"), "a namespace list must not bind cluster-wide");
+
+    let sm = find(&all, "ServiceMonitor", "r-hitl-operator");
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(sm["metadata"]["labels"]["release"], "kps");
+    assert_eq!(
+        sm["spec"]["endpoints"],
+        json!([{"port": "http-metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}])
+    );
+    let svc = find(&all, "Service", "r-hitl-operator-metrics");
+    assert_eq!(sm["spec"]["selector"]["matchLabels"], svc["spec"]["selector"], "it selects the metrics Service");
+    assert!(
+        svc["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| sm["spec"]["selector"]["matchLabels"].get(k).is_none_or(|m| m == v))
+    );
+    assert_eq!(svc["spec"]["ports"][0]["name"], "http-metrics");
+
+    let rule = find(&all, "PrometheusRule", "r-hitl-operator");
+    assert_eq!(rule["metadata"]["labels"]["role"], "alerts");
+    let source: Value = serde_yaml::from_str(&read(format!("{CHART}/monitoring/prometheus-rules.yaml"))).unwrap();
+    assert_eq!(rule["spec"], source, "the rules are the file's, unrendered");
+    assert!(rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"].as_str().unwrap().contains("{{ $labels"));
+
+    let dash = find(&all, "ConfigMap", "r-hitl-operator-dashboard");
+    assert_eq!(dash["metadata"]["namespace"], "monitoring");
+    assert_eq!(dash["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(dash["metadata"]["annotations"]["grafana_folder"], "Operators");
+    let json_text = dash["data"]["hitl-operator.json"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(json_text).expect("the dashboard is JSON");
+    assert_eq!(parsed["uid"], "hitl-operator");
+    assert_eq!(
+        parsed,
+        serde_json::from_str::<Value>(&read(format!("{CHART}/monitoring/grafana-dashboard.json"))).unwrap()
+    );
+
+    // A ServiceMonitor without the Service it scrapes is a mistake, said at render time.
+    let args = ["template", "r", CHART, "--set", "serviceMonitor.enabled=true,metrics.service.enabled=false"];
+    let out = helm(&args);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("metrics.service.enabled"));
+}
+
+/// Runs `sh -c script` in the repository with the admin kubeconfig and the project's kubectl and
+/// helm first on PATH, as a reader of the README would after `export KUBECONFIG=...` and aliases.
+fn shell(script: &str) -> Output {
+    let bins = [kubectl_bin(), helm_bin()].map(|b| b.parent().unwrap().to_path_buf());
+    let dir = std::env::temp_dir().join(unique_name("readme-bin"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (tool, bin) in [("kubectl", kubectl_bin()), ("helm", helm_bin())] {
+        let link = dir.join(tool);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(bin, link).unwrap();
+    }
+    let _ = bins;
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = run(Command::new("sh").args(["-ec", script]).env("PATH", path).env("KUBECONFIG", kubeconfig("admin")));
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// The README's "Installing on a cluster" command, with its namespace.
+fn readme_helm_install() -> String {
+    let readme = read("README.md");
+    let section = readme.split("## Installing on a cluster").nth(1).expect("README: Installing on a cluster");
+    let line = section.lines().find(|l| l.starts_with("helm install ")).expect("a helm install line");
+    line.split(" #").next().unwrap().trim().to_string()
+}
+
+#[test]
+fn readme_helm_install_works_where_kubectl_applied_the_crds() {
+    let _shared = shared_api();
+    assert_in_sync();
+    // The README's own local cluster has the CRDs and policies from `kubectl apply` (What the
+    // demo shows, by hand); then a reader installs the chart as the README says.
+    let install = readme_helm_install();
+    assert!(install.contains("-n hitl-system --create-namespace"), "{install}");
+    let ns = unique_name("readme-helm");
+    let release = unique_name("rh");
+    // The same command in a fresh namespace, under a release name of the test's own (its
+    // ClusterRoles are cluster-wide; their prefix too).
+    let command = install
+        .replacen("helm install hitl-operator ", &format!("helm install {release} "), 1)
+        .replace("hitl-system", &ns);
+    // Other tests on this shared cluster let Helm take them over: make kubectl their manager
+    // again, as on the README's cluster.
+    let shared = ["apply", "--server-side", "--force-conflicts", "-f", "crds/", "-f", "config/policy/"];
+    ok(
+        "kubectl apply (the README's cluster)",
+        run(Command::new(kubectl_bin()).args(shared).arg("--kubeconfig").arg(kubeconfig("admin"))),
+    );
+    let mut rel = Release { name: release.clone(), namespace: ns.clone(), installed: true };
+    let script = format!(
+        "kubectl apply --server-side -f crds/ -f config/policy/\n{command} --set rbac.userRoles.namePrefix={release}"
+    );
+    let out = shell(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&format!("the README's sequence:\n{script}"), out);
+    assert!(!stderr.contains("cannot be imported"), "{stderr}");
+    let status = ok("helm status", helm_admin(&["status", &release, "--namespace", &ns, "-o", "json"]));
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["info"]["status"], "deployed");
+    let manifest = docs(&ok("helm get manifest", helm_admin(&["get", "manifest", &release, "--namespace", &ns])));
+    find(&manifest, "Deployment", &format!("{release}-hitl-operator"));
+    // The CRDs and policies stay kubectl's: the release left them alone and does not own them.
+    assert!(kinds(&manifest, &["CustomResourceDefinition", "ValidatingAdmissionPolicy"]).is_empty());
+    let crd = cluster_json("crd/workflows.hitl.dev");
+    assert_ne!(crd["metadata"]["annotations"]["meta.helm.sh/release-name"], json!(release));
+    kubectl_ok("admin", &["get", "deployment", "-n", &ns, &format!("{release}-hitl-operator")]);
+    rel.uninstall();
+    let _ = kubectl("admin", &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Writes a kubeconfig for the ServiceAccount `sa` of `ns` as `hack/cluster kubeconfig USER`
+/// finds it, and returns USER.
+fn service_account_user(ns: &str, sa: &str) -> String {
+    let token = kubectl_ok("admin", &["-n", ns, "create", "token", sa, "--duration=1h"]);
+    let view =
+        |path: &str| kubectl_ok("admin", &["config", "view", "--raw", "--minify", "-o", &format!("jsonpath={path}")]);
+    let (server, ca) =
+        (view("{.clusters[0].cluster.server}"), view("{.clusters[0].cluster.certificate-authority-data}"));
+    let user = unique_name("sa");
+    let state = std::env::var("HITL_CLUSTER_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".cluster"));
+    let config = json!({"apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": user, "user": {"token": token.trim()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": user}}],
+        "current-context": "sa"});
+    std::fs::write(state.join(format!("kubeconfig-{user}")), config.to_string()).unwrap();
+    user
+}
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+#[test]
+fn installed_with_a_namespace_list_the_operator_works_there_and_nowhere_else() {
+    let _shared = shared_api();
+    harness::ensure_crds();
+    let (a, b, outside) =
+        (namespace("watch-a", json!({})), namespace("watch-b", json!({})), namespace("watch-x", json!({})));
+    let name = unique_name("hw");
+    let fullname = format!("{name}-hitl-operator");
+    // hitl-system: the policies applied by kubectl trust that namespace's ServiceAccounts to
+    // write status, as they trust the chart's release namespace when the chart installs them.
+    let mut release = Release { name: name.clone(), namespace: "hitl-system".into(), installed: true };
+    ok(
+        "helm install",
+        helm_admin(&[
+            "install",
+            &name,
+            CHART,
+            "--namespace",
+            "hitl-system",
+            "--create-namespace",
+            "--set-json",
+            &format!("watchNamespaces={}", json!([a.name, b.name])),
+            "--set",
+            &format!("rbac.userRoles.namePrefix={name}"),
+        ]),
+    );
+    // No kubelet runs the Deployment here: run the binary as its ServiceAccount, with its args.
+    let deploy = common::get_json("admin", "hitl-system", &format!("deployment/{fullname}"));
+    let args: Vec<String> = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let at = args.iter().position(|a| a == "--metrics-addr").unwrap();
+    let args: Vec<&str> =
+        args.iter().enumerate().filter(|(i, _)| *i != at && *i != at + 1).map(|(_, a)| a.as_str()).collect();
+    let user = service_account_user("hitl-system", &fullname);
+    let _op = harness::Operator::start_as(&user, &a.name, "-chart", &args);
+
+    let gated = |n: &str| {
+        format!(
+            "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {n}}}\nspec:\n  steps:\n    - name: review\n      suspend: {{approvers: {{users: [alice]}}}}\n"
+        )
+    };
+    harness::apply(&outside.name, &gated("ignored"));
+    harness::apply(&a.name, &gated("deal"));
+    harness::apply(&b.name, &gated("deal"));
+    for ns in [&a.name, &b.name] {
+        harness::wait_phase(ns, "deal", "Waiting", Duration::from_secs(60));
+        harness::wait_pending(ns, "deal.review");
+    }
+    // Both watched namespaces are done; the one outside was applied first and is untouched.
+    let ignored = harness::workflow(&outside.name, "ignored");
+    assert!(ignored.get("status").is_none_or(Value::is_null), "the operator acted outside its namespaces: {ignored}");
+    assert!(kubectl("admin", &["-n", &outside.name, "get", "approval", "ignored.review"]).status.success().eq(&false));
+    let _ = std::fs::remove_file(
+        std::env::var("HITL_CLUSTER_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join(".cluster"))
+            .join(format!("kubeconfig-{user}")),
+    );
+    release.uninstall();
 }

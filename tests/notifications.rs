@@ -271,8 +271,10 @@ fn hmac_hex(key: &[u8], body: &[u8]) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The gate's notification records; none while the operator has not created it yet.
 fn records(ns: &str, approval_name: &str) -> Vec<Value> {
-    approval(ns, approval_name)["status"]["notifications"].as_array().cloned().unwrap_or_default()
+    let a = get_json(ns, "approval", approval_name).unwrap_or_default();
+    a["status"]["notifications"].as_array().cloned().unwrap_or_default()
 }
 
 fn notified(ns: &str, approval_name: &str) -> Option<Value> {

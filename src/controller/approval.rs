@@ -103,12 +103,13 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
     })
 }
 
-/// The time from the gate's opening to the decision this pass recorded, if it recorded one.
+/// The outcome of a gate this pass ended, and the time from its opening to a person's decision.
 fn observe_decision(ctx: &Context, a: &Approval, status: &crate::api::ApprovalStatus) {
-    let was_pending = a.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == ApprovalPhase::Pending);
+    let Some(outcome) = super::observe::gate_ended(a.status.as_ref(), status) else { return };
+    ctx.metrics.gate_ended(outcome);
     let decided = matches!(status.phase, Some(ApprovalPhase::Approved | ApprovalPhase::Rejected));
-    if let (true, true, Some(opened), Some(at)) =
-        (was_pending, decided, a.metadata.creation_timestamp.as_ref(), status.decided_at.as_ref())
+    if let (true, Some(opened), Some(at)) =
+        (decided, a.metadata.creation_timestamp.as_ref(), status.decided_at.as_ref())
     {
         ctx.metrics.decided(at.0.duration_since(opened.0).as_secs_f64());
     }

@@ -6,6 +6,7 @@ pub mod guard;
 pub mod inbox;
 mod mounts;
 pub mod notify;
+mod observe;
 pub mod outcomes;
 pub mod pods;
 pub mod tolerant;
@@ -25,7 +26,10 @@ use crate::engine::plan::Event;
 /// Operator settings, from flags and environment.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Watch only this namespace; None: all namespaces.
+    /// The namespaces to watch; empty: all namespaces.
+    pub namespaces: Vec<String>,
+    /// The one namespace a set of controllers watches (None: all). `run` sets it for each set
+    /// it starts, from `namespaces`.
     pub namespace: Option<String>,
     /// Workflows reconciled at once.
     pub concurrency: u16,
@@ -86,6 +90,9 @@ impl Error {
         }
     }
 
+    /// Every category [`Error::category`] can return (metrics start each at zero).
+    pub const CATEGORIES: [&'static str; 5] = ["Forbidden", "TooLarge", "KubeError", "CreateFailed", "NameTaken"];
+
     pub fn category(&self) -> &'static str {
         match (self, self.status()) {
             (_, Some(s)) if missing_right(s) => "Forbidden",
@@ -126,8 +133,8 @@ pub struct Context {
     last_write: Mutex<HashMap<String, (u64, Instant)>>,
     /// Consecutive failed reconciles per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// Watches that have not yet listed everything.
-    unsynced: std::sync::atomic::AtomicU8,
+    /// Watches that have not yet listed everything, over every watched namespace.
+    unsynced: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A write older than this has reached every watch long ago: its entry is of no more use.
@@ -139,6 +146,7 @@ impl Context {
         config: Config,
         metrics: Arc<crate::metrics::Metrics>,
         notifier: Arc<notify::Notifier>,
+        unsynced: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Arc<Self> {
         let reporter = Reporter { controller: "hitl-operator".into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
@@ -150,7 +158,7 @@ impl Context {
             pods: std::sync::OnceLock::new(),
             last_write: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
-            unsynced: std::sync::atomic::AtomicU8::new(3),
+            unsynced,
         })
     }
 
@@ -342,13 +350,34 @@ pub fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
     Duration::try_from(d).unwrap_or(Duration::ZERO) + Duration::from_millis(10)
 }
 
-/// Runs both controllers until a shutdown signal. /readyz turns green once both watches have
-/// listed everything; until then it says what it waits for.
+/// Runs the controllers until a shutdown signal: one set per watched namespace (the API offers no
+/// watch over a list of namespaces), or one over all namespaces. /readyz turns green once every
+/// set's watches have listed everything; until then it says what it waits for.
 pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) {
+    let scopes: Vec<Option<String>> =
+        if config.namespaces.is_empty() { vec![None] } else { config.namespaces.iter().cloned().map(Some).collect() };
+    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(WATCHES * scopes.len()));
+    let sets = scopes.into_iter().map(|namespace| {
+        let config = Config { namespace, ..config.clone() };
+        run_in(client.clone(), config, metrics.clone(), unsynced.clone())
+    });
+    futures::future::join_all(sets).await;
+}
+
+/// Watches each set of controllers waits for: Workflows, Approvals, step Pods.
+const WATCHES: usize = 3;
+
+/// The controllers of one namespace (or of all, when `config.namespace` is None).
+async fn run_in(
+    client: Client,
+    config: Config,
+    metrics: Arc<crate::metrics::Metrics>,
+    unsynced: Arc<std::sync::atomic::AtomicUsize>,
+) {
     preflight(&client, &config, &metrics).await;
     metrics.set_not_ready("waiting for the watches of Workflows, Approvals and step Pods to sync");
     let (notifier, jobs, channels) = notify::Notifier::new(&client, &config);
-    let ctx = Context::new(client, config, metrics, notifier);
+    let ctx = Context::new(client, config, metrics, notifier, unsynced);
     let changed = Arc::new(tokio::sync::Notify::new());
     let (approvals, approval_events) = approval::watch(&ctx, changed.clone());
     let approval_controller = approval::run(ctx.clone(), approvals.clone(), approval_events);

@@ -37,6 +37,7 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();
     super::ready_when_synced(ctx.clone(), controller.store());
+    ctx.metrics.count_workflows_from(controller.store());
     controller.run(reconcile, error_policy, ctx).for_each(super::log_result).await;
 }
 
@@ -301,6 +302,7 @@ async fn cancel_gates(apis: &Apis, ctx: &Context, plan: &plan::Plan) -> Result<O
         if let Written::Stale = super::write_status(ctx, &next, "approval_status").await? {
             return Ok(Some(Action::requeue(Duration::from_millis(100))));
         }
+        ctx.metrics.gate_ended("cancelled");
         let note = "the Workflow ended before anyone decided".to_string();
         ctx.event(&a, &Event { warning: true, reason: "Cancelled", note }).await;
     }
@@ -320,6 +322,9 @@ async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Pers
                 return fail_too_large(ctx, wf, plan, e).await.map(Persisted::Not);
             }
             Err(e) => return Err(e),
+        }
+        for (kind, phase, seconds) in super::observe::steps_ended(wf, &plan.status) {
+            ctx.metrics.step_ended(kind, phase, seconds);
         }
         for ev in &plan.events {
             ctx.event(wf, ev).await;

@@ -47,13 +47,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 Every YAML document of a file shipped under files/ (a copy that hack/chart-sync keeps equal to
 its source), unchanged except for `helm.sh/resource-policy: keep` added to its metadata.
 The files are read with .Files.Get, never rendered as templates: the CRDs' descriptions contain
-double-brace placeholders that Helm would try to expand. Arguments: (list $ "files/crds/hitl.dev.yaml" (list "Kind" ...)), the last
-being kinds to leave out.
+double-brace placeholders that Helm would try to expand. Arguments:
+(list $ "files/crds/hitl.dev.yaml" (list "Kind" ...) "auto"): the kinds to leave out, and the
+install mode: "auto" also leaves out each object that already exists in the cluster and is not
+this release's (see hitl-operator.managedElsewhere), "true" renders them all.
 */}}
 {{- define "hitl-operator.keptDocuments" -}}
 {{- $root := index . 0 }}
 {{- $path := index . 1 }}
 {{- $skip := index . 2 }}
+{{- $mode := toString (index . 3) }}
 {{- /* The policies trust the ServiceAccounts of the operator's namespace, hitl-system in config/; this release's instead. */}}
 {{- $operatorNamespace := $root.Values.admissionPolicies.operatorNamespace | default $root.Release.Namespace }}
 {{- $file := replace "'system:serviceaccount:hitl-system:'" (printf "'system:serviceaccount:%s:'" $operatorNamespace) ($root.Files.Get $path) }}
@@ -62,7 +65,8 @@ being kinds to leave out.
 {{- if hasKey $obj "Error" }}
 {{- fail (printf "%s: not YAML: %s" $path $obj.Error) }}
 {{- end }}
-{{- if and $obj.kind (not (has $obj.kind $skip)) }}
+{{- $elsewhere := and (eq $mode "auto") (eq (include "hitl-operator.managedElsewhere" (list $root $obj)) "true") }}
+{{- if and $obj.kind (not (has $obj.kind $skip)) (not $elsewhere) }}
 {{- if $obj.metadata.annotations }}
 {{- fail (printf "%s: %s %s has annotations of its own; teach hitl-operator.keptDocuments to merge them" $path $obj.kind $obj.metadata.name) }}
 {{- end }}
@@ -77,12 +81,51 @@ being kinds to leave out.
 {{- end }}
 
 {{/* "true" when the operator keeps ApprovalInboxes: inboxes.enabled, where auto means unless
-watchNamespace is set (inboxes need rights outside that namespace). */}}
+it watches chosen namespaces (inboxes need rights outside them). */}}
 {{- define "hitl-operator.inboxes" -}}
 {{- $enabled := toString .Values.inboxes.enabled -}}
-{{- if or (eq $enabled "true") (and (eq $enabled "auto") (not .Values.watchNamespace)) -}}
+{{- $everywhere := eq (include "hitl-operator.watchNamespaces" .) "[]" -}}
+{{- if or (eq $enabled "true") (and (eq $enabled "auto") $everywhere) -}}
 true
 {{- else -}}
 false
 {{- end -}}
+{{- end }}
+
+{{/*
+"true" when the cluster already holds this cluster-scoped object and it is not this release's:
+applied with kubectl (`kubectl apply --server-side -f crds/ -f config/policy/`, as the README's
+local cluster does), or owned by another release. Helm refuses to install over such an object
+("exists and cannot be imported into the current release"), so with install: auto the chart
+leaves it to whoever manages it. `helm template` cannot look, and renders everything.
+Arguments: (list $ object).
+*/}}
+{{- define "hitl-operator.managedElsewhere" -}}
+{{- $root := index . 0 }}
+{{- $obj := index . 1 }}
+{{- $found := lookup $obj.apiVersion $obj.kind "" $obj.metadata.name }}
+{{- if $found }}
+{{- $annotations := $found.metadata.annotations | default dict }}
+{{- $release := index $annotations "meta.helm.sh/release-name" | default "" }}
+{{- $namespace := index $annotations "meta.helm.sh/release-namespace" | default "" }}
+{{- if or (ne $release $root.Release.Name) (ne $namespace $root.Release.Namespace) }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The watched namespaces: watchNamespaces and watchNamespace together, sorted, no repeats. */}}
+{{- define "hitl-operator.watchNamespaces" -}}
+{{- $all := .Values.watchNamespaces | default list }}
+{{- if .Values.watchNamespace }}
+{{- $all = append $all .Values.watchNamespace }}
+{{- end }}
+{{- toJson ($all | uniq | sortAlpha) }}
+{{- end }}
+
+{{/* The operator's image: repository@digest when a digest is given, else repository:tag. */}}
+{{- define "hitl-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
