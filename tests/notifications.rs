@@ -213,6 +213,11 @@ fn secret(ns: &str, name: &str, pairs: &[(&str, &str)]) {
     kubectl_ok("admin", &args);
 }
 
+/// A webhook channel signed with the Secret `key` (created by the test), plus `extra` spec lines.
+fn signed_webhook(ns: &str, name: &str, url: &str, extra: &str) {
+    channel(ns, name, &format!("  webhook:\n    url: {url}\n    signingSecretRef: {{name: key, key: key}}\n{extra}"));
+}
+
 fn channel(ns: &str, name: &str, spec: &str) {
     apply(
         ns,
@@ -386,11 +391,7 @@ fn a_failing_receiver_is_retried_a_hanging_one_times_out_and_neither_holds_up_th
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     for (name, path) in [("flaky", "/flaky"), ("stuck", "/stuck"), ("fine", "/fine")] {
-        channel(
-            &ns.name,
-            name,
-            &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url(path)),
-        );
+        signed_webhook(&ns.name, name, &rx.url(path), "");
     }
     rx.set("/flaky", Mode::FailTimes(2));
     rx.set("/stuck", Mode::Hang);
@@ -420,11 +421,7 @@ fn an_operator_killed_mid_delivery_sends_again_with_the_same_key() {
     allow_secrets(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
-    channel(
-        &ns.name,
-        "hook",
-        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url("/hook")),
-    );
+    signed_webhook(&ns.name, "hook", &rx.url("/hook"), "");
     rx.set("/hook", Mode::Hang);
     let mut op = Operator::start_with(&ns.name, "", &["--leader-elect=false", "--notification-timeout=30"]);
     apply(&ns.name, &gate_workflow("w", "          channels: [hook]", ""));
@@ -450,22 +447,8 @@ fn reminders_and_escalation_follow_the_clock_and_admission_enforces_the_escalati
     allow_secrets(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
-    channel(
-        &ns.name,
-        "hook",
-        &format!(
-            "  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n  default: true\n",
-            rx.url("/hook")
-        ),
-    );
-    channel(
-        &ns.name,
-        "audit",
-        &format!(
-            "  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n  events: [Decided, Expired]\n",
-            rx.url("/audit")
-        ),
-    );
+    signed_webhook(&ns.name, "hook", &rx.url("/hook"), "  default: true\n");
+    signed_webhook(&ns.name, "audit", &rx.url("/audit"), "  events: [Decided, Expired]\n");
     // bob may patch approvals here (the approver role), yet he is on no gate's list.
     kubectl_ok(
         "admin",
@@ -505,11 +488,7 @@ fn a_missing_secret_or_channel_is_told_in_status_and_the_rest_still_goes_out() {
     allow_secrets(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
-    channel(
-        &ns.name,
-        "ok",
-        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url("/ok")),
-    );
+    signed_webhook(&ns.name, "ok", &rx.url("/ok"), "");
     channel(
         &ns.name,
         "nokey",
@@ -557,11 +536,7 @@ fn without_the_namespace_owners_consent_the_operator_reads_no_secret() {
         "admin",
         &["-n", &ns.name, "create", "secret", "generic", "key", &format!("--from-literal=key={SIGNING_KEY}")],
     );
-    channel(
-        &ns.name,
-        "hook",
-        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: key, key: key}}\n", rx.url("/hook")),
-    );
+    signed_webhook(&ns.name, "hook", &rx.url("/hook"), "");
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &gate_workflow("w", "          channels: [hook]", ""));
     let refused = wait_for("the refusal to be recorded", WAIT, || {

@@ -118,8 +118,12 @@ impl Notifier {
     /// The events a channel takes (empty: all); None when the channel is unknown (the attempt
     /// then records that it is missing).
     fn wants(&self, namespace: &str, channel: &str) -> Option<Vec<crate::api::NotificationEvent>> {
-        let key = reflector::ObjectRef::new(channel).within(namespace);
-        self.channels.get(&key).map(|c| c.spec.events.clone())
+        self.channel(namespace, channel).map(|c| c.spec.events.clone())
+    }
+
+    /// A channel as the watch has it: read there, never fetched per notification.
+    fn channel(&self, namespace: &str, name: &str) -> Option<Arc<NotificationChannel>> {
+        self.channels.get(&reflector::ObjectRef::new(name).within(namespace))
     }
 
     /// The Approval's record, or the one this process wrote since, whichever is further along.
@@ -127,15 +131,9 @@ impl Notifier {
         let mut recent = self.recent.lock().expect("lock");
         recent.retain(|_, (_, at)| at.elapsed() < RECENT_KEPT);
         let mine = recent.get(&(key.to_string(), channel.to_string())).map(|(r, _)| r.clone());
-        match (stored, mine) {
-            (Some(s), Some(m))
-                if m.attempts > s.attempts || m.state != s.state && s.state == DeliveryState::Pending =>
-            {
-                Some(m)
-            }
-            (Some(s), _) => Some(s.clone()),
-            (None, m) => m,
-        }
+        // Further along: more attempts, or the same attempts with an end (delivered, given up).
+        let progress = |r: &NotificationRecord| (r.attempts, r.state != DeliveryState::Pending);
+        stored.cloned().into_iter().chain(mine).max_by_key(progress)
     }
 
     fn remember(&self, record: &NotificationRecord) {
@@ -188,9 +186,12 @@ fn tokio_stream_of(mut rx: mpsc::Receiver<Job>) -> impl futures::Stream<Item = J
 async fn deliver(ctx: &Context, http: &reqwest::Client, job: &Job) {
     let approvals: Api<Approval> = Api::namespaced(ctx.client.clone(), &job.namespace);
     let Ok(Some(a)) = approvals.get_opt(&job.approval).await else { return };
-    let result = send(ctx, http, &a, job).await;
-    let kind = channel_kind(ctx, &job.namespace, &job.channel);
-    ctx.metrics.notified(kind, job.due.event.as_str(), result.is_ok());
+    let channel = ctx.notifier.channel(&job.namespace, &job.channel);
+    let result = match &channel {
+        Some(c) => send(ctx, http, &a, job, c).await,
+        None => Err(format!("NotificationChannel {} not found", job.channel)),
+    };
+    ctx.metrics.notified(channel_kind(channel.as_deref()), job.due.event.as_str(), result.is_ok());
     match &result {
         Ok(()) => info!(approval = %job.approval, channel = %job.channel, key = %job.due.key, "notified"),
         Err(e) => {
@@ -205,9 +206,8 @@ async fn deliver(ctx: &Context, http: &reqwest::Client, job: &Job) {
     }
 }
 
-fn channel_kind(ctx: &Context, namespace: &str, channel: &str) -> &'static str {
-    let key = reflector::ObjectRef::new(channel).within(namespace);
-    match ctx.notifier.channels.get(&key) {
+fn channel_kind(channel: Option<&NotificationChannel>) -> &'static str {
+    match channel {
         Some(c) if c.spec.webhook.is_some() => "webhook",
         Some(c) if c.spec.slack.is_some() => "slack",
         Some(c) if c.spec.email.is_some() => "email",
@@ -216,13 +216,13 @@ fn channel_kind(ctx: &Context, namespace: &str, channel: &str) -> &'static str {
 }
 
 /// Renders and sends; the error says what went wrong without any credential in it.
-async fn send(ctx: &Context, http: &reqwest::Client, a: &Approval, job: &Job) -> Result<(), String> {
-    let channels: Api<NotificationChannel> = Api::namespaced(ctx.client.clone(), &job.namespace);
-    let channel = match channels.get_opt(&job.channel).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(format!("NotificationChannel {} not found", job.channel)),
-        Err(e) => return Err(format!("reading NotificationChannel {}: {}", job.channel, super::said(&e))),
-    };
+async fn send(
+    ctx: &Context,
+    http: &reqwest::Client,
+    a: &Approval,
+    job: &Job,
+    channel: &NotificationChannel,
+) -> Result<(), String> {
     let page = plan::page_url(channel.spec.approval_url_template.as_deref(), a);
     let message = plan::render(a, &job.due, page.as_deref(), Timestamp::now());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &job.namespace);

@@ -198,20 +198,17 @@ async fn gather(ctx: &Context, apis: &Apis, wf: &Workflow) -> Result<(Vec<Pod>, 
     let waiting =
         steps.iter().filter(|s| s.phase == StepPhase::Waiting).filter_map(|s| s.approval_name.clone()).collect();
     let ns = wf.namespace().unwrap_or_default();
-    let cached = |name: &String| {
-        let store = ctx.pods.get()?;
-        store.get(&kube::runtime::reflector::ObjectRef::new(name).within(&ns)).map(|p| (*p).clone())
-    };
-    let (mut pods, unseen): (Vec<Pod>, Vec<String>) =
-        running.iter().fold((vec![], vec![]), |(mut hit, mut miss), n| {
-            match cached(n) {
-                Some(p) => hit.push(p),
-                None => miss.push(n.clone()),
-            }
-            (hit, miss)
-        });
     let uid = wf.uid().unwrap_or_default();
-    pods.retain(|p| p.metadata.owner_references.iter().flatten().any(|r| r.uid == uid));
+    let store = ctx.pods.get();
+    let mut pods = vec![];
+    let mut unseen = vec![];
+    for name in running {
+        match store.and_then(|s| s.get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns))) {
+            Some(p) if p.metadata.owner_references.iter().flatten().any(|r| r.uid == uid) => pods.push((*p).clone()),
+            Some(_) => {} // another run's Pod of that name: not this step's
+            None => unseen.push(name),
+        }
+    }
     let (fetched, approvals) =
         futures::try_join!(children(&apis.pods, wf, unseen), children(&apis.approvals, wf, waiting))?;
     pods.extend(fetched);
