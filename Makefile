@@ -61,8 +61,9 @@ demo:
 test-unit:
 	$(CARGO) test --lib --bins
 
-# Needs a running local cluster (make cluster-up).
+# Needs a running local cluster (make cluster-up). The page tests need Chromium (hack/install-browser).
 test-integration:
+	hack/install-browser
 	$(CARGO) build --bins
 	$(CARGO) test --test '*' -- --test-threads=$(TEST_THREADS)
 

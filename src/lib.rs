@@ -7,3 +7,4 @@ pub mod engine;
 pub mod inbox;
 pub mod leader;
 pub mod metrics;
+pub mod ui;

@@ -19,6 +19,8 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HITL
 #[derive(Parser, Debug)]
 #[command(name = "hitl-operator", version = VERSION, about = "Kubernetes operator for human-in-the-loop workflows")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Mode>,
     /// Watch only these namespaces: repeat the flag or separate them with commas (default: all
     /// namespaces). The operator then needs rights in those namespaces only.
     #[arg(long = "namespace", env = "HITL_NAMESPACE", value_delimiter = ',')]
@@ -66,6 +68,14 @@ struct Args {
     /// nodes that is tolerated. Must be less than the lease duration.
     #[arg(long, env = "HITL_LEADER_ELECTION_RENEW_GRACE", default_value_t = 5)]
     leader_election_renew_grace: u64,
+}
+
+/// What the process runs instead of the operator.
+#[derive(clap::Subcommand, Debug)]
+enum Mode {
+    /// Serve the approval pages behind an authenticating proxy, as the chart's `ui` does (the
+    /// same server as `kubectl hitl ui`).
+    Ui(hitl_operator::ui::cli::UiArgs),
 }
 
 impl Args {
@@ -126,6 +136,11 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
+    if let Some(Mode::Ui(ui)) = args.command {
+        let config = kube::Config::infer().await?;
+        let namespace = config.default_namespace.clone();
+        return hitl_operator::ui::cli::run(config, namespace, ui).await;
+    }
     let lease = args.leader_elect.then(|| args.lease()).transpose()?;
     let metrics = std::sync::Arc::new(hitl_operator::metrics::Metrics::default());
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;

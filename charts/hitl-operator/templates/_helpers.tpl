@@ -22,6 +22,14 @@ app.kubernetes.io/name: {{ include "hitl-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The UI's Pods: a name of their own, so that the operator's Deployment, PodDisruptionBudget
+and metrics Service (which select by name and instance) never count them. */}}
+{{- define "hitl-operator.uiSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "hitl-operator.name" . }}-ui
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: ui
+{{- end }}
+
 {{- define "hitl-operator.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "hitl-operator.selectorLabels" . }}

@@ -100,6 +100,13 @@ pub enum Command {
         #[arg(short, long, value_name = "FORMAT")]
         output: Option<Format>,
     },
+    /// Serve the approval pages (inbox, gate forms, live runs) to a browser.
+    ///
+    /// Locally (the default) it serves on 127.0.0.1 with your own kubeconfig credentials and opens
+    /// the browser on an address that carries this session's secret. With `--auth-proxy` it
+    /// serves behind an authenticating proxy and impersonates the user and groups the proxy
+    /// names (in-cluster mode; see the chart's `ui` values).
+    Ui(hitl_operator::ui::cli::UiArgs),
     /// Print a shell completion script.
     ///
     /// The script completes the `kubectl-hitl` command (`source <(kubectl-hitl completion bash)`).

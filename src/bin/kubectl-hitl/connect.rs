@@ -23,7 +23,8 @@ pub async fn connect(flags: &ConnectFlags) -> anyhow::Result<Target> {
     Ok(Target { client, namespace, server })
 }
 
-async fn config(flags: &ConnectFlags) -> anyhow::Result<Config> {
+/// The client configuration the flags name, as kubectl finds it.
+pub async fn config(flags: &ConnectFlags) -> anyhow::Result<Config> {
     let options =
         KubeConfigOptions { context: flags.context.clone(), cluster: flags.cluster.clone(), user: flags.user.clone() };
     let chosen = options.context.is_some() || options.cluster.is_some() || options.user.is_some();

@@ -4,6 +4,7 @@
 //!   kubectl hitl describe GATE [-o json|yaml|name]       what a gate asks, who decides, by when
 //!   kubectl hitl approve GATE [--input k=v]... [--comment TEXT]
 //!   kubectl hitl reject GATE [--comment TEXT]
+//!   kubectl hitl ui [--port N] [--no-open]              the approval pages in a browser
 //!   kubectl hitl completion bash|zsh|fish
 //!
 //! GATE is an Approval name or WORKFLOW/STEP. Connection flags as kubectl's: `--kubeconfig`,
@@ -19,6 +20,7 @@ mod describe;
 mod errors;
 mod output;
 mod target;
+mod ui;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -53,6 +55,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         complete::script(shell, &mut std::io::stdout());
         return Ok(());
     }
+    if let Command::Ui(ui_args) = args.command {
+        return ui::run(&args.connect, ui_args).await;
+    }
     let target = connect::connect(&args.connect).await?;
     let (client, ns) = (target.client, target.namespace);
     let done = match args.command {
@@ -64,7 +69,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Reject { gate, comment, output } => {
             decide(client, &ns, &gate, decide::patch("Reject", &[], comment.as_deref())?, output).await
         }
-        Command::Completion { .. } => unreachable!("handled above"),
+        Command::Completion { .. } | Command::Ui(_) => unreachable!("handled above"),
     };
     done.map_err(|e| errors::unreachable(e, &target.server))
 }

@@ -1,0 +1,102 @@
+//! What the pages read, read as the person: their inboxes, the Approvals they may list, one gate,
+//! one run. A 403 is an answer ("you may not"), not an error.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+
+use super::view::{Decided, Inbox};
+use crate::api::{Approval, InboxItem};
+use crate::engine::inbox::item;
+use crate::inbox::{Identity, merge, my_gates};
+
+/// Decided gates shown under "Recently decided".
+const RECENT: usize = 20;
+
+/// The Approvals the person may list: in all namespaces if allowed, else in `namespaces`.
+async fn listable(client: &Client, namespaces: &[String]) -> Result<Vec<Approval>, kube::Error> {
+    match Api::<Approval>::all(client.clone()).list(&ListParams::default()).await {
+        Ok(list) => return Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        Err(e) => return Err(e),
+    }
+    let mut found = Vec::new();
+    for ns in namespaces {
+        match Api::<Approval>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+            Ok(list) => found.extend(list.items),
+            Err(kube::Error::Api(s)) if s.code == 403 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
+/// The gate lists `me` (a user or a group of theirs), counting escalation approvers once it
+/// escalated, as the admission policy counts them.
+pub fn lists(a: &Approval, me: &Identity) -> bool {
+    let escalated = a.status.as_ref().is_some_and(|s| s.escalated_at.is_some());
+    let escalation = a.spec.notify.as_ref().and_then(|n| n.escalation.as_ref()).filter(|_| escalated);
+    a.spec
+        .approvers
+        .iter()
+        .chain(escalation.map(|e| &e.approvers))
+        .any(|ap| ap.users.contains(&me.user) || ap.groups.iter().any(|g| me.groups.contains(g)))
+}
+
+/// Whether RBAC lets the person patch the gate (for gates that list nobody).
+pub async fn may_patch(client: &Client, a: &Approval) -> bool {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("hitl.dev".into()),
+                resource: Some("approvals".into()),
+                verb: Some("patch".into()),
+                namespace: a.metadata.namespace.clone(),
+                name: a.metadata.name.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    api.create(&PostParams::default(), &review).await.ok().and_then(|r| r.status).is_some_and(|s| s.allowed)
+}
+
+/// Whether the person may decide the gate now: it waits, they have not voted, and it lists them
+/// (or lists nobody and RBAC lets them patch it). The API server has the last word.
+pub async fn may_decide(client: &Client, a: &Approval, me: &Identity) -> bool {
+    if Decided::of(a).is_some() || a.spec.votes.contains_key(&me.user) {
+        return false;
+    }
+    match &a.spec.approvers {
+        Some(ap) if !ap.is_empty() => lists(a, me),
+        _ => may_patch(client, a).await,
+    }
+}
+
+/// The inbox: the person's inboxes, plus what they may list, split into decide and watch.
+pub async fn inbox(client: &Client, me: &Identity, namespaces: &[String]) -> Result<Inbox, kube::Error> {
+    let mut decide = my_gates(client, me).await?;
+    let listed = listable(client, namespaces).await?;
+    let mine: BTreeSet<(String, String)> = decide.iter().map(|i| (i.namespace.clone(), i.name.clone())).collect();
+    let mut watch: Vec<InboxItem> = Vec::new();
+    for a in listed.iter().filter(|a| Decided::of(a).is_none()) {
+        let escalated = a.status.as_ref().is_some_and(|s| s.escalated_at.is_some());
+        let key = (a.metadata.namespace.clone().unwrap_or_default(), a.metadata.name.clone().unwrap_or_default());
+        if mine.contains(&key) {
+            continue;
+        }
+        if may_decide(client, a, me).await {
+            decide.push(item(a, escalated));
+        } else {
+            watch.push(item(a, escalated));
+        }
+    }
+    let mut recent: Vec<Decided> = listed.iter().filter_map(Decided::of).collect();
+    recent.sort_by(|a, b| b.decided_at.as_ref().map(|t| t.0).cmp(&a.decided_at.as_ref().map(|t| t.0)));
+    recent.truncate(RECENT);
+    Ok(Inbox { me: me.clone(), decide: merge(decide), watch: merge(watch), recent })
+}

@@ -1,0 +1,294 @@
+//! The approval pages: an inbox, a gate page with the decision form, a run page that updates
+//! live. Served by `kubectl hitl ui` on 127.0.0.1 with the person's own credentials, or in the
+//! cluster behind an authenticating proxy, impersonating the person (see `access`).
+
+pub mod access;
+pub mod cli;
+pub mod dag;
+pub mod data;
+pub mod form;
+pub mod html;
+pub mod view;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use futures::{Stream, StreamExt};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use self::access::{Mode, csrf_token, same};
+use self::form::Typed;
+use crate::api::{Approval, Workflow};
+use crate::inbox::Identity;
+
+/// The server's state: how people are authenticated, and its secret.
+pub struct Ui {
+    pub mode: Mode,
+    /// Per-start secret: the local session token, and the key CSRF tokens are made with.
+    pub secret: String,
+    /// The port served, for the local Host check.
+    pub port: u16,
+    /// Namespaces whose pending gates watchers are shown when they may not list all namespaces.
+    pub namespaces: Vec<String>,
+}
+
+/// A request that passed the guards: the person, and a client acting as them.
+struct Caller {
+    client: Client,
+    me: Identity,
+}
+
+type Shared = Arc<Ui>;
+
+/// The routes. `ConnectInfo<SocketAddr>` must be provided (see `serve`).
+pub fn router(ui: Shared) -> Router {
+    Router::new()
+        .route("/", get(inbox_page))
+        .route("/gates/{ns}/{name}", get(gate_page).post(decide))
+        .route("/runs/{ns}/{name}", get(run_page))
+        .route("/runs/{ns}/{name}/events", get(run_events))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(ui)
+}
+
+/// Serves until the listener fails.
+pub async fn serve(ui: Ui, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = router(Arc::new(ui)).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await
+}
+
+fn refused(status: StatusCode, title: &str, said: &str) -> Response {
+    (status, Html(view::problem(title, "", said))).into_response()
+}
+
+fn refused_boxed(status: StatusCode, title: &str, said: &str) -> Box<Response> {
+    Box::new(refused(status, title, said))
+}
+
+impl Ui {
+    /// The guards, then who the request acts as; or the response that refuses it.
+    fn caller(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        path: &str,
+    ) -> Result<Caller, Box<Response>> {
+        match &self.mode {
+            Mode::Local { client, me } => {
+                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+                if !access::host_allowed(host, self.port) {
+                    return Err(refused_boxed(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "Wrong address",
+                        "This server answers only to 127.0.0.1 and localhost.",
+                    ));
+                }
+                if let Some(token) = query.and_then(|q| q.strip_prefix("token=")) {
+                    return Err(Box::new(self.start_session(token, path)));
+                }
+                match access::session_cookie(headers, &access::cookie_name(self.port)) {
+                    Some(s) if same(&s, &self.secret) => Ok(Caller { client: client.clone(), me: me.clone() }),
+                    _ => Err(refused_boxed(
+                        StatusCode::UNAUTHORIZED,
+                        "Not signed in",
+                        "Open the address that `kubectl hitl ui` printed; it carries this session's secret.",
+                    )),
+                }
+            }
+            Mode::Proxy(proxy) => {
+                let Some(me) = proxy.identity(peer.ip(), headers) else {
+                    return Err(refused_boxed(
+                        StatusCode::UNAUTHORIZED,
+                        "Not signed in",
+                        "No authenticated user: this server takes identities only from its authenticating proxy.",
+                    ));
+                };
+                let client = proxy
+                    .client_for(&me)
+                    .map_err(|e| refused_boxed(StatusCode::INTERNAL_SERVER_ERROR, "No client", &e.to_string()))?;
+                Ok(Caller { client, me })
+            }
+        }
+    }
+
+    /// The secret came in the URL: keep it in a cookie and take it out of the address bar.
+    fn start_session(&self, token: &str, path: &str) -> Response {
+        if !same(token, &self.secret) {
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                "Not signed in",
+                "This address's secret is not this session's; open the one `kubectl hitl ui` printed.",
+            );
+        }
+        let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", access::cookie_name(self.port), self.secret);
+        let mut response = Redirect::to(path).into_response();
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex is a valid header"));
+        response
+    }
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// A kube error as the page shows it: the API server's words when it answered.
+fn said(e: &kube::Error) -> (StatusCode, String) {
+    match e {
+        kube::Error::Api(s) => (StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_GATEWAY), s.message.clone()),
+        other => (StatusCode::BAD_GATEWAY, other.to_string()),
+    }
+}
+
+async fn inbox_page(
+    State(ui): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let c = match ui.caller(peer, &headers, q.as_deref(), "/") {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    match data::inbox(&c.client, &c.me, &ui.namespaces).await {
+        Ok(view) => Html(with_csrf(view::inbox(&view, now()), &csrf_token(&ui.secret, &c.me))).into_response(),
+        Err(e) => {
+            let (code, text) = said(&e);
+            (code, Html(view::problem("Inbox", &c.me.user, &text))).into_response()
+        }
+    }
+}
+
+/// Every page carries the person's CSRF token (also outside forms, for scripts of their own).
+fn with_csrf(page: String, token: &str) -> String {
+    page.replacen("<head>", &format!("<head><meta name=\"csrf-token\" content=\"{token}\">"), 1)
+}
+
+async fn gate_page(
+    State(ui): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    let path = format!("/gates/{}/{}", html::seg(&ns), html::seg(&name));
+    let c = match ui.caller(peer, &headers, q.as_deref(), &path) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    render_gate(&ui, &c, &ns, &name, &Typed::new(), None).await
+}
+
+async fn render_gate(
+    ui: &Ui,
+    c: &Caller,
+    ns: &str,
+    name: &str,
+    typed: &Typed,
+    refusal: Option<(StatusCode, String)>,
+) -> Response {
+    let api: Api<Approval> = Api::namespaced(c.client.clone(), ns);
+    let csrf = csrf_token(&ui.secret, &c.me);
+    let a = match api.get(name).await {
+        Ok(a) => a,
+        Err(e) => {
+            let (code, text) = said(&e);
+            return (code, Html(with_csrf(view::problem("Gate", &c.me.user, &text), &csrf))).into_response();
+        }
+    };
+    let may_decide = data::may_decide(&c.client, &a, &c.me).await;
+    let code = refusal.as_ref().map(|(code, _)| *code).unwrap_or(StatusCode::OK);
+    let form = view::GateForm { may_decide, csrf: &csrf, typed, refusal: refusal.as_ref().map(|(_, t)| t.as_str()) };
+    (code, Html(with_csrf(view::gate(&a, &c.me.user, &form, now()), &csrf))).into_response()
+}
+
+async fn decide(
+    State(ui): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let c = match ui.caller(peer, &headers, None, "/") {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let typed: Typed = fields.into_iter().collect();
+    let token_ok = typed.get("csrf").is_some_and(|t| same(t, &csrf_token(&ui.secret, &c.me)));
+    if !token_ok || access::foreign_origin(&headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form did not come from this page (CSRF check); reload the page and try again.",
+        );
+    }
+    let decision = match typed.get("decision").map(String::as_str) {
+        Some(d @ ("Approve" | "Reject")) => d.to_string(),
+        _ => return refused(StatusCode::BAD_REQUEST, "Refused", "Choose Approve or Reject."),
+    };
+    let api: Api<Approval> = Api::namespaced(c.client.clone(), &ns);
+    let inputs = match api.get(&name).await {
+        Ok(a) => a.spec.inputs,
+        Err(e) => return render_gate(&ui, &c, &ns, &name, &typed, Some(said(&e))).await,
+    };
+    let patch = form::patch(&decision, &inputs, &typed);
+    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Redirect::to(&format!("/gates/{}/{}", html::seg(&ns), html::seg(&name))).into_response(),
+        Err(e) => render_gate(&ui, &c, &ns, &name, &typed, Some(said(&e))).await,
+    }
+}
+
+async fn run_page(
+    State(ui): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    let path = format!("/runs/{}/{}", html::seg(&ns), html::seg(&name));
+    let c = match ui.caller(peer, &headers, q.as_deref(), &path) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    match Api::<Workflow>::namespaced(c.client.clone(), &ns).get(&name).await {
+        Ok(wf) => Html(with_csrf(view::run(&wf, &c.me.user), &csrf_token(&ui.secret, &c.me))).into_response(),
+        Err(e) => {
+            let (code, text) = said(&e);
+            (code, Html(view::problem("Run", &c.me.user, &text))).into_response()
+        }
+    }
+}
+
+/// The run's fragment again whenever the Workflow changes, from a watch made as the person.
+async fn run_events(
+    State(ui): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    let c = match ui.caller(peer, &headers, None, "/") {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    Sse::new(fragments(c.client, &ns, &name)).keep_alive(KeepAlive::default()).into_response()
+}
+
+fn fragments(client: Client, ns: &str, name: &str) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
+    let api: Api<Workflow> = Api::namespaced(client, ns);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher(api, config).default_backoff().applied_objects().filter_map(|wf| async move { wf.ok() }).map(|wf| {
+        let fragment = serde_json::to_string(&view::run_fragment(&wf)).unwrap_or_default();
+        Ok(Event::default().data(fragment))
+    })
+}

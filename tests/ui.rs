@@ -1,0 +1,404 @@
+//! The approval pages in a real browser (headless Chromium through WebDriver), on the local
+//! cluster: every action is taken as the person, so the API server's RBAC and admission policies
+//! decide, exactly as for `kubectl patch`. Screenshots go to target/ui-screenshots/.
+
+mod browser;
+mod common;
+mod harness;
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use browser::{Browser, Response, http};
+use common::{kubeconfig, kubectl_ok, kubectl_stdin, repo_root, test_namespace};
+use harness::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `kubectl hitl ui` running as someone; killed on drop.
+struct UiServer {
+    child: Child,
+    /// Kept open: the server prints more, and a closed pipe would stop it.
+    _stdout: BufReader<std::process::ChildStdout>,
+    /// The address it printed (with the session secret, in local mode).
+    url: String,
+    addr: SocketAddr,
+}
+
+impl UiServer {
+    fn start(kubeconfig_path: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-hitl"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path)
+            .args(["ui", "--no-open"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start kubectl-hitl ui");
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        let url = first.split_whitespace().find(|w| w.starts_with("http://")).map(str::to_string);
+        let addr_text = match &url {
+            Some(u) => u.trim_start_matches("http://").split('/').next().unwrap().to_string(),
+            None => first.split_whitespace().nth(5).unwrap_or_else(|| panic!("no address in {first:?}")).to_string(),
+        };
+        UiServer { child, _stdout: stdout, url: url.unwrap_or_default(), addr: addr_text.parse().unwrap() }
+    }
+
+    /// As `user`, on 127.0.0.1 with their own kubeconfig.
+    fn local(user: &str, ns: &str) -> Self {
+        Self::start(&kubeconfig(user), &["-n", ns])
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for UiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshot(browser: &Browser, name: &str) {
+    browser.screenshot(&repo_root().join("target/ui-screenshots").join(format!("{name}.png")));
+}
+
+/// A contract review: alice (or legal) answers typed questions, then legal countersigns.
+fn review_workflow(name: &str) -> String {
+    format!(
+        r#"
+apiVersion: hitl.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  params: [{{name: document, value: "s3://contracts/acme.pdf"}}]
+  steps:
+    - name: scan
+      container: {{image: busybox:1.36, args: [echo, scanned]}}
+    - name: review
+      suspend:
+        message: "Three clauses flagged in {{{{ params.document }}}}: sign, redact or reject?"
+        approvers: {{users: [alice], groups: [legal]}}
+        inputs:
+          - {{name: verdict, type: string, enum: [sign, redact, reject], required: true, description: "What to do with the contract"}}
+          - {{name: priority, type: integer, default: 3, minimum: 1, maximum: 5}}
+        timeoutSeconds: 86400
+    - name: countersign
+      suspend:
+        message: "Countersign the {{{{ steps.review.outputs.verdict }}}} decision."
+        approvers: {{groups: [legal]}}
+        timeoutSeconds: 86400
+    - name: archive
+      dependsOn: [countersign]
+      container: {{image: busybox:1.36, args: [echo, archived]}}
+"#
+    )
+}
+
+/// Bob may read Workflows and list and patch Approvals in the namespace (as `edit` plus the
+/// chart's hitl-approver role give), so any refusal comes from the admission policy that checks
+/// the approver list, not from RBAC.
+fn let_bob_watch(ns: &str) {
+    kubectl_ok(
+        "admin",
+        &["-n", ns, "create", "role", "approver", "--verb=get,list,watch,patch", "--resource=approvals.hitl.dev"],
+    );
+    kubectl_ok(
+        "admin",
+        &["-n", ns, "create", "role", "runs", "--verb=get,list,watch", "--resource=workflows.hitl.dev"],
+    );
+    for role in ["approver", "runs"] {
+        kubectl_ok(
+            "admin",
+            &["-n", ns, "create", "rolebinding", &format!("bob-{role}"), &format!("--role={role}"), "--user=bob"],
+        );
+    }
+}
+
+fn session_cookie(server: &UiServer) -> String {
+    let path = server.url.trim_start_matches(&server.base()).to_string();
+    let r = http(None, server.addr, "GET", &path, &[], "");
+    assert_eq!(r.status, 303, "the token address starts a session: {r:?}");
+    r.header("set-cookie").unwrap().split(';').next().unwrap().to_string()
+}
+
+fn csrf(page: &str) -> String {
+    page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+}
+
+fn form_post(server: &UiServer, path: &str, headers: &[(&str, &str)], form: &str) -> Response {
+    let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    h.extend_from_slice(headers);
+    http(None, server.addr, "POST", path, &h, form)
+}
+
+#[test]
+fn alice_decides_in_the_browser_bob_only_watches_carol_decides() {
+    let ns = test_namespace("ui");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    let_bob_watch(ns);
+    apply(ns, &review_workflow("contract"));
+    wait_pending(ns, "contract.review");
+
+    let alice = UiServer::local("alice", ns);
+    let browser = Browser::start();
+    browser.goto(&alice.url);
+    assert!(!browser.url().contains("token="), "the secret leaves the address bar: {}", browser.url());
+    assert_eq!(browser.text("#who"), "alice");
+    let waiting = browser.wait_text("#decide", "contract / review", WAIT);
+    assert!(waiting.contains("Three clauses flagged in s3://contracts/acme.pdf"), "{waiting}");
+    screenshot(&browser, "inbox");
+
+    // A bad value: the API server refuses it, the page says so and keeps what was typed.
+    browser.click("#decide a[href$='/contract.review']");
+    browser.click("select[name='input.verdict'] option[value='sign']");
+    browser.type_into("input[name='input.priority']", "9");
+    browser.type_into("#comment", "clause 4 is fine after all");
+    browser.click("#approve");
+    let refusal = browser.wait_text("#refusal", "refused", WAIT);
+    assert!(refusal.contains("priority"), "the server's words name the input: {refusal}");
+    assert_eq!(browser.value("input[name='input.priority']"), "9");
+    assert_eq!(browser.value("select[name='input.verdict']"), "sign");
+    assert_eq!(browser.value("#comment"), "clause 4 is fine after all");
+    screenshot(&browser, "gate");
+    assert_eq!(approval(ns, "contract.review")["status"]["phase"], "Pending");
+
+    browser.type_into("input[name='input.priority']", "2");
+    browser.click("#approve");
+    let outcome = browser.wait_text("#outcome", "Approved", WAIT);
+    assert!(outcome.contains("by alice"), "{outcome}");
+    let decided = approval(ns, "contract.review");
+    assert_eq!(decided["spec"]["decidedBy"], "alice");
+    assert_eq!(decided["spec"]["input"], serde_json::json!({"verdict": "sign", "priority": 2}));
+    assert_eq!(decided["spec"]["comment"], "clause 4 is fine after all");
+    wait_pending(ns, "contract.countersign");
+
+    // Bob may read every gate of the namespace but is listed on none: he watches.
+    let bob = UiServer::local("bob", ns);
+    browser.goto(&bob.url);
+    browser.wait_text("#watch", "contract / countersign", WAIT);
+    assert!(!browser.text("#decide").contains("contract"), "bob decides nothing: {}", browser.text("#decide"));
+    browser.click("#watch a[href$='/contract.countersign']");
+    browser.find("#watch-only");
+    assert!(!browser.exists("#approve"), "no form for a watcher");
+
+    // The run page, live: it changes when the run moves, without a reload.
+    browser.goto(&format!("{}/runs/{ns}/contract", bob.base()));
+    browser.wait_text("#run-phase", "Waiting", WAIT);
+
+    // A crafted POST as bob, with his own session and CSRF token: the UI passes it on as bob,
+    // and the API server refuses it.
+    let cookie = session_cookie(&bob);
+    let page = http(None, bob.addr, "GET", &format!("/gates/{ns}/contract.countersign"), &[("Cookie", &cookie)], "");
+    let token = csrf(&page.body);
+    let forged = form_post(
+        &bob,
+        &format!("/gates/{ns}/contract.countersign"),
+        &[("Cookie", &cookie)],
+        &format!("csrf={token}&decision=Approve"),
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(
+        forged.body.contains("The API server refused this decision") && forged.body.contains("denied request"),
+        "{}",
+        forged.body
+    );
+    assert_eq!(approval(ns, "contract.countersign")["status"]["phase"], "Pending");
+
+    // Carol, a member of legal, decides through her own server.
+    let carol = UiServer::local("carol", ns);
+    let cookie = session_cookie(&carol);
+    let page = http(None, carol.addr, "GET", &format!("/gates/{ns}/contract.countersign"), &[("Cookie", &cookie)], "");
+    assert!(page.body.contains("id=\"approve\""), "carol gets the form: {}", page.body);
+    let sent = form_post(
+        &carol,
+        &format!("/gates/{ns}/contract.countersign"),
+        &[("Cookie", &cookie)],
+        &format!("csrf={}&decision=Approve&comment=ok", csrf(&page.body)),
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert_eq!(approval(ns, "contract.countersign")["spec"]["decidedBy"], "carol");
+
+    let phase = browser.wait_text("#run-phase", "Succeeded", WAIT);
+    assert_eq!(phase, "Succeeded");
+    assert!(browser.text("#steps").contains("by carol"), "{}", browser.text("#steps"));
+    screenshot(&browser, "run");
+    wait_phase(ns, "contract", "Succeeded", WAIT);
+
+    // Bob's inbox now lists both decisions under "Recently decided".
+    browser.goto(&format!("{}/", bob.base()));
+    let recent = browser.text("#recent");
+    assert!(recent.contains("alice") && recent.contains("carol"), "{recent}");
+}
+
+#[test]
+fn the_local_server_refuses_other_hosts_no_session_and_forms_from_elsewhere() {
+    let ns = test_namespace("ui-guard");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    apply(ns, &review_workflow("guarded"));
+    wait_pending(ns, "guarded.review");
+    let alice = UiServer::local("alice", ns);
+    let gate = format!("/gates/{ns}/guarded.review");
+
+    let rebinding =
+        http(None, alice.addr, "GET", "/", &[("Host", &format!("attacker.example:{}", alice.addr.port()))], "");
+    assert_eq!(rebinding.status, 421, "DNS rebinding: {rebinding:?}");
+    let no_session = http(None, alice.addr, "GET", &gate, &[], "");
+    assert_eq!(no_session.status, 401);
+    let wrong_secret = http(None, alice.addr, "GET", "/?token=0000", &[], "");
+    assert_eq!(wrong_secret.status, 401);
+
+    let cookie = session_cookie(&alice);
+    let page = http(None, alice.addr, "GET", &gate, &[("Cookie", &cookie)], "");
+    assert_eq!(page.status, 200);
+    let token = csrf(&page.body);
+    let no_token = form_post(&alice, &gate, &[("Cookie", &cookie)], "decision=Approve&input.verdict=sign");
+    assert_eq!(no_token.status, 403, "{}", no_token.body);
+    let other_site = form_post(
+        &alice,
+        &gate,
+        &[("Cookie", &cookie), ("Origin", "http://attacker.example")],
+        &format!("csrf={token}&decision=Approve&input.verdict=sign"),
+    );
+    assert_eq!(other_site.status, 403, "{}", other_site.body);
+    assert_eq!(approval(ns, "guarded.review")["status"]["phase"], "Pending", "nothing got through");
+
+    let sent = form_post(&alice, &gate, &[("Cookie", &cookie)], &format!("csrf={token}&decision=Reject&comment=no"));
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert_eq!(approval(ns, "guarded.review")["spec"]["decision"], "Reject");
+}
+
+/// The chart's UI ServiceAccount and its impersonation rights (helm template), and a kubeconfig
+/// with a token for it.
+fn ui_service_account(ns: &str) -> std::path::PathBuf {
+    let helm = repo_root().join(
+        String::from_utf8(Command::new(repo_root().join("hack/asset-path")).arg("helm").output().unwrap().stdout)
+            .unwrap()
+            .trim(),
+    );
+    let rendered = Command::new(helm)
+        .args(["template", "ui-test", "charts/hitl-operator", "--namespace", ns, "--set", "ui.enabled=true"])
+        .args(["--set", "ui.impersonation.groups={legal}", "--set", &format!("ui.fullnameOverride=hitl-ui-{ns}")])
+        .args(["--show-only", "templates/ui.yaml"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let manifests = String::from_utf8(rendered.stdout).unwrap();
+    let rbac: Vec<&str> = manifests
+        .split("\n---")
+        .filter(|d| d.contains("kind: ServiceAccount") || d.contains("kind: ClusterRole"))
+        .collect();
+    let out = kubectl_stdin("admin", &["apply", "-f", "-"], &rbac.join("\n---\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = kubectl_ok("admin", &["-n", ns, "create", "token", &format!("hitl-ui-{ns}"), "--duration=1h"]);
+    let admin = std::fs::read_to_string(kubeconfig("admin")).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
+    let cluster = &config["clusters"][0]["cluster"];
+    let kc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": cluster["server"].as_str().unwrap(),
+            "certificate-authority-data": cluster["certificate-authority-data"].as_str().unwrap()}}],
+        "users": [{"name": "ui", "user": {"token": token.trim()}}],
+        "contexts": [{"name": "ui", "context": {"cluster": "local", "user": "ui", "namespace": ns}}],
+        "current-context": "ui",
+    });
+    let path = repo_root().join("target/test-logs").join(format!("kubeconfig-ui-{ns}"));
+    std::fs::write(&path, kc.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn behind_the_proxy_the_server_acts_as_the_person_and_ignores_headers_from_anyone_else() {
+    let ns = test_namespace("ui-proxy");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    let_bob_watch(ns);
+    apply(ns, &review_workflow("proxied"));
+    wait_pending(ns, "proxied.review");
+    let server = UiServer::start(
+        &ui_service_account(ns),
+        &["--auth-proxy", "--listen", "127.0.0.1:0", "--trusted-proxy", "127.0.0.2"],
+    );
+    let proxy: IpAddr = "127.0.0.2".parse().unwrap();
+    let stranger: IpAddr = "127.0.0.3".parse().unwrap();
+    let gate = format!("/gates/{ns}/proxied.review");
+    // The identity headers a proxy sends for `user` in `groups`.
+    let as_user = |user: &'static str, groups: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![("X-Forwarded-User", user), ("X-Forwarded-Groups", groups)]
+    };
+
+    // Headers from anything but the proxy are ignored: no identity, no page, no decision.
+    let forged = http(Some(stranger), server.addr, "GET", &gate, &as_user("carol", "legal"), "");
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    assert!(forged.body.contains("No authenticated user"), "{}", forged.body);
+    let forged_post = http(
+        Some(stranger),
+        server.addr,
+        "POST",
+        &gate,
+        &[("X-Forwarded-User", "carol"), ("Content-Type", "application/x-www-form-urlencoded")],
+        "decision=Approve&input.verdict=sign",
+    );
+    assert_eq!(forged_post.status, 401);
+
+    // Bob, named by the proxy: he sees the gate, and the API server refuses his decision.
+    let bob_page = http(Some(proxy), server.addr, "GET", &gate, &as_user("bob", ""), "");
+    assert_eq!(bob_page.status, 200, "{}", bob_page.body);
+    assert!(bob_page.body.contains("id=\"watch-only\""), "{}", bob_page.body);
+    let mut h = as_user("bob", "");
+    h.push(("Content-Type", "application/x-www-form-urlencoded"));
+    let bob_post = http(
+        Some(proxy),
+        server.addr,
+        "POST",
+        &gate,
+        &h,
+        &format!("csrf={}&decision=Approve&input.verdict=sign", csrf(&bob_page.body)),
+    );
+    assert_eq!(bob_post.status, 403, "{}", bob_post.body);
+    assert!(bob_post.body.contains("denied request"), "{}", bob_post.body);
+
+    // A group the proxy must never be able to hand out: system:masters is dropped.
+    let mut h = as_user("mallory", "system:masters");
+    h.push(("Content-Type", "application/x-www-form-urlencoded"));
+    let page = http(Some(proxy), server.addr, "GET", &gate, &as_user("mallory", "system:masters"), "");
+    assert_eq!(page.status, 403, "mallory reads nothing: {}", page.body);
+    let mallory = http(
+        Some(proxy),
+        server.addr,
+        "POST",
+        &gate,
+        &h,
+        &format!("csrf={}&decision=Approve&input.verdict=sign", csrf(&page.body)),
+    );
+    assert_eq!(mallory.status, 403, "{}", mallory.body);
+    assert_eq!(approval(ns, "proxied.review")["status"]["phase"], "Pending");
+
+    // Carol of legal, named by the proxy: the API server sees carol and her group.
+    let carol_page = http(Some(proxy), server.addr, "GET", &gate, &as_user("carol", "legal"), "");
+    assert!(carol_page.body.contains("id=\"approve\""), "{}", carol_page.body);
+    let mut h = as_user("carol", "legal");
+    h.push(("Content-Type", "application/x-www-form-urlencoded"));
+    let sent = http(
+        Some(proxy),
+        server.addr,
+        "POST",
+        &gate,
+        &h,
+        &format!("csrf={}&decision=Approve&input.verdict=redact", csrf(&carol_page.body)),
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let decided = approval(ns, "proxied.review");
+    assert_eq!(decided["spec"]["decidedBy"], "carol");
+    assert_eq!(decided["spec"]["decidedByGroups"], serde_json::json!(["legal"]));
+}
