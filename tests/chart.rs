@@ -1223,3 +1223,55 @@ fn installed_with_a_namespace_list_the_operator_works_there_and_nowhere_else() {
     );
     release.uninstall();
 }
+
+#[test]
+fn the_ui_impersonates_only_what_its_values_allow_and_stays_apart_from_the_operator() {
+    let docs =
+        render("rel", "hitl-system", &["--set", "ui.enabled=true", "--set", "ui.impersonation.groups={legal,ops}"]);
+    let role = find(&docs, "ClusterRole", "rel-hitl-operator-ui-impersonate");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]},
+            {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"], "resourceNames": ["legal", "ops"]},
+        ])
+    );
+    let ui = find(&docs, "Deployment", "rel-hitl-operator-ui");
+    let pod = &ui["spec"]["template"];
+    assert_eq!(pod["spec"]["serviceAccountName"], "rel-hitl-operator-ui");
+    let args: Vec<&str> =
+        pod["spec"]["containers"][0]["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for want in ["ui", "--auth-proxy", "--listen=127.0.0.1:8080", "--trusted-proxy=127.0.0.1"] {
+        assert!(args.contains(&want), "{want} in {args:?}");
+    }
+    // No selector of the operator's may pick up a UI Pod.
+    let labels = &pod["metadata"]["labels"];
+    let operator = find(&docs, "Deployment", "rel-hitl-operator");
+    for selector in [
+        &operator["spec"]["selector"]["matchLabels"],
+        &find(&docs, "PodDisruptionBudget", "rel-hitl-operator")["spec"]["selector"]["matchLabels"],
+    ] {
+        let matches = selector.as_object().unwrap().iter().all(|(k, v)| &labels[k] == v);
+        assert!(!matches, "{selector} selects the UI Pods ({labels})");
+    }
+
+    let no_groups = render("rel", "hitl-system", &["--set", "ui.enabled=true"]);
+    let rules = &find(&no_groups, "ClusterRole", "rel-hitl-operator-ui-impersonate")["rules"];
+    assert_eq!(rules.as_array().unwrap().len(), 1, "no group impersonation unless listed: {rules}");
+    let refused = helm(&[
+        "template",
+        "rel",
+        CHART,
+        "--set",
+        "ui.enabled=true",
+        "--set",
+        "ui.impersonation.groups={system:masters}",
+    ]);
+    assert!(!refused.status.success(), "system: groups are refused by the values schema");
+    assert!(
+        render("rel", "hitl-system", &[])
+            .iter()
+            .all(|d| !d["metadata"]["name"].as_str().unwrap_or("").ends_with("-ui")),
+        "off by default"
+    );
+}
