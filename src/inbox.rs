@@ -8,7 +8,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
-use crate::api::{Approval, ApprovalInbox, InboxItem};
+use crate::api::{Approval, ApprovalInbox, ApprovalInboxStatus, InboxItem};
 use crate::engine::inbox::{self, group, inbox_name, user};
 
 /// Who the API server says the caller is.
@@ -38,21 +38,26 @@ pub async fn whoami(client: &Client) -> Result<Identity, kube::Error> {
 /// The gates in the inboxes of `me`. An inbox that does not exist (nothing waits) or that the
 /// caller may not read (its grant is on its way, or the operator keeps no inboxes) holds nothing.
 pub async fn my_gates(client: &Client, me: &Identity) -> Result<Vec<InboxItem>, kube::Error> {
+    Ok(my_inboxes(client, me).await?.into_iter().flat_map(|s| s.items).collect())
+}
+
+/// The status of each inbox of `me` that exists and that they may read.
+pub async fn my_inboxes(client: &Client, me: &Identity) -> Result<Vec<ApprovalInboxStatus>, kube::Error> {
     let api: Api<ApprovalInbox> = Api::all(client.clone());
     let reads = join_all(me.inbox_names().into_iter().map(|name| {
         let api = api.clone();
         async move { api.get_opt(&name).await }
     }))
     .await;
-    let mut items = Vec::new();
+    let mut found = Vec::new();
     for read in reads {
         match read {
-            Ok(found) => items.extend(found.and_then(|i| i.status).map(|s| s.items).unwrap_or_default()),
+            Ok(inbox) => found.extend(inbox.and_then(|i| i.status)),
             Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(items)
+    Ok(found)
 }
 
 /// The pending gates the caller may list in `namespace` (all namespaces: None), or None when

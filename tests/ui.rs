@@ -181,6 +181,16 @@ fn alice_decides_in_the_browser_bob_only_watches_carol_decides() {
     assert_eq!(decided["spec"]["comment"], "clause 4 is fine after all");
     wait_pending(ns, "contract.countersign");
 
+    // Alice may list no Approvals; her inbox still tells her what she decided.
+    browser.goto(&format!("{}/", alice.base()));
+    let mut recent = String::new();
+    common::wait_for("alice's decision in her recent list", WAIT, || {
+        browser.goto(&format!("{}/", alice.base()));
+        recent = browser.text("#recent");
+        recent.contains("contract / review").then_some(())
+    });
+    assert!(recent.contains("Approved") && recent.contains("alice"), "{recent}");
+
     // Bob may read every gate of the namespace but is listed on none: he watches.
     let bob = UiServer::local("bob", ns);
     browser.goto(&bob.url);

@@ -79,6 +79,11 @@ pub struct ApprovalInboxStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub truncated: Option<i32>,
+    /// Gates that listed the subject and were decided (or expired, or cancelled) in the last
+    /// 7 days, newest first, at most 20: what the approval pages show as "Recently decided".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub recent: Vec<InboxItem>,
 }
 
 /// One pending gate, summarised; `kubectl get approval` (the subject may `get` it) shows all.
@@ -112,4 +117,13 @@ pub struct InboxItem {
     /// Approving votes so far and the quorum, on a quorum gate (`1/2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub votes: Option<String>,
+    /// In `recent`: how the gate ended (`Approved`, `Rejected`, `Expired`, `Cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// In `recent`: who decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// In `recent`: when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Time>,
 }

@@ -100,7 +100,8 @@ async fn pass(
     let scope = ctx.config.namespace.as_deref();
     let gone = namespaces.gone(ctx, inbox::foreign_namespaces(&existing, scope)).await?;
     let gates = approvals.state();
-    let desired = inbox::contents(gates.iter().map(|a| a.as_ref()));
+    let since = jiff::Timestamp::now().as_second() - inbox::RECENT_SECONDS;
+    let desired = inbox::contents(gates.iter().map(|a| a.as_ref()), since);
     // One inbox that cannot be written (say, a stranger's ClusterRole holds its grant's name)
     // must not hold up the others: each is tried, the first failure reported.
     let mut again = false;

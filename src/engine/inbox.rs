@@ -17,6 +17,11 @@ pub const MAX_ITEMS: usize = 500;
 pub const MAX_MESSAGE: usize = 512;
 /// Characters of the approvers summary copied into an inbox.
 const MAX_APPROVERS: usize = 256;
+/// Decided gates kept in one inbox, newest first.
+pub const MAX_RECENT: usize = 20;
+/// How long a decided gate stays in its approvers' inboxes. The controller's full pass (at least
+/// every 5 minutes) drops older ones.
+pub const RECENT_SECONDS: i64 = 7 * 24 * 3600;
 
 /// The inbox of a subject: `user-<sha256 hex>` or `group-<sha256 hex>` of the name. User names
 /// may hold `:` and `@`, which object names may not; the full digest leaves no room for two
@@ -44,9 +49,30 @@ pub fn group(name: &str) -> InboxSubject {
 /// pending, and nobody for a gate the operator does not act on (it matched no Workflow step, so
 /// its approvers were granted nothing: they must not be shown it either).
 pub fn waits_for(a: &Approval) -> BTreeMap<InboxSubject, bool> {
+    let phase = a.status.as_ref().and_then(|s| s.phase);
+    if phase != Some(ApprovalPhase::Pending) {
+        return BTreeMap::new();
+    }
+    listed_on(a)
+}
+
+/// Whom a gate that ended since `since` (unix seconds) listed: its approvers, and its escalation
+/// approvers if it escalated; they see how it ended under "Recently decided".
+pub fn decided_for(a: &Approval, since: i64) -> BTreeMap<InboxSubject, bool> {
+    let status = a.status.clone().unwrap_or_default();
+    let ended = status.phase.is_some_and(|p| p != ApprovalPhase::Pending);
+    let recent = status.decided_at.as_ref().is_some_and(|t| t.0.as_second() >= since);
+    if !ended || !recent {
+        return BTreeMap::new();
+    }
+    listed_on(a)
+}
+
+/// The subjects a gate the operator acts on lists, each with whether through escalation.
+fn listed_on(a: &Approval) -> BTreeMap<InboxSubject, bool> {
     let status = a.status.clone().unwrap_or_default();
     let not_acted_on = status.conditions.iter().any(|c| c.reason == "GateMismatch" && c.status == "False");
-    if status.phase != Some(ApprovalPhase::Pending) || not_acted_on {
+    if not_acted_on {
         return BTreeMap::new();
     }
     let mut subjects = BTreeMap::new();
@@ -83,6 +109,22 @@ pub fn item(a: &Approval, escalated: bool) -> InboxItem {
         expires_at: status.expires_at.or_else(|| a.spec.expires_at.clone()),
         escalated,
         votes: status.votes,
+        ..Default::default()
+    }
+}
+
+/// A gate that ended, as "Recently decided" shows it.
+pub fn decided_item(a: &Approval) -> InboxItem {
+    let status = a.status.clone().unwrap_or_default();
+    InboxItem {
+        message: None,
+        inputs: vec![],
+        expires_at: None,
+        votes: None,
+        outcome: status.phase.map(|p| format!("{p:?}")),
+        decided_by: status.decided_by.clone(),
+        decided_at: status.decided_at.clone(),
+        ..item(a, false)
     }
 }
 
@@ -96,12 +138,19 @@ fn shorten(s: &str, max: usize) -> String {
     cut
 }
 
-/// Every subject's items, from the Approvals this operator watches.
-pub fn contents<'a>(approvals: impl IntoIterator<Item = &'a Approval>) -> BTreeMap<InboxSubject, Vec<InboxItem>> {
+/// Every subject's items, from the Approvals this operator watches: pending gates, and gates
+/// that ended since `since` (unix seconds), which carry an `outcome`.
+pub fn contents<'a>(
+    approvals: impl IntoIterator<Item = &'a Approval>,
+    since: i64,
+) -> BTreeMap<InboxSubject, Vec<InboxItem>> {
     let mut inboxes: BTreeMap<InboxSubject, Vec<InboxItem>> = BTreeMap::new();
     for a in approvals {
         for (subject, escalated) in waits_for(a) {
             inboxes.entry(subject).or_default().push(item(a, escalated));
+        }
+        for subject in decided_for(a, since).into_keys() {
+            inboxes.entry(subject).or_default().push(decided_item(a));
         }
     }
     inboxes
@@ -114,7 +163,39 @@ pub fn in_scope(item: &InboxItem, scope: Option<&str>) -> bool {
     scope.is_none_or(|ns| item.namespace == ns)
 }
 
-/// An inbox's status: what it holds from outside `scope` (except from namespaces that are
+/// An inbox's whole status: `mine` (pending and decided) merged into `existing`.
+fn merge_status(
+    existing: &ApprovalInboxStatus,
+    mine: Vec<InboxItem>,
+    scope: Option<&str>,
+    gone: &BTreeSet<String>,
+) -> ApprovalInboxStatus {
+    let (decided, pending): (Vec<InboxItem>, Vec<InboxItem>) = mine.into_iter().partition(|i| i.outcome.is_some());
+    let mut status = merge(&existing.items, pending, scope, gone);
+    status.recent = merge_recent(&existing.recent, decided, scope, gone);
+    status
+}
+
+/// The decided gates: what is kept from outside `scope`, plus `mine`; newest first, at most
+/// `MAX_RECENT`.
+fn merge_recent(
+    existing: &[InboxItem],
+    mine: Vec<InboxItem>,
+    scope: Option<&str>,
+    gone: &BTreeSet<String>,
+) -> Vec<InboxItem> {
+    let kept = existing.iter().filter(|i| !in_scope(i, scope) && !gone.contains(&i.namespace));
+    let mut items: Vec<InboxItem> = kept.cloned().chain(mine).collect();
+    items.sort_by(|a, b| {
+        let at = |i: &InboxItem| i.decided_at.as_ref().map(|t| t.0);
+        at(b).cmp(&at(a)).then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+    });
+    items.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+    items.truncate(MAX_RECENT);
+    items
+}
+
+/// An inbox's pending gates: what it holds from outside `scope` (except from namespaces that are
 /// `gone`), plus `mine`; sorted, soonest deadline first, and cut at `MAX_ITEMS`.
 pub fn merge(
     existing: &[InboxItem],
@@ -131,7 +212,12 @@ pub fn merge(
     items.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
     let left_out = items.len().saturating_sub(MAX_ITEMS);
     items.truncate(MAX_ITEMS);
-    ApprovalInboxStatus { pending: items.len() as i32, items, truncated: (left_out > 0).then_some(left_out as i32) }
+    ApprovalInboxStatus {
+        pending: items.len() as i32,
+        items,
+        truncated: (left_out > 0).then_some(left_out as i32),
+        recent: vec![],
+    }
 }
 
 /// One write that brings the inboxes to what the gates say.
@@ -165,9 +251,9 @@ pub fn plan(
         }
         let mine = desired.remove(&inbox.spec.subject).unwrap_or_default();
         let current = inbox.status.clone().unwrap_or_default();
-        let want = merge(&current.items, mine, scope, gone);
+        let want = merge_status(&current, mine, scope, gone);
         let resource_version = inbox.resource_version();
-        if want.items.is_empty() {
+        if want.items.is_empty() && want.recent.is_empty() {
             changes.push(Change::Delete { name, resource_version });
         } else if needs_write(&current, &want, scope) {
             changes.push(Change::Update { name, resource_version, status: want });
@@ -176,7 +262,11 @@ pub fn plan(
     for (subject, mine) in desired {
         let name = inbox_name(&subject);
         if !mine.is_empty() && !seen.contains(&name) {
-            changes.push(Change::Create { name, subject, status: merge(&[], mine, scope, gone) });
+            changes.push(Change::Create {
+                name,
+                subject,
+                status: merge_status(&Default::default(), mine, scope, gone),
+            });
         }
     }
     changes
@@ -187,7 +277,7 @@ pub fn plan(
 pub fn foreign_namespaces(existing: &[ApprovalInbox], scope: Option<&str>) -> BTreeSet<String> {
     existing
         .iter()
-        .flat_map(|i| i.status.iter().flat_map(|s| &s.items))
+        .flat_map(|i| i.status.iter().flat_map(|s| s.items.iter().chain(&s.recent)))
         .filter(|i| !in_scope(i, scope))
         .map(|i| i.namespace.clone())
         .collect()
@@ -199,7 +289,7 @@ pub fn foreign_namespaces(existing: &[ApprovalInbox], scope: Option<&str>) -> BT
 fn needs_write(current: &ApprovalInboxStatus, want: &ApprovalInboxStatus, scope: Option<&str>) -> bool {
     match scope {
         None => current != want,
-        Some(_) => current.items != want.items,
+        Some(_) => current.items != want.items || current.recent != want.recent,
     }
 }
 
@@ -212,6 +302,63 @@ mod tests {
 
     fn at(s: i64) -> Option<Time> {
         Some(Time(jiff::Timestamp::from_second(1_800_000_000 + s).unwrap()))
+    }
+
+    /// A `since` no decision is after: only pending gates count.
+    const NOTHING_RECENT: i64 = i64::MAX;
+
+    fn decided(mut a: Approval, phase: ApprovalPhase, by: &str, s: i64) -> Approval {
+        let status = a.status.as_mut().unwrap();
+        status.phase = Some(phase);
+        status.decided_by = Some(by.into());
+        status.decided_at = at(s);
+        a
+    }
+
+    #[test]
+    fn a_gate_that_ended_lately_is_in_its_approvers_recent_list_newest_first() {
+        let since = 1_800_000_000 + 100;
+        let old = decided(gate("ns", "old", &["alice"], &[]), ApprovalPhase::Approved, "alice", 99);
+        let first = decided(gate("ns", "first", &["alice"], &["legal"]), ApprovalPhase::Rejected, "carol", 200);
+        let second = decided(gate("ns", "second", &["alice"], &[]), ApprovalPhase::Expired, "", 300);
+        let waiting = gate("ns", "waiting", &["alice"], &[]);
+        let inboxes = contents([&old, &first, &second, &waiting], since);
+        let changes = plan(&[], inboxes, None, &none());
+        let alice = changes
+            .iter()
+            .find_map(|c| match c {
+                Change::Create { subject, status, .. } if *subject == user("alice") => Some(status.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(names(&alice.items), ["ns/waiting"]);
+        assert_eq!(names(&alice.recent), ["ns/second", "ns/first"], "newest first, none older than since");
+        assert_eq!(alice.recent[1].outcome.as_deref(), Some("Rejected"));
+        assert_eq!(alice.recent[1].decided_by.as_deref(), Some("carol"));
+        assert_eq!(alice.pending, 1);
+        // An inbox with only decided gates is kept; one with neither goes.
+        let legal = inbox(group("legal"), vec![]);
+        let legal_name = inbox_name(&group("legal"));
+        let kept = plan(&[legal.clone()], contents([&first], since), None, &none());
+        assert!(
+            kept.iter().any(|c| matches!(c, Change::Update { name, status, .. }
+                if *name == legal_name && names(&status.recent) == ["ns/first"])),
+            "{kept:#?}"
+        );
+        let gone = plan(&[legal], contents([&first], since + 1_000), None, &none());
+        assert!(matches!(&gone[..], [Change::Delete { name, .. }] if *name == legal_name), "{gone:#?}");
+    }
+
+    #[test]
+    fn the_recent_list_is_capped() {
+        let many: Vec<Approval> = (0..30)
+            .map(|n| decided(gate("ns", &format!("g{n:02}"), &["alice"], &[]), ApprovalPhase::Approved, "alice", n))
+            .collect();
+        let changes = plan(&[], contents(many.iter(), 0), None, &none());
+        let Change::Create { status, .. } = &changes[0] else { panic!("{changes:#?}") };
+        assert_eq!(status.recent.len(), MAX_RECENT);
+        assert_eq!(status.recent[0].name, "g29");
+        assert!(status.items.is_empty());
     }
 
     fn gate(ns: &str, name: &str, users: &[&str], groups: &[&str]) -> Approval {
@@ -317,7 +464,7 @@ mod tests {
         assert_eq!(waits_for(&before), BTreeMap::from([(user("alice"), false)]));
         let after = escalating(gate("ns", "g", &["alice"], &[]), &["dave", "alice"], true);
         assert_eq!(waits_for(&after), BTreeMap::from([(user("alice"), false), (user("dave"), true)]));
-        let items = contents([&after]);
+        let items = contents([&after], NOTHING_RECENT);
         assert!(items[&user("dave")][0].escalated);
         assert!(!items[&user("alice")][0].escalated, "listed on the gate itself");
     }
@@ -345,7 +492,7 @@ mod tests {
         let a = gate("one", "a", &["alice"], &[]);
         let b = gate("two", "b", &[], &["legal"]);
         let c = gate("two", "c", &["zed"], &["legal"]);
-        let inboxes = contents([&a, &b, &c]);
+        let inboxes = contents([&a, &b, &c], NOTHING_RECENT);
         assert_eq!(names(&inboxes[&user("alice")]), ["one/a"]);
         assert_eq!(names(&inboxes[&group("legal")]), ["two/b", "two/c"]);
         assert_eq!(names(&inboxes[&user("zed")]), ["two/c"]);
@@ -390,7 +537,7 @@ mod tests {
         let unchanged = inbox(user("alice"), vec![item(&a, false)]);
         let emptied = inbox(user("carol"), vec![item(&gate("ns", "old", &["carol"], &[]), false)]);
         let stale = inbox(group("legal"), vec![item(&a, false)]);
-        let changes = plan(&[unchanged, emptied, stale], contents([&a, &b]), None, &none());
+        let changes = plan(&[unchanged, emptied, stale], contents([&a, &b], NOTHING_RECENT), None, &none());
         assert_eq!(changes.len(), 3, "{changes:#?}");
         assert!(
             changes.contains(&Change::Delete { name: inbox_name(&user("carol")), resource_version: Some("7".into()) })
@@ -407,7 +554,7 @@ mod tests {
         let a = gate("ns", "a", &["alice"], &[]);
         let mut forged = inbox(user("alice"), vec![]);
         forged.metadata.name = Some(inbox_name(&user("mallory")));
-        let changes = plan(&[forged], contents([&a]), None, &none());
+        let changes = plan(&[forged], contents([&a], NOTHING_RECENT), None, &none());
         assert_eq!(changes.len(), 1, "{changes:#?}");
         assert!(matches!(&changes[0], Change::Create { name, .. } if *name == inbox_name(&user("alice"))));
     }

@@ -10,7 +10,7 @@ use kube::{Api, Client};
 use super::view::{Decided, Inbox};
 use crate::api::{Approval, InboxItem};
 use crate::engine::inbox::item;
-use crate::inbox::{Identity, merge, my_gates};
+use crate::inbox::{Identity, merge, my_inboxes};
 
 /// Decided gates shown under "Recently decided".
 const RECENT: usize = 20;
@@ -79,7 +79,8 @@ pub async fn may_decide(client: &Client, a: &Approval, me: &Identity) -> bool {
 
 /// The inbox: the person's inboxes, plus what they may list, split into decide and watch.
 pub async fn inbox(client: &Client, me: &Identity, namespaces: &[String]) -> Result<Inbox, kube::Error> {
-    let mut decide = my_gates(client, me).await?;
+    let inboxes = my_inboxes(client, me).await?;
+    let mut decide: Vec<InboxItem> = inboxes.iter().flat_map(|s| s.items.clone()).collect();
     let listed = listable(client, namespaces).await?;
     let mine: BTreeSet<(String, String)> = decide.iter().map(|i| (i.namespace.clone(), i.name.clone())).collect();
     let mut watch: Vec<InboxItem> = Vec::new();
@@ -95,7 +96,11 @@ pub async fn inbox(client: &Client, me: &Identity, namespaces: &[String]) -> Res
             watch.push(item(a, escalated));
         }
     }
-    let mut recent: Vec<Decided> = listed.iter().filter_map(Decided::of).collect();
+    // Decided gates that listed them (from their inboxes), and those they may list.
+    let mut recent: Vec<Decided> = inboxes.iter().flat_map(|s| s.recent.iter().map(Decided::from)).collect();
+    recent.extend(listed.iter().filter_map(Decided::of));
+    recent.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    recent.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
     recent.sort_by(|a, b| b.decided_at.as_ref().map(|t| t.0).cmp(&a.decided_at.as_ref().map(|t| t.0)));
     recent.truncate(RECENT);
     Ok(Inbox { me: me.clone(), decide: merge(decide), watch: merge(watch), recent })

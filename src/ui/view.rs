@@ -46,6 +46,21 @@ impl Decided {
     }
 }
 
+impl From<&InboxItem> for Decided {
+    /// A decided gate from an inbox's `recent` list.
+    fn from(i: &InboxItem) -> Self {
+        Self {
+            namespace: i.namespace.clone(),
+            name: i.name.clone(),
+            workflow: i.workflow.clone(),
+            step: i.step.clone(),
+            phase: i.outcome.clone().unwrap_or_default(),
+            decided_by: i.decided_by.clone().unwrap_or_else(|| "(nobody: timeout or cancel)".into()),
+            decided_at: i.decided_at.clone(),
+        }
+    }
+}
+
 /// What the inbox shows.
 pub struct Inbox {
     pub me: Identity,
