@@ -339,7 +339,7 @@ mod tests {
         // An inbox with only decided gates is kept; one with neither goes.
         let legal = inbox(group("legal"), vec![]);
         let legal_name = inbox_name(&group("legal"));
-        let kept = plan(&[legal.clone()], contents([&first], since), None, &none());
+        let kept = plan(std::slice::from_ref(&legal), contents([&first], since), None, &none());
         assert!(
             kept.iter().any(|c| matches!(c, Change::Update { name, status, .. }
                 if *name == legal_name && names(&status.recent) == ["ns/first"])),
