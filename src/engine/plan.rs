@@ -356,14 +356,17 @@ fn scope_vars(wf: &Workflow, steps: &[StepStatus]) -> serde_json::Value {
     let steps: serde_json::Map<_, _> = steps
         .iter()
         .map(|s| {
-            (
-                s.name.clone(),
-                json!({
-                    "phase": s.phase.as_str(),
-                    "outputs": s.outputs,
-                    "decidedBy": s.decided_by.clone().unwrap_or_default(),
-                }),
-            )
+            let mut vars = json!({
+                "phase": s.phase.as_str(),
+                "outputs": s.outputs,
+                "decidedBy": s.decided_by.clone().unwrap_or_default(),
+            });
+            // A finished forEach: its items' outputs as a list CEL can index
+            // (`steps.review.items[index].keep`), besides the text in `outputs.items`.
+            if let Some(items) = s.item_count.and(s.outputs.get("items")) {
+                vars["items"] = serde_json::from_str(items).unwrap_or_default();
+            }
+            (s.name.clone(), vars)
         })
         .collect();
     json!({

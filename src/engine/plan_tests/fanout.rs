@@ -272,3 +272,23 @@ fn the_run_deadline_stops_items_in_flight() {
     assert_eq!(each(&w).phase, StepPhase::Failed);
     assert_eq!(phase(&w), WorkflowPhase::Failed);
 }
+
+#[test]
+fn a_later_step_reads_the_items_outputs_by_index() {
+    let mut w = wf(json!({"steps": [
+        {"name": "review", "forEach": {"list": "['a', 'b', 'c']"},
+         "suspend": {"inputs": [{"name": "keep", "type": "boolean", "required": true}]}},
+        {"name": "revoke", "forEach": {"list": "['a', 'b', 'c']"}, "when": "steps.review.items[index].keep == 'false'",
+         "container": {"image": "x", "args": ["revoke {{ item }}"]}},
+    ]}));
+    let p = step(&mut w, &[], &[], t0());
+    let keep = [true, false, true];
+    let approvals: Vec<Approval> = p
+        .create_approvals
+        .iter()
+        .zip(keep)
+        .map(|(r, k)| decided(r, ApprovalPhase::Approved, json!({"keep": k}), "alice", at(1)))
+        .collect();
+    let p = step(&mut w, &[], &approvals, at(1));
+    assert_eq!(p.create_pods.iter().map(|r| r.container.args[0].as_str()).collect::<Vec<_>>(), ["revoke b"]);
+}
