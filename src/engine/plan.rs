@@ -272,16 +272,14 @@ struct Failed<'a> {
 
 /// Whether the retry policy's condition (if any) holds for this failed attempt.
 fn retry_wanted(
-    wf: &Workflow,
+    mut vars: serde_json::Value,
     step: &Step,
-    steps: &[StepStatus],
     number: i32,
     reason: &str,
     message: &str,
     exit_code: Option<i32>,
 ) -> Result<bool, EvalError> {
     let Some(when) = step.retry_policy.as_ref().and_then(|r| r.when.as_deref()) else { return Ok(true) };
-    let mut vars = scope_vars(wf, steps);
     vars["attempt"] =
         json!({"number": number, "exitCode": exit_code.unwrap_or(-1), "reason": reason, "message": message});
     expr::Scope::new(vars).eval_bool(when)
@@ -456,12 +454,16 @@ impl<'a> Ctx<'a> {
     /// The variables for the step being handled: those of every step, plus `item` and `index`
     /// while a `forEach` item is.
     fn scope(&self, steps: &[StepStatus]) -> expr::Scope {
+        expr::Scope::new(self.vars(steps))
+    }
+
+    fn vars(&self, steps: &[StepStatus]) -> serde_json::Value {
         let mut vars = scope_vars(self.wf, steps);
         if let Some((i, value)) = &self.item {
             vars["item"] = value.clone();
             vars["index"] = json!(i);
         }
-        expr::Scope::new(vars)
+        vars
     }
 
     fn wake_at(&mut self, at: Timestamp) {
@@ -502,7 +504,7 @@ impl<'a> Ctx<'a> {
         let Failed { reason, message, exit_code, steps } = failed;
         let attempts = st.attempts.unwrap_or(1);
         let retry = if attempts <= step.retries.unwrap_or(0) && !failing {
-            retry_wanted(self.wf, step, steps, attempts, reason, &message, exit_code)
+            retry_wanted(self.vars(steps), step, attempts, reason, &message, exit_code)
         } else {
             Ok(false)
         };

@@ -102,7 +102,7 @@ fn when_is_decided_per_item_and_objects_are_addressed_by_field() {
 
 #[test]
 fn each_item_retries_on_its_own() {
-    let mut w = fan_out("['a', 'b']", None, json!({"retries": 1}));
+    let mut w = fan_out("['a', 'b']", None, json!({"retries": 1, "retryPolicy": {"when": "item == 'a'"}}));
     let p = step(&mut w, &[], &[], t0());
     let (a, b) = (p.create_pods[0].name.clone(), p.create_pods[1].name.clone());
     let p = step(&mut w, &[pod(&a, "Failed", 1, "flaky"), pod(&b, "Running", 0, "")], &[], at(1));
@@ -112,8 +112,11 @@ fn each_item_retries_on_its_own() {
     assert!(p.events.iter().any(|e| e.reason == "StepRetrying" && e.note.starts_with("step each item 0 ")));
     assert_eq!(each(&w).items[0].attempts, Some(2));
     let a2 = p.create_pods[0].name.clone();
-    step(&mut w, &[pod(&a2, "Succeeded", 0, ""), pod(&b, "Succeeded", 0, "")], &[], at(2));
-    assert_eq!(phase(&w), WorkflowPhase::Succeeded);
+    step(&mut w, &[pod(&a2, "Succeeded", 0, ""), pod(&b, "Failed", 1, "flaky")], &[], at(2));
+    // retryPolicy.when sees the item: b is not retried.
+    assert_eq!(each(&w).items[0].phase, StepPhase::Succeeded);
+    assert_eq!((each(&w).items[1].phase, each(&w).items[1].attempts), (StepPhase::Failed, Some(1)));
+    assert_eq!(phase(&w), WorkflowPhase::Failed);
 }
 
 #[test]
