@@ -179,6 +179,9 @@ fn item_gate_check(
     a: &Approval,
     owner: &str,
 ) -> GateCheck {
+    if step.for_each.is_none() {
+        return GateCheck::Differs(format!("it names item {i}, but step {} is not a forEach", step.name));
+    }
     let Some(item) = usize::try_from(i).ok().and_then(|i| st.items.get(i)) else {
         return GateCheck::NotYet;
     };

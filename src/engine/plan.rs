@@ -1103,8 +1103,8 @@ pub fn too_large(wf: &Workflow, planned: &WorkflowStatus, now: Timestamp) -> (Wo
             waiting.extend(st.approval_name.clone());
         }
         waiting.extend(fanout::approvals_waiting(&name, st));
-        st.items.retain(|i| !i.phase.is_terminal());
-        st.items.iter_mut().for_each(|i| (i.outputs.clear(), i.message = None).1);
+        // Item entries go too (`itemCount` stays): `items[i]` is item i, so none can be kept alone.
+        st.items.clear();
         if !st.phase.is_terminal() {
             st.phase = if st.phase == StepPhase::Pending { StepPhase::Omitted } else { StepPhase::Failed };
             st.reason = Some("StatusTooLarge".into());
