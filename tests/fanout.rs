@@ -114,13 +114,23 @@ fn status_writes(events: &[Value]) -> usize {
     writes
 }
 
+/// The most items a status written by the operator had in flight (not yet finished).
+fn most_in_flight(events: &[Value]) -> usize {
+    let in_flight = |ev: &Value| {
+        let items = ev["object"]["status"]["steps"][0]["items"].as_array().cloned().unwrap_or_default();
+        items.iter().filter(|i| matches!(i["phase"].as_str(), Some("Running" | "Waiting"))).count()
+    };
+    events.iter().map(in_flight).max().unwrap_or(0)
+}
+
 /// `kubectl get workflow -o json | wc -c`.
 fn object_bytes(ns: &str, name: &str) -> usize {
     kubectl_ok("admin", &["-n", ns, "get", "workflow", name, "-o", "json"]).len()
 }
 
 /// Runs `items` container items at `parallelism` and checks the limit, the order of the outputs
-/// and the run; returns (status writes, status bytes, seconds, most item Pods unfinished at once).
+/// and the run; returns (status writes, status bytes, seconds, most items in flight in a status
+/// the operator wrote).
 fn fan_out_containers(prefix: &str, items: usize, parallelism: usize) -> (usize, usize, f64, usize) {
     let ns = test_namespace(prefix);
     let _op = Operator::start(&ns.name);
@@ -149,10 +159,12 @@ fn fan_out_containers(prefix: &str, items: usize, parallelism: usize) -> (usize,
         (ever == items).then_some(most)
     });
     assert!(most <= parallelism, "{most} item Pods were unfinished at once; parallelism is {parallelism}");
-    let writes = wait_for("the Workflow watch to see the end", Duration::from_secs(30), || {
+    let (writes, in_flight) = wait_for("the Workflow watch to see the end", Duration::from_secs(30), || {
         let evs = wf_watch.events();
-        evs.last().is_some_and(|e| e["object"]["status"]["phase"] == "Succeeded").then(|| status_writes(&evs))
+        let ended = evs.last().is_some_and(|e| e["object"]["status"]["phase"] == "Succeeded");
+        ended.then(|| (status_writes(&evs), most_in_flight(&evs)))
     });
+    assert!(in_flight <= parallelism, "a status had {in_flight} items in flight");
     let bytes = object_bytes(&ns.name, "fan");
     let status = serde_json::to_string(&workflow(&ns.name, "fan")["status"]).unwrap().len();
     eprintln!(
@@ -162,13 +174,16 @@ fn fan_out_containers(prefix: &str, items: usize, parallelism: usize) -> (usize,
         writes as f64 / items as f64,
         status as f64 / items as f64
     );
-    (writes, status, took, most)
+    eprintln!("most item Pods unfinished at once (Pod watch): {most}; most items in flight in a status: {in_flight}");
+    (writes, status, took, in_flight)
 }
 
 #[test]
 fn two_hundred_items_run_at_most_ten_at_a_time_and_their_outputs_come_back_in_order() {
-    let (writes, bytes, _, most) = fan_out_containers("fanout-200", 200, 10);
-    assert_eq!(most, 10, "the first pass starts as many items as the parallelism allows");
+    let (writes, bytes, _, in_flight) = fan_out_containers("fanout-200", 200, 10);
+    // Whether the Pod watch sees 10 at once depends on the machine (a 200 ms Pod may end before
+    // the tenth is created); the operator's own record of what it started does not.
+    assert_eq!(in_flight, 10, "the first pass starts as many items as the parallelism allows");
     // Far below etcd's 1.5 MiB, and fewer writes than items: one write per pass covers every
     // item transition that pass saw.
     assert!(bytes < 32 * 1024, "the finished Workflow's status is {bytes} bytes");
@@ -181,10 +196,10 @@ fn two_hundred_items_run_at_most_ten_at_a_time_and_their_outputs_come_back_in_or
 #[ignore = "a measurement: make bench-fanout"]
 fn five_hundred_items_measured() {
     for parallelism in [10, 50] {
-        let (writes, bytes, took, most) = fan_out_containers("fanout-500", 500, parallelism);
+        let (writes, bytes, took, in_flight) = fan_out_containers("fanout-500", 500, parallelism);
         println!(
             "bench-fanout: items=500 parallelism={parallelism} seconds={took:.1} status_writes={writes} \
-             status_bytes={bytes} most_pods_at_once={most}"
+             status_bytes={bytes} most_in_flight={in_flight}"
         );
     }
 }
