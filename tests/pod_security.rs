@@ -458,3 +458,16 @@ fn an_exit_step_is_held_to_the_same_policy() {
     )
     .unwrap();
 }
+
+/// A forEach step is one container spec for all its item Pods: the policy sees it as it sees any
+/// step, so `dev` cannot fan out what one step may not do.
+#[test]
+fn a_fan_out_step_is_held_to_the_same_policy() {
+    let ns = namespace("podsec-foreach");
+    let privileged = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n    - name: s\n      forEach: {list: \"['a', 'b']\", parallelism: 2}\n      container:\n        image: x\n        args: ['{{ item }}']\n        securityContext: {privileged: true}\n";
+    let err = apply_as(DEV, &ns.name, privileged).unwrap_err();
+    assert!(err.contains("ValidatingAdmissionPolicy 'hitl-workflow-security'"), "{err}");
+    assert!(err.contains("step s: container.securityContext.privileged: true is not allowed here"), "{err}");
+    let plain = privileged.replace("        securityContext: {privileged: true}\n", "");
+    apply_as(DEV, &ns.name, &plain).unwrap();
+}

@@ -32,6 +32,12 @@ fn every_sample_completes_on_the_local_cluster() {
         r#"{"spec":{"decision":"Approve","input":{"verdict":"redact"}}}"#,
     )
     .unwrap();
+    // The access review: one gate per account, decided on its own.
+    for (i, keep) in [(2, true), (0, true), (1, false)] {
+        wait_pending(&ns.name, &format!("access-review.review.{i}"));
+        let patch = format!(r#"{{"spec":{{"input":{{"keep":{keep}}}}}}}"#);
+        patch_approval("alice", &ns.name, &format!("access-review.review.{i}"), &patch).unwrap();
+    }
     // The four-eyes gate needs two people.
     wait_pending(&ns.name, "release.approve");
     for who in ["alice", "carol"] {
@@ -54,6 +60,14 @@ fn every_sample_completes_on_the_local_cluster() {
     let wf = workflow(&ns.name, "contract-review");
     assert_eq!(step(&wf, "redact")["phase"], "Succeeded");
     assert_eq!(step(&wf, "sign")["phase"], "Skipped");
+    // Only erik's access was not kept: one revoke Pod, for him.
+    let wf = workflow(&ns.name, "access-review");
+    let revoke: Vec<&str> =
+        step(&wf, "revoke")["items"].as_array().unwrap().iter().map(|i| i["phase"].as_str().unwrap()).collect();
+    assert_eq!(revoke, ["Skipped", "Succeeded", "Skipped"]);
+    let revoked = pods(&ns.name, "access-review");
+    let args: Vec<&str> = revoked.iter().filter_map(|p| p["spec"]["containers"][0]["args"][1].as_str()).collect();
+    assert_eq!(args, ["revoking editor from erik"]);
     let table = kubectl_ok("admin", &["-n", &ns.name, "get", "hwf"]);
     assert_eq!(table.matches("Succeeded").count(), names.len(), "{table}");
 }

@@ -40,6 +40,11 @@ pub struct ApprovalSpec {
     /// The suspend step (set by the controller, immutable).
     #[schemars(length(max = 63))]
     pub step: String,
+    /// The item of a `forEach` suspend step this gate decides (its index; set by the
+    /// controller, immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 999))]
+    pub item: Option<i32>,
     /// What the person is asked (set by the controller, immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 8192))]

@@ -15,8 +15,8 @@ pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
 pub use volumes::{Volume, VolumeMount, Workspace};
 pub use workflow::{
-    ANNOTATION_CREATED_BY, Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep, Workflow, WorkflowPhase,
-    WorkflowSpec, WorkflowStatus,
+    ANNOTATION_CREATED_BY, ForEach, ItemStatus, Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep,
+    Workflow, WorkflowPhase, WorkflowSpec, WorkflowStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

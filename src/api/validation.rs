@@ -75,6 +75,11 @@ pub fn step_rules() -> Value {
             Some(".suspend.notify.escalation"),
         ),
         rule(
+            "!has(self.forEach) || !has(self.sleep)",
+            "'step ' + self.name + ': forEach applies only to container and suspend steps, and this is a sleep step'",
+            Some(".forEach"),
+        ),
+        rule(
             "!has(self.dependsOn) || !(self.name in self.dependsOn)",
             "'step ' + self.name + ': dependsOn must not name the step itself'",
             Some(".dependsOn"),
@@ -143,6 +148,7 @@ pub fn approval_spec_rules() -> Value {
     let set_by_controller = [
         "workflowRef",
         "step",
+        "item",
         "message",
         "approvers",
         "inputs",

@@ -255,6 +255,41 @@ pub struct Step {
     /// Affinity of this step's Pod (container steps only); replaces `podTemplate.affinity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+
+    /// Fan-out: run the step once per item of a list (container and suspend steps): one Pod per
+    /// item (each with its own retries), or one Approval per item (each decided on its own).
+    /// Expressions of the step (`when`, templates, `suspend.message`, `retryPolicy.when`) see
+    /// `item` and `index`; `when` is decided per item (false: that item is Skipped). The step
+    /// succeeds when every item succeeded or was skipped; its outputs are `outputs.items`, a JSON
+    /// list of the items' outputs in item order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<ForEach>,
+}
+
+/// Most items one `forEach` may have; a longer list fails the step (reason `TooManyItems`).
+pub const MAX_ITEMS: usize = 1000;
+/// Items of one `forEach` in flight at once when `parallelism` is not set.
+pub const DEFAULT_PARALLELISM: i32 = 10;
+/// Highest `parallelism`: bounds the Pods one step starts at once and the gate messages kept in
+/// status while their gates wait (at most 4 KiB each).
+pub const MAX_PARALLELISM: i32 = 100;
+
+/// Where a fan-out's items come from, and how many run at once.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForEach {
+    /// CEL expression giving the list, with the variables of `when`: a parameter holding a JSON
+    /// list (`params.accounts`), a list an earlier step wrote to its outputs
+    /// (`steps.scan.outputs.files`, or `steps.scan.outputs.result` for a bare JSON list; the step
+    /// must depend on that step), or a literal (`['eu', 'us']`). Text is read as JSON and must be
+    /// a list. Items may be strings, numbers or objects (`{{ item.field }}`). At most 1000 items.
+    #[schemars(length(min = 1, max = MAX_EXPRESSION_LENGTH))]
+    pub list: String,
+    /// Items in flight at once (Pods running, or gates waiting). Default 10, at most 100. Items
+    /// start in list order as earlier ones finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_PARALLELISM))]
+    pub parallelism: Option<i32>,
 }
 
 /// Longest `command`, `args` or `env` value string of a step container. Bounded, like the number
@@ -489,6 +524,44 @@ pub struct StepStatus {
     /// Every vote cast on a quorum gate, as `user: Approve` or `user: Reject`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub votes: Vec<String>,
+    /// A `forEach` step: how many items its list has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_count: Option<i32>,
+    /// A `forEach` step: one entry per item started so far, in item order (`items[i]` is item
+    /// `i`; items start in order, so the ones not listed have not started). Compact on purpose:
+    /// Pod and Approval names follow from the index (`<workflow>.<step>.<index>` for a gate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ITEMS))]
+    pub items: Vec<ItemStatus>,
+}
+
+/// Observed state of one item of a `forEach` step.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemStatus {
+    /// Running, Waiting, Succeeded, Failed, Skipped or Omitted.
+    pub phase: StepPhase,
+    /// Attempts started so far (container steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    /// When the current attempt started, or the gate opened; cleared once the item finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the next attempt starts, while a retry waits out its backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
+    /// Why the item failed, was skipped or is retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The gate's message while it waits; why the item failed (at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The item's outputs until the step ends; then they are in the step's `outputs.items`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+    /// Who decided the item's gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
 }
 
 /// Phase of a step.

@@ -151,6 +151,9 @@ async fn gate_check(ctx: &Context, a: &Approval) -> Result<GateCheck, Error> {
     ) else {
         return Ok(GateCheck::NotYet);
     };
+    if let Some(i) = a.spec.item {
+        return Ok(item_gate_check(&wf, step, st, i, a, &owner.name));
+    }
     if st.phase != StepPhase::Waiting || st.approval_name.as_deref() != Some(&a.name_any()) {
         return Ok(if st.phase.is_terminal() {
             GateCheck::Differs(format!("step {} is no longer waiting", step.name))
@@ -165,6 +168,40 @@ async fn gate_check(ctx: &Context, a: &Approval) -> Result<GateCheck, Error> {
             GateCheck::Differs(format!("it does not match step {} of Workflow {}: {why}", step.name, owner.name))
         }
     })
+}
+
+/// `gate_check` for the Approval of item `i` of a forEach gate.
+fn item_gate_check(
+    wf: &Workflow,
+    step: &crate::api::Step,
+    st: &crate::api::StepStatus,
+    i: i32,
+    a: &Approval,
+    owner: &str,
+) -> GateCheck {
+    if step.for_each.is_none() {
+        return GateCheck::Differs(format!("it names item {i}, but step {} is not a forEach", step.name));
+    }
+    let Some(item) = usize::try_from(i).ok().and_then(|i| st.items.get(i)) else {
+        return GateCheck::NotYet;
+    };
+    if item.phase != StepPhase::Waiting {
+        return if item.phase.is_terminal() {
+            GateCheck::Differs(format!("item {i} of step {} is no longer waiting", step.name))
+        } else {
+            GateCheck::NotYet
+        };
+    }
+    let expected = plan::item_approval_request(wf, step, item, i as usize);
+    if expected.name != a.name_any() {
+        return GateCheck::Differs(format!("item {i} of step {} waits on Approval {}", step.name, expected.name));
+    }
+    match gate::mismatch(&expected, &a.spec) {
+        None => GateCheck::Matches,
+        Some(why) => {
+            GateCheck::Differs(format!("it does not match item {i} of step {} of Workflow {owner}: {why}", step.name))
+        }
+    }
 }
 
 /// Records, once, that this Approval is not acted on.

@@ -13,6 +13,8 @@ use crate::engine::plan::PodRequest;
 pub const LABEL_WORKFLOW: &str = "hitl.dev/workflow";
 pub const LABEL_STEP: &str = "hitl.dev/step";
 pub const LABEL_ATTEMPT: &str = "hitl.dev/attempt";
+/// The item's index, on the Pods and Approvals of a `forEach` step.
+pub const LABEL_ITEM: &str = "hitl.dev/item";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "hitl-operator";
 
@@ -67,6 +69,9 @@ pub fn build(wf: &Workflow, req: &PodRequest) -> Pod {
     labels.insert(LABEL_WORKFLOW.into(), names::workflow_label(&wf.name_any()));
     labels.insert(LABEL_STEP.into(), req.step.clone());
     labels.insert(LABEL_ATTEMPT.into(), req.attempt.to_string());
+    if let Some(i) = req.item {
+        labels.insert(LABEL_ITEM.into(), i.to_string());
+    }
     labels.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
 
     let c = &req.container;
@@ -142,6 +147,7 @@ mod tests {
     fn builds_a_secure_owned_pod() {
         let wf = workflow();
         let req = PodRequest {
+            item: None,
             name: "wf-scan-1-abcde".into(),
             step: "scan".into(),
             attempt: 1,
@@ -207,7 +213,8 @@ mod tests {
 
     fn pod_for(wf: &Workflow, step: &str) -> PodSpec {
         let container = wf.spec.steps.iter().find(|s| s.name == step).unwrap().container.clone().unwrap();
-        let req = PodRequest { name: format!("ci-{step}-1-abcde"), step: step.into(), attempt: 1, container };
+        let req =
+            PodRequest { name: format!("ci-{step}-1-abcde"), step: step.into(), attempt: 1, item: None, container };
         build(wf, &req).spec.unwrap()
     }
 

@@ -193,12 +193,16 @@ impl Apis {
 /// its change triggers another pass. Approvals are read fresh by name.
 async fn gather(ctx: &Context, apis: &Apis, wf: &Workflow) -> Result<(Vec<Pod>, Vec<Approval>), Error> {
     let steps = wf.status.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
-    let running: Vec<String> =
-        steps.iter().filter(|s| s.phase == StepPhase::Running).filter_map(|s| s.pod_name.clone()).collect();
-    let waiting =
-        steps.iter().filter(|s| s.phase == StepPhase::Waiting).filter_map(|s| s.approval_name.clone()).collect();
     let ns = wf.namespace().unwrap_or_default();
     let uid = wf.uid().unwrap_or_default();
+    let name = wf.name_any();
+    let mut running: Vec<String> =
+        steps.iter().filter(|s| s.phase == StepPhase::Running).filter_map(|s| s.pod_name.clone()).collect();
+    let mut waiting: Vec<String> =
+        steps.iter().filter(|s| s.phase == StepPhase::Waiting).filter_map(|s| s.approval_name.clone()).collect();
+    // forEach items in flight (a waiting forEach step may still have Pods running, and back).
+    running.extend(steps.iter().flat_map(|s| plan::pods_in_flight(&name, &uid, s)));
+    waiting.extend(steps.iter().flat_map(|s| plan::approvals_waiting(&name, s)));
     let store = ctx.pods.get();
     let mut pods = vec![];
     let mut unseen = vec![];
@@ -247,7 +251,7 @@ async fn apply_children(
             if !e.fails_step() {
                 return Err(e);
             }
-            plan.fail_step(&req.step, "PodCreateFailed", e.to_string(), jiff::Timestamp::now());
+            plan.fail_step(&req.step, req.item, "PodCreateFailed", e.to_string(), jiff::Timestamp::now());
         }
     }
     for req in plan.create_approvals.clone() {
@@ -255,7 +259,7 @@ async fn apply_children(
             Ok(Opened::Yes) => {}
             Ok(Opened::AfterOldOneGoes) => return Ok(Some(Action::requeue(Duration::from_millis(500)))),
             Err(e) if e.fails_step() => {
-                plan.fail_step(&req.step, "ApprovalCreateFailed", e.to_string(), jiff::Timestamp::now())
+                plan.fail_step(&req.step, req.item, "ApprovalCreateFailed", e.to_string(), jiff::Timestamp::now())
             }
             Err(e) => return Err(e),
         }
@@ -370,18 +374,20 @@ async fn open_gate(apis: &Apis, ctx: &Context, wf: &Workflow, req: &ApprovalRequ
     if namespace_forbids_self_approval(apis).await? {
         spec.self_approval = Some(SelfApproval::Forbid);
     }
+    let mut labels: std::collections::BTreeMap<String, String> = [
+        (LABEL_WORKFLOW.to_string(), names::workflow_label(&wf.name_any())),
+        (pods::LABEL_STEP.to_string(), req.step.clone()),
+        (pods::LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+    ]
+    .into();
+    if let Some(i) = req.item {
+        labels.insert(pods::LABEL_ITEM.to_string(), i.to_string());
+    }
     let approval = Approval {
         metadata: ObjectMeta {
             name: Some(req.name.clone()),
             namespace: wf.namespace(),
-            labels: Some(
-                [
-                    (LABEL_WORKFLOW.to_string(), names::workflow_label(&wf.name_any())),
-                    (pods::LABEL_STEP.to_string(), req.step.clone()),
-                    (pods::LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
-                ]
-                .into(),
-            ),
+            labels: Some(labels),
             owner_references: Some(vec![wf.controller_owner_ref(&()).expect("Workflow has a name and uid")]),
             ..Default::default()
         },

@@ -273,6 +273,17 @@ impl Scope {
         .map_err(|(_, e)| e)
     }
 
+    /// Evaluates an expression to its value as JSON (a `forEach.list`).
+    pub fn eval_json(&self, expr: &str) -> Result<serde_json::Value, EvalError> {
+        let expr = expr.to_string();
+        self.limited(move |ctx, running| {
+            set_running(running, 0, &expr);
+            let v = eval(ctx, &expr).map_err(|e| (0, e))?;
+            v.json().map_err(|e| (0, format!("{expr:?} gives a value that is not JSON: {e}")))
+        })
+        .map_err(|(_, e)| e)
+    }
+
     /// Replaces each `{{ expr }}` in `text` by the expression's value.
     pub fn render(&self, text: &str) -> Result<String, EvalError> {
         let mut out = self.render_all(vec![text.to_string()]).map_err(|(_, e)| e)?;

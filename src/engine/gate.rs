@@ -278,6 +278,7 @@ pub fn mismatch(expected: &ApprovalRequest, spec: &ApprovalSpec) -> Option<Strin
     };
     differs("workflowRef", spec.workflow_ref == want.workflow_ref);
     differs("step", spec.step == want.step);
+    differs("item", spec.item == want.item);
     differs("message", spec.message == want.message);
     differs("approvers", spec.approvers.clone().filter(|a| !a.is_empty()) == want.approvers);
     differs("inputs", spec.inputs == want.inputs);

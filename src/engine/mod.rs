@@ -5,6 +5,7 @@ pub mod bounded;
 pub mod conditions;
 pub mod duration;
 pub mod expr;
+pub mod foreach;
 pub mod gate;
 pub mod graph;
 pub mod inbox;

@@ -30,6 +30,19 @@ pub fn pod_name(workflow: &str, uid: &str, step: &str, attempt: i32) -> String {
     fit(&format!("{workflow}-{step}-{attempt}-{}", short_hash(uid, 5)), 63)
 }
 
+/// The Pod of one attempt of one item of a `forEach` step:
+/// `<workflow>-<step>-<index>-<attempt>-<hash>`, at most 63 characters. The hash covers the UID,
+/// step and index, so item 1 of step `a` never takes the name of a plain step `a-1`'s Pod.
+pub fn item_pod_name(workflow: &str, uid: &str, step: &str, index: usize, attempt: i32) -> String {
+    let hash = short_hash(&format!("{uid}/{step}/{index}"), 5);
+    fit(&format!("{workflow}-{step}-{index}-{attempt}-{hash}"), 63)
+}
+
+/// The Approval of one item of a `forEach` suspend step: `<workflow>.<step>.<index>`.
+pub fn item_approval_name(workflow: &str, step: &str, index: usize) -> String {
+    fit(&format!("{workflow}.{step}.{index}"), 253)
+}
+
 /// A suspend step's Approval: `<workflow>.<step>`, short enough to type in `kubectl patch`.
 /// Workflow and step names are DNS labels (no dots), so the dot keeps every pair apart:
 /// `col-x` + `gate` and `col` + `x-gate` would both be `col-x-gate` with a dash.
@@ -82,6 +95,23 @@ mod tests {
         let ws = workspace_claim_name("build", "uid-1");
         assert!(ws.starts_with("build-workspace-") && ws.len() == "build-workspace-".len() + 5, "{ws}");
         assert_ne!(ws, workspace_claim_name("build", "uid-2"));
+    }
+
+    #[test]
+    fn item_names_are_deterministic_distinct_and_bounded() {
+        let a = item_pod_name("wf", "uid-1", "scan", 7, 1);
+        assert_eq!(a, item_pod_name("wf", "uid-1", "scan", 7, 1));
+        assert!(a.starts_with("wf-scan-7-1-"), "{a}");
+        // Item 1 of `a` and a plain step `a-1` spell the same prefix; the hash keeps them apart.
+        assert_ne!(item_pod_name("wf", "uid", "a", 1, 2), pod_name("wf", "uid", "a-1", 2));
+        assert_ne!(item_pod_name("wf", "uid", "a", 1, 2), item_pod_name("wf", "uid", "a", 12, 2));
+        let long: Vec<String> =
+            (0..1000).map(|i| item_pod_name(&"w".repeat(63), "uid", &"s".repeat(63), i, 20)).collect();
+        assert!(long.iter().all(|n| n.len() <= 63 && !n.contains("--")), "{:?}", &long[..3]);
+        let distinct: std::collections::HashSet<&String> = long.iter().collect();
+        assert_eq!(distinct.len(), long.len());
+        assert_eq!(item_approval_name("review", "account", 3), "review.account.3");
+        assert_ne!(item_approval_name("review", "account", 3), approval_name("review", "account"));
     }
 
     #[test]

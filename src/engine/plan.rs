@@ -9,12 +9,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 use super::expr::EvalError;
-use super::{conditions, duration, expr, gate, graph, inputs, names, outputs};
+
+mod fanout;
+
+use super::{conditions, duration, expr, foreach, gate, graph, inputs, names, outputs};
 use crate::api::{
     ANNOTATION_CREATED_BY, Approval, ApprovalSpec, Approvers, InputSpec, NotifySpec, OnTimeout, RejectWhen,
     SelfApproval, Step, StepContainer, StepKind, StepPhase, StepStatus, Workflow, WorkflowPhase, WorkflowRef,
     WorkflowStatus, volumes::WORKSPACE_VOLUME, workflow::PodGcStrategy,
 };
+pub use fanout::{approvals_waiting, item_approval_request, pods_in_flight};
 
 /// When to try again to start a step whose expressions could not be evaluated yet, because too
 /// many abandoned evaluations were still running (see `bounded`).
@@ -44,7 +48,21 @@ pub struct Plan {
 impl Plan {
     /// A child that cannot be created (refused by admission or validation, or its name taken by
     /// another owner) fails its step; the next pass carries the failure through the run.
-    pub fn fail_step(&mut self, step: &str, reason: &'static str, message: String, now: Timestamp) {
+    pub fn fail_step(&mut self, step: &str, item: Option<i32>, reason: &'static str, message: String, now: Timestamp) {
+        let found = self.status.steps.iter_mut().find(|s| s.name == step);
+        // An item's child: the item fails, and so the step once its other items in flight end.
+        if let Some(it) = found.and_then(|st| st.items.get_mut(item? as usize)) {
+            it.phase = StepPhase::Failed;
+            it.reason = Some(reason.into());
+            it.message = Some(foreach::short(&message));
+            it.started_at = None;
+            self.events.push(Event {
+                warning: true,
+                reason,
+                note: format!("step {step} item {}: {message}", item.unwrap_or(0)),
+            });
+            return;
+        }
         if let Some(st) = self.status.steps.iter_mut().find(|s| s.name == step) {
             st.phase = StepPhase::Failed;
             st.reason = Some(reason.into());
@@ -61,6 +79,8 @@ pub struct PodRequest {
     pub name: String,
     pub step: String,
     pub attempt: i32,
+    /// The item's index, for a `forEach` step.
+    pub item: Option<i32>,
     pub container: StepContainer,
 }
 
@@ -71,6 +91,8 @@ pub struct ApprovalRequest {
     pub name: String,
     pub workflow: WorkflowRef,
     pub step: String,
+    /// The item's index, for a `forEach` step.
+    pub item: Option<i32>,
     pub message: Option<String>,
     pub approvers: Option<Approvers>,
     pub inputs: Vec<InputSpec>,
@@ -92,6 +114,7 @@ impl ApprovalRequest {
         ApprovalSpec {
             workflow_ref: self.workflow.clone(),
             step: self.step.clone(),
+            item: self.item,
             message: self.message.clone(),
             approvers: self.approvers.clone(),
             inputs: self.inputs.clone(),
@@ -139,7 +162,44 @@ pub fn validate(wf: &Workflow) -> Result<graph::Graph, String> {
         }
     }
     expr::check_all(&steps.iter().copied().flat_map(expressions).collect::<Vec<_>>())?;
+    check_fan_outs(&steps, &g)?;
     Ok(g)
+}
+
+/// A forEach runs a container or a gate, over a list from steps it depends on (their outputs are
+/// final only then).
+fn check_fan_outs(steps: &[&Step], g: &graph::Graph) -> Result<(), String> {
+    for (i, s) in steps.iter().enumerate() {
+        let Some(f) = &s.for_each else { continue };
+        if s.sleep.is_some() {
+            return Err(format!("step {}: forEach applies only to container and suspend steps", s.name));
+        }
+        for read in foreach::referenced_steps(&f.list, steps.iter().map(|s| s.name.as_str())) {
+            let j = steps.iter().position(|s| s.name == read).expect("a step's name");
+            if !depends_on(g, i, j) {
+                return Err(format!(
+                    "step {}: forEach.list reads steps.{read}, which the step does not depend on; list it in dependsOn",
+                    s.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether step `i` depends on step `j`, directly or through others.
+fn depends_on(g: &graph::Graph, i: usize, j: usize) -> bool {
+    let mut seen = vec![false; g.deps.len()];
+    let mut todo = g.deps[i].clone();
+    while let Some(d) = todo.pop() {
+        if d == j {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[d], true) {
+            todo.extend(&g.deps[d]);
+        }
+    }
+    false
 }
 
 /// A step mounts only volumes the Workflow declares (the admission policy `hitl-workflow-spec`
@@ -167,6 +227,9 @@ fn expressions(s: &Step) -> Vec<expr::Source<'_>> {
     let mut out = Vec::new();
     if let Some(w) = &s.when {
         out.push(expr::Source { at: at("when".into()), text: w, template: false });
+    }
+    if let Some(f) = &s.for_each {
+        out.push(expr::Source { at: at("forEach.list".into()), text: &f.list, template: false });
     }
     if let Some(w) = s.retry_policy.as_ref().and_then(|r| r.when.as_deref()) {
         out.push(expr::Source { at: at("retryPolicy.when".into()), text: w, template: false });
@@ -209,16 +272,14 @@ struct Failed<'a> {
 
 /// Whether the retry policy's condition (if any) holds for this failed attempt.
 fn retry_wanted(
-    wf: &Workflow,
+    mut vars: serde_json::Value,
     step: &Step,
-    steps: &[StepStatus],
     number: i32,
     reason: &str,
     message: &str,
     exit_code: Option<i32>,
 ) -> Result<bool, EvalError> {
     let Some(when) = step.retry_policy.as_ref().and_then(|r| r.when.as_deref()) else { return Ok(true) };
-    let mut vars = scope_vars(wf, steps);
     vars["attempt"] =
         json!({"number": number, "exitCode": exit_code.unwrap_or(-1), "reason": reason, "message": message});
     expr::Scope::new(vars).eval_bool(when)
@@ -293,14 +354,17 @@ fn scope_vars(wf: &Workflow, steps: &[StepStatus]) -> serde_json::Value {
     let steps: serde_json::Map<_, _> = steps
         .iter()
         .map(|s| {
-            (
-                s.name.clone(),
-                json!({
-                    "phase": s.phase.as_str(),
-                    "outputs": s.outputs,
-                    "decidedBy": s.decided_by.clone().unwrap_or_default(),
-                }),
-            )
+            let mut vars = json!({
+                "phase": s.phase.as_str(),
+                "outputs": s.outputs,
+                "decidedBy": s.decided_by.clone().unwrap_or_default(),
+            });
+            // A finished forEach: its items' outputs as a list CEL can index
+            // (`steps.review.items[index].keep`), besides the text in `outputs.items`.
+            if let Some(items) = s.item_count.and(s.outputs.get("items")) {
+                vars["items"] = serde_json::from_str(items).unwrap_or_default();
+            }
+            (s.name.clone(), vars)
         })
         .collect();
     json!({
@@ -357,6 +421,9 @@ struct Ctx<'a> {
     pods: HashMap<&'a str, &'a Pod>,
     approvals: HashMap<&'a str, &'a Approval>,
     plan: Plan,
+    /// The `forEach` item being handled (index, value): names its Pod and Approval, and is
+    /// `item`/`index` to its expressions.
+    item: Option<(usize, serde_json::Value)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -380,7 +447,23 @@ impl<'a> Ctx<'a> {
                 delete_workflow: false,
                 create_workspace: None,
             },
+            item: None,
         }
+    }
+
+    /// The variables for the step being handled: those of every step, plus `item` and `index`
+    /// while a `forEach` item is.
+    fn scope(&self, steps: &[StepStatus]) -> expr::Scope {
+        expr::Scope::new(self.vars(steps))
+    }
+
+    fn vars(&self, steps: &[StepStatus]) -> serde_json::Value {
+        let mut vars = scope_vars(self.wf, steps);
+        if let Some((i, value)) = &self.item {
+            vars["item"] = value.clone();
+            vars["index"] = json!(i);
+        }
+        vars
     }
 
     fn wake_at(&mut self, at: Timestamp) {
@@ -398,13 +481,17 @@ impl<'a> Ctx<'a> {
 
     fn start_attempt(&mut self, step: &Step, st: &mut StepStatus, container: StepContainer) {
         let attempt = st.attempts.unwrap_or(0) + 1;
-        let name = names::pod_name(&self.name, &self.uid, &step.name, attempt);
+        let name = match &self.item {
+            Some((i, _)) => names::item_pod_name(&self.name, &self.uid, &step.name, *i, attempt),
+            None => names::pod_name(&self.name, &self.uid, &step.name, attempt),
+        };
+        let item = self.item.as_ref().map(|(i, _)| *i as i32);
         st.phase = StepPhase::Running;
         st.attempts = Some(attempt);
         st.pod_name = Some(name.clone());
         st.attempt_started_at = Some(t(self.now));
         st.started_at.get_or_insert(t(self.now));
-        self.plan.create_pods.push(PodRequest { name, step: step.name.clone(), attempt, container });
+        self.plan.create_pods.push(PodRequest { name, step: step.name.clone(), attempt, item, container });
         if let Some(timeout) = step.timeout_seconds {
             self.wake_at(after(&t(self.now), timeout));
         }
@@ -417,7 +504,7 @@ impl<'a> Ctx<'a> {
         let Failed { reason, message, exit_code, steps } = failed;
         let attempts = st.attempts.unwrap_or(1);
         let retry = if attempts <= step.retries.unwrap_or(0) && !failing {
-            retry_wanted(self.wf, step, steps, attempts, reason, &message, exit_code)
+            retry_wanted(self.vars(steps), step, attempts, reason, &message, exit_code)
         } else {
             Ok(false)
         };
@@ -466,7 +553,7 @@ impl<'a> Ctx<'a> {
 
     /// Starts a container step's next attempt, expanding its templates with the current scope.
     fn start_container(&mut self, step: &Step, st: &mut StepStatus, steps: &[StepStatus]) {
-        let scope = scope(self.wf, steps);
+        let scope = self.scope(steps);
         match render_container(step.container.as_ref().expect("container step"), &scope) {
             Ok(c) => self.start_attempt(step, st, c),
             Err(EvalError::Busy(_)) => self.wake_at(self.now + BUSY_RETRY),
@@ -533,8 +620,12 @@ fn claim_workspace(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus) {
 /// The Pods read this pass whose outcome the new status records (or that no step waits on any
 /// more): their finalizer can go once the status is written.
 fn release_recorded_pods(ctx: &mut Ctx<'_>, status: &WorkflowStatus) {
-    let waited_on =
-        |pod: &str| status.steps.iter().any(|s| s.phase == StepPhase::Running && s.pod_name.as_deref() == Some(pod));
+    let items: std::collections::HashSet<String> =
+        status.steps.iter().flat_map(|s| fanout::pods_in_flight(&ctx.name, &ctx.uid, s)).collect();
+    let waited_on = |pod: &str| {
+        items.contains(pod)
+            || status.steps.iter().any(|s| s.phase == StepPhase::Running && s.pod_name.as_deref() == Some(pod))
+    };
     let mut release: Vec<String> = ctx
         .pods
         .iter()
@@ -558,6 +649,11 @@ fn collect_pods(ctx: &mut Ctx<'_>, status: &WorkflowStatus) {
     let run_succeeded = run_ended && status.phase == Some(WorkflowPhase::Succeeded);
     let mut doomed = vec![];
     for st in &status.steps {
+        if !st.items.is_empty() {
+            let old = before.steps.iter().find(|s| s.name == st.name);
+            doomed.extend(fanout::collectable(&ctx.name, &ctx.uid, st, old, strategy, run_ended, run_succeeded));
+            continue;
+        }
         let attempts = st.attempts.unwrap_or(0);
         let finished_now = st.phase.is_terminal() && !was(&st.name).is_terminal();
         let upto = match strategy {
@@ -631,8 +727,15 @@ fn observe_steps(
         if st.phase.is_terminal() {
             continue;
         }
-        if deadline_passed {
+        if deadline_passed && step.for_each.is_some() {
+            fanout::stop_for_deadline(ctx, step, &mut st);
+        } else if deadline_passed {
             stop_for_deadline(ctx, &mut st);
+        } else if step.for_each.is_some() && st.phase != StepPhase::Pending {
+            fanout::advance(ctx, step, &mut st, steps, failing[part]);
+        }
+        if deadline_passed || step.for_each.is_some() {
+            failing[part] |= st.phase == StepPhase::Failed;
             steps[i] = st;
             continue;
         }
@@ -787,6 +890,8 @@ pub fn abort(wf: &Workflow, reason: &'static str, message: String, now: Timestam
             StepPhase::Waiting => ctx.plan.cancel_approvals.extend(st.approval_name.clone()),
             _ => {}
         }
+        ctx.plan.delete_pods.extend(fanout::pods_in_flight(&ctx.name, &ctx.uid, &st));
+        ctx.plan.cancel_approvals.extend(fanout::approvals_waiting(&ctx.name, &st));
         if !st.phase.is_terminal() {
             let phase = if st.phase == StepPhase::Pending { StepPhase::Omitted } else { StepPhase::Failed };
             ctx.finish(&mut st, phase, Some(reason), None);
@@ -809,6 +914,7 @@ pub fn approval_request(wf: &Workflow, step: &Step, st: &StepStatus) -> Approval
         name,
         workflow: WorkflowRef { name: workflow_name, uid: wf.metadata.uid.clone().unwrap_or_default(), created_by },
         step: step.name.clone(),
+        item: None,
         message: st.message.clone(),
         approvers: gate.approvers.clone().filter(|a| !a.is_empty()),
         inputs: gate.inputs.clone(),
@@ -844,7 +950,8 @@ fn gate_outputs(
 /// A waiting step: open its gate if the Approval is missing, else act on a decision the Approval
 /// records, once it has been checked against the gate this step expects.
 fn wait_on_gate(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
-    let expected = approval_request(ctx.wf, step, st);
+    let mut expected = approval_request(ctx.wf, step, st);
+    expected.item = ctx.item.as_ref().map(|(i, _)| *i as i32);
     let Some(a) = ctx.approvals.get(expected.name.as_str()).copied() else {
         ctx.plan.create_approvals.push(expected);
         return;
@@ -896,7 +1003,10 @@ fn wait_on_gate(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
 }
 
 fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[StepStatus]) {
-    let scope = scope(ctx.wf, steps);
+    if step.for_each.is_some() && ctx.item.is_none() {
+        return fanout::advance(ctx, step, st, steps, false);
+    }
+    let scope = ctx.scope(steps);
     if let Some(w) = &step.when {
         match scope.eval_bool(w) {
             Ok(true) => {}
@@ -939,12 +1049,18 @@ fn start_step(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps: &[Step
                     return;
                 }
             };
-            let name = names::approval_name(&ctx.name, &step.name);
+            let index = ctx.item.as_ref().map(|(i, _)| *i);
+            let name = match index {
+                Some(i) => names::item_approval_name(&ctx.name, &step.name, i),
+                None => names::approval_name(&ctx.name, &step.name),
+            };
             st.phase = StepPhase::Waiting;
             st.started_at = Some(t(ctx.now));
             st.approval_name = Some(name.clone());
             st.message = message;
-            ctx.plan.create_approvals.push(approval_request(ctx.wf, step, st));
+            let mut request = approval_request(ctx.wf, step, st);
+            request.item = index.map(|i| i as i32);
+            ctx.plan.create_approvals.push(request);
             ctx.plan.events.push(Event {
                 warning: false,
                 reason: "ApprovalRequested",
@@ -979,12 +1095,16 @@ fn finish_run(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, phase: WorkflowPha
 pub fn too_large(wf: &Workflow, planned: &WorkflowStatus, now: Timestamp) -> (WorkflowStatus, Vec<String>) {
     let mut status = planned.clone();
     let mut waiting = vec![];
+    let name = wf.metadata.name.clone().unwrap_or_default();
     for st in status.steps.iter_mut() {
         st.outputs.clear();
         st.message = st.message.take().map(|m| m.chars().take(256).collect());
         if st.phase == StepPhase::Waiting {
             waiting.extend(st.approval_name.clone());
         }
+        waiting.extend(fanout::approvals_waiting(&name, st));
+        // Item entries go too (`itemCount` stays): `items[i]` is item i, so none can be kept alone.
+        st.items.clear();
         if !st.phase.is_terminal() {
             st.phase = if st.phase == StepPhase::Pending { StepPhase::Omitted } else { StepPhase::Failed };
             st.reason = Some("StatusTooLarge".into());
@@ -1024,8 +1144,7 @@ fn summarize(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, steps: Vec<StepStat
 
     let waiting: Vec<&StepStatus> = steps.iter().filter(|s| s.phase == StepPhase::Waiting).collect();
     let running: Vec<&str> = steps.iter().filter(|s| s.phase == StepPhase::Running).map(|s| s.name.as_str()).collect();
-    status.waiting_for = (!waiting.is_empty())
-        .then(|| waiting.iter().filter_map(|s| s.approval_name.clone()).collect::<Vec<_>>().join(","));
+    status.waiting_for = (!waiting.is_empty()).then(|| waiting_for(&ctx.name, &waiting));
     let (phase, reason, message) = if !failed.is_empty() {
         let names: Vec<&str> = failed.iter().map(|s| s.name.as_str()).collect();
         (
@@ -1034,8 +1153,8 @@ fn summarize(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, steps: Vec<StepStat
             format!("step {} failed; waiting for {} to finish", names.join(", "), running.join(", ")),
         )
     } else if running.is_empty() && !waiting.is_empty() {
-        let names: Vec<String> = waiting.iter().filter_map(|s| s.approval_name.clone()).collect();
-        (WorkflowPhase::Waiting, "ApprovalPending", format!("waiting for approval {}", names.join(", ")))
+        let names = waiting_for(&ctx.name, &waiting);
+        (WorkflowPhase::Waiting, "ApprovalPending", format!("waiting for approval {names}"))
     } else if running.is_empty() && ctx.wf.spec.suspend {
         (WorkflowPhase::Pending, "Suspended", "suspended: set spec.suspend to false to continue".to_string())
     } else {
@@ -1045,6 +1164,29 @@ fn summarize(ctx: &mut Ctx<'_>, status: &mut WorkflowStatus, steps: Vec<StepStat
     status.reason = Some(reason.into());
     status.message = Some(message);
     set_conditions(ctx, status);
+}
+
+/// Most Approvals `waitingFor` names; the rest are counted (a forEach gate may wait on many).
+const WAITING_FOR_NAMES: usize = 5;
+
+/// The Approvals waiting steps wait on, comma-separated: at most `WAITING_FOR_NAMES`, then
+/// `+N more`.
+fn waiting_for(workflow: &str, waiting: &[&StepStatus]) -> String {
+    let names: Vec<String> = waiting
+        .iter()
+        .flat_map(|s| {
+            if s.items.is_empty() {
+                s.approval_name.clone().into_iter().collect()
+            } else {
+                fanout::approvals_waiting(workflow, s)
+            }
+        })
+        .collect();
+    let mut shown = names[..names.len().min(WAITING_FOR_NAMES)].join(",");
+    if names.len() > WAITING_FOR_NAMES {
+        shown.push_str(&format!(",+{} more", names.len() - WAITING_FOR_NAMES));
+    }
+    shown
 }
 
 /// The PROGRESS column: steps that ran (Succeeded or Failed) of all steps, so skipped and omitted

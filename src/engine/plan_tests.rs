@@ -737,7 +737,7 @@ fn a_sleep_is_never_cut_short_by_second_precision_timestamps() {
 fn a_refused_create_fails_the_step_and_then_the_run() {
     let mut w = wf(json!({"steps": [container("a"), container("b")]}));
     let mut p = plan(&w, &[], &[], t0());
-    p.fail_step("a", "PodCreateFailed", "refused".into(), t0());
+    p.fail_step("a", None, "PodCreateFailed", "refused".into(), t0());
     w.status = Some(p.status.clone());
     assert!(p.events.iter().any(|e| e.reason == "PodCreateFailed"));
     step(&mut w, &[], &[], at(1));
@@ -1029,3 +1029,5 @@ fn exit_steps_run_after_a_rejection_and_their_failure_fails_the_run() {
     assert_eq!(phase(&ok), WorkflowPhase::Failed, "a failed exit step fails the run");
     assert_eq!(ok.status.as_ref().unwrap().reason.as_deref(), Some("StepFailed"));
 }
+
+mod fanout;

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use hitl_operator::api::{Approval, ApprovalPhase, Approvers, SelfApproval, Vote};
+use hitl_operator::api::{Approval, ApprovalPhase, Approvers, SelfApproval, Vote, Workflow};
+use hitl_operator::engine::foreach;
 use hitl_operator::engine::notify::{decide_command, describe_input, left};
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -14,7 +15,13 @@ use crate::decide::input_arg;
 const NONE: &str = "<none>";
 
 /// The description of `a` as of `now`.
+#[cfg(test)]
 pub fn render(a: &Approval, now: Timestamp) -> String {
+    render_in(a, None, now)
+}
+
+/// The description of `a`, with how its forEach step stands when its Workflow `wf` could be read.
+pub fn render_in(a: &Approval, wf: Option<&Workflow>, now: Timestamp) -> String {
     let mut out = String::new();
     let status = a.status.clone().unwrap_or_default();
     let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "<not yet recorded>".into());
@@ -23,6 +30,9 @@ pub fn render(a: &Approval, now: Timestamp) -> String {
     field(&mut out, "Namespace", &a.namespace().unwrap_or_default());
     field(&mut out, "Workflow", &spec.workflow_ref.name);
     field(&mut out, "Step", &spec.step);
+    if let Some(i) = spec.item {
+        field(&mut out, "Item", &item_line(i, &spec.step, wf));
+    }
     field(&mut out, "Phase", &phase);
     field(&mut out, "Message", spec.message.as_deref().unwrap_or(NONE));
     inputs(&mut out, a);
@@ -38,6 +48,19 @@ pub fn render(a: &Approval, now: Timestamp) -> String {
         field(&mut out, "Status message", m);
     }
     out
+}
+
+/// `3 of 20 (12/20 items, 8 waiting)`: which item of the forEach this gate decides, and how the
+/// step's items stand (from the Workflow's status, when the caller may read it).
+fn item_line(i: i32, step: &str, wf: Option<&Workflow>) -> String {
+    let st = wf.and_then(|w| w.status.as_ref()).and_then(|s| s.steps.iter().find(|s| s.name == step));
+    match st.and_then(|st| Some((st, st.item_count?))) {
+        Some((st, total)) => {
+            let counts = foreach::Counts::of(&st.items, total as usize);
+            format!("{i} of {total} ({})", counts.summary())
+        }
+        None => i.to_string(),
+    }
 }
 
 /// `Label:` padded so values line up, as kubectl describe does.
@@ -227,6 +250,22 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn an_item_gate_says_which_item_and_how_the_items_stand() {
+        let mut a = gate();
+        a.spec.item = Some(3);
+        assert!(render(&a, t(0)).contains("\nItem:           3\n"), "{}", render(&a, t(0)));
+        let wf: Workflow = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hitl.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+            "spec": {"steps": [{"name": a.spec.step, "suspend": {}}]},
+            "status": {"steps": [{"name": a.spec.step, "phase": "Waiting", "itemCount": 20,
+                "items": [{"phase": "Succeeded"}, {"phase": "Waiting"}, {"phase": "Succeeded"}, {"phase": "Waiting"}]}]},
+        }))
+        .unwrap();
+        let text = render_in(&a, Some(&wf), t(0));
+        assert!(text.contains("\nItem:           3 of 20 (2/20 items, 2 waiting)\n"), "{text}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Parser;
-use hitl_operator::api::{Approval, ApprovalPhase};
+use hitl_operator::api::{Approval, ApprovalPhase, Workflow};
 use kube::api::ListParams;
 use kube::{Api, Client};
 
@@ -132,7 +132,19 @@ async fn describe(client: Client, ns: &str, gate: &str, output: Option<Format>) 
     let a = get(&client, ns, gate).await?;
     match output {
         Some(format) => emit(&output::render(format, Shape::One, &[a])?),
-        None => emit(&describe::render(&a, jiff::Timestamp::now())),
+        None => {
+            // An item's gate: how its forEach stands, if the caller may read the Workflow (an
+            // approver's grant covers only the gate).
+            let wf = match a.spec.item {
+                Some(_) => Api::<Workflow>::namespaced(client.clone(), ns)
+                    .get_opt(&a.spec.workflow_ref.name)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            emit(&describe::render_in(&a, wf.as_ref(), jiff::Timestamp::now()))
+        }
     }
 }
 

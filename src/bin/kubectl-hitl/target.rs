@@ -54,6 +54,12 @@ pub async fn resolve(client: &Client, ns: &str, gate: Gate) -> anyhow::Result<St
         bail!("workflow \"{workflow}\" has no step \"{step}\"");
     }
     let recorded = wf.status.iter().flat_map(|s| &s.steps).find(|s| s.name == step);
+    if wf.spec.steps.iter().chain(&wf.spec.on_exit).any(|s| s.name == step && s.for_each.is_some()) {
+        let first = names::item_approval_name(&workflow, &step, 0);
+        bail!(
+            "step \"{step}\" of workflow \"{workflow}\" is a forEach with one gate per item: name the item's gate, e.g. {first}"
+        );
+    }
     match recorded.and_then(|s| s.approval_name.clone()) {
         Some(name) => Ok(name),
         None => bail!(
