@@ -268,7 +268,8 @@ fn step_rows(wf: &Workflow) -> String {
     statuses
         .iter()
         .map(|s| {
-            let outputs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // A fan-out's outputs.items can be long: the page shows the start of each value.
+            let outputs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={}", clip(v, 120))).collect();
             let decision = match (&s.approval_name, &s.decided_by) {
                 (Some(apr), by) => format!(
                     "<a href=\"{}\">gate</a>{}",
@@ -277,8 +278,13 @@ fn step_rows(wf: &Workflow) -> String {
                 ),
                 (None, _) => String::new(),
             };
+            // A fan-out says how its items stand (`12/20 items, 8 running`) in its message.
+            let detail = match (&s.item_count, &s.message) {
+                (Some(_), Some(m)) => format!("<br><span class=\"meta\">{}</span>", esc(m)),
+                _ => String::new(),
+            };
             format!(
-                "<tr><td>{}</td><td class=\"phase {p}\">{p}</td><td>{}</td><td>{}</td><td>{}</td><td>{decision}</td></tr>",
+                "<tr><td>{}</td><td><span class=\"phase {p}\">{p}</span>{detail}</td><td>{}</td><td>{}</td><td>{}</td><td>{decision}</td></tr>",
                 esc(&s.name),
                 when(s.started_at.as_ref()),
                 when(s.finished_at.as_ref()),
@@ -287,6 +293,14 @@ fn step_rows(wf: &Workflow) -> String {
             )
         })
         .collect()
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    text.chars().take(max - 1).chain(std::iter::once('…')).collect()
 }
 
 /// The run's live part: phase, graph and steps (the SSE stream sends this again on change).
