@@ -282,9 +282,50 @@ fn the_local_server_refuses_other_hosts_no_session_and_forms_from_elsewhere() {
     assert_eq!(other_site.status, 403, "{}", other_site.body);
     assert_eq!(approval(ns, "guarded.review")["status"]["phase"], "Pending", "nothing got through");
 
+    // On a phone, by keyboard alone: the page fits the width, and Tab reaches every field and the
+    // buttons in reading order; Enter on Reject rejects.
+    let browser = Browser::start();
+    browser.resize(390, 844);
+    browser.goto(&alice.url);
+    browser.goto(&format!("{}{gate}", alice.base()));
+    browser.find("#approve");
+    let overflow = browser.script("return document.documentElement.scrollWidth - window.innerWidth");
+    assert!(overflow.as_i64().unwrap_or(1) <= 0, "wider than a phone by {overflow} px");
+    let mut reached = Vec::new();
+    for _ in 0..12 {
+        browser.keys("\u{E004}");
+        let id = browser.script("return document.activeElement.id || document.activeElement.tagName");
+        reached.push(id.as_str().unwrap_or_default().to_string());
+        if reached.last().is_some_and(|r| r == "reject") {
+            break;
+        }
+    }
+    let order: Vec<&str> = reached
+        .iter()
+        .map(String::as_str)
+        .filter(|r| ["in-0", "in-1", "comment", "approve", "reject"].contains(r))
+        .collect();
+    assert_eq!(order, ["in-0", "in-1", "comment", "approve", "reject"], "tab order: {reached:?}");
+    browser.keys("\u{E007}");
+    browser.wait_text("#outcome", "Rejected", WAIT);
+    assert_eq!(approval(ns, "guarded.review")["spec"]["decision"], "Reject");
+}
+
+#[test]
+fn a_decision_by_form_post_is_the_same_merge_patch() {
+    let ns = test_namespace("ui-post");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    apply(ns, &review_workflow("posted"));
+    wait_pending(ns, "posted.review");
+    let alice = UiServer::local("alice", ns);
+    let gate = format!("/gates/{ns}/posted.review");
+    let cookie = session_cookie(&alice);
+    let token = csrf(&http(None, alice.addr, "GET", &gate, &[("Cookie", &cookie)], "").body);
     let sent = form_post(&alice, &gate, &[("Cookie", &cookie)], &format!("csrf={token}&decision=Reject&comment=no"));
     assert_eq!(sent.status, 303, "{}", sent.body);
-    assert_eq!(approval(ns, "guarded.review")["spec"]["decision"], "Reject");
+    assert_eq!(approval(ns, "posted.review")["spec"]["decision"], "Reject");
+    assert_eq!(approval(ns, "posted.review")["spec"]["comment"], "no");
 }
 
 /// The chart's UI ServiceAccount and its impersonation rights (helm template), and a kubeconfig

@@ -300,6 +300,31 @@ impl Browser {
         }
     }
 
+    /// Runs `script` in the page (WebDriver "execute sync"); its return value.
+    pub fn script(&self, script: &str) -> Value {
+        self.session_call("POST", "/execute/sync", json!({"script": script, "args": []}))
+    }
+
+    /// Resizes the window (CSS pixels), e.g. to a phone's 390 x 844.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.session_call("POST", "/window/rect", json!({"width": width, "height": height}));
+    }
+
+    /// Presses keys (WebDriver key codes, e.g. "\u{E004}" for Tab) in the focused element.
+    pub fn keys(&self, keys: &str) {
+        let actions = keys
+            .chars()
+            .flat_map(|c| {
+                [json!({"type": "keyDown", "value": c.to_string()}), json!({"type": "keyUp", "value": c.to_string()})]
+            })
+            .collect::<Vec<_>>();
+        self.session_call(
+            "POST",
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        );
+    }
+
     /// Saves a PNG of the window.
     pub fn screenshot(&self, path: &Path) {
         let b64 = self.session_call("GET", "/screenshot", json!({}));
