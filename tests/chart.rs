@@ -626,8 +626,7 @@ fn kustomize_tree_matches_the_chart() {
         "MutatingAdmissionPolicyBinding",
     ];
     assert_same_documents("kustomize policies", &kinds(&k, &policy_kinds), &source_policies(), Compare::Whitespace);
-    for name in
-        [
+    for name in [
         "hitl-operator",
         "hitl-operator-inboxes",
         "hitl-viewer",
@@ -635,8 +634,7 @@ fn kustomize_tree_matches_the_chart() {
         "hitl-approver",
         "hitl-policy-admin",
         "hitl-template-user",
-    ]
-    {
+    ] {
         let (a, b) = (find(&k, "ClusterRole", name), find(&chart, "ClusterRole", name));
         assert_eq!(a["rules"], b["rules"], "ClusterRole {name}: kustomize and chart rules differ");
         assert_eq!(aggregation_labels(a), aggregation_labels(b), "ClusterRole {name}: aggregation differs");
@@ -760,7 +758,13 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("list", "workflows.hitl.dev"),
         ("watch", "workflows.hitl.dev"),
         ("delete", "workflows.hitl.dev"),
+        ("create", "workflows.hitl.dev"),
         ("update", "workflows.hitl.dev/status"),
+        ("get", "cronworkflows.hitl.dev"),
+        ("list", "cronworkflows.hitl.dev"),
+        ("watch", "cronworkflows.hitl.dev"),
+        ("update", "cronworkflows.hitl.dev/status"),
+        ("get", "workflowtemplates.hitl.dev"),
         ("get", "approvals.hitl.dev"),
         ("list", "approvals.hitl.dev"),
         ("watch", "approvals.hitl.dev"),
@@ -783,8 +787,10 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("create", "rolebindings.rbac.authorization.k8s.io"),
     ];
     let never = [
-        ("create", "workflows.hitl.dev"),
         ("update", "workflows.hitl.dev"),
+        ("update", "cronworkflows.hitl.dev"),
+        ("update", "workflowtemplates.hitl.dev"),
+        ("use", "workflowtemplates.hitl.dev"),
         ("patch", "workflows.hitl.dev"),
         ("patch", "workflows.hitl.dev/status"),
         ("update", "approvals.hitl.dev"),
@@ -872,9 +878,20 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
     assert_can(
         &e,
         &other.name,
-        &[("delete", "workflows.hitl.dev")],
-        &[("patch", "approvals.hitl.dev"), ("update", "workflows.hitl.dev/status")],
+        &[
+            ("delete", "workflows.hitl.dev"),
+            ("create", "workflowtemplates.hitl.dev"),
+            ("update", "cronworkflows.hitl.dev"),
+        ],
+        &[
+            ("patch", "approvals.hitl.dev"),
+            ("update", "workflows.hitl.dev/status"),
+            ("update", "cronworkflows.hitl.dev/status"),
+            ("use", "workflowtemplates.hitl.dev"),
+        ],
     );
+    // Running someone else's template is the namespace owner's (template-user, aggregated to admin).
+    assert_can(&a, &other.name, &[("use", "workflowtemplates.hitl.dev")], &[]);
 
     // Upgrade without per-gate grants: the rights go with the feature.
     ok(

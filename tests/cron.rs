@@ -47,13 +47,18 @@ const QUICK: &str = "      - {name: tick, sleep: 100ms}\n";
 /// The Workflows the CronWorkflow owns (by its UID), with their scheduled times.
 fn runs(ns: &str, cron: &str) -> Vec<(String, Timestamp, String)> {
     let uid = kubectl_ok("admin", &["-n", ns, "get", "cwf", cron, "-o", "jsonpath={.metadata.uid}"]);
-    let out = kubectl_ok("admin", &["-n", ns, "get", "workflows", "-l", &format!("hitl.dev/cron-workflow={cron}"), "-o", "json"]);
+    let out = kubectl_ok(
+        "admin",
+        &["-n", ns, "get", "workflows", "-l", &format!("hitl.dev/cron-workflow={cron}"), "-o", "json"],
+    );
     let list: Value = serde_json::from_str(&out).unwrap();
     let mut found: Vec<_> = list["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|w| w["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|o| o["uid"] == uid.as_str())))
+        .filter(|w| {
+            w["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|o| o["uid"] == uid.as_str()))
+        })
         .filter(|w| w["metadata"]["deletionTimestamp"].is_null())
         .map(|w| {
             let at = time(&w["metadata"]["annotations"]["hitl.dev/scheduled-time"]);
@@ -64,13 +69,19 @@ fn runs(ns: &str, cron: &str) -> Vec<(String, Timestamp, String)> {
     found
 }
 
-fn wait_runs(ns: &str, cron: &str, what: &str, f: impl Fn(&[(String, Timestamp, String)]) -> bool) -> Vec<(String, Timestamp, String)> {
+fn wait_runs(
+    ns: &str,
+    cron: &str,
+    what: &str,
+    f: impl Fn(&[(String, Timestamp, String)]) -> bool,
+) -> Vec<(String, Timestamp, String)> {
     wait_for(what, WAIT, || Some(runs(ns, cron)).filter(|r| f(r)))
 }
 
 fn approve_gate(ns: &str, workflow: &str) {
     let name = wait_for("the gate's Approval", WAIT, || {
-        get_json(ns, "workflow", workflow).and_then(|w| w["status"]["steps"][0]["approvalName"].as_str().map(String::from))
+        get_json(ns, "workflow", workflow)
+            .and_then(|w| w["status"]["steps"][0]["approvalName"].as_str().map(String::from))
     });
     wait_pending(ns, &name);
     patch_approval("admin", ns, &name, r#"{"spec":{"decision":"Approve"}}"#).unwrap();
@@ -156,7 +167,10 @@ fn history_limits_suspend_and_status_times() {
     let (last, next) = (time(&status["lastScheduleTime"]), time(&status["nextScheduleTime"]));
     assert!(next > last && (next.as_second() - last.as_second()) % 2 == 0, "{status}");
     let table = kubectl_ok("admin", &["-n", n, "get", "cwf", "prune"]);
-    assert!(table.contains("*/2 * * * * *") && table.contains("Europe/Berlin") && table.contains("NEXT-SCHEDULE"), "{table}");
+    assert!(
+        table.contains("*/2 * * * * *") && table.contains("Europe/Berlin") && table.contains("NEXT-SCHEDULE"),
+        "{table}"
+    );
 
     kubectl_ok("admin", &["-n", n, "patch", "cwf", "prune", "--type=merge", "-p", r#"{"spec":{"suspend":true}}"#]);
     let suspended = wait_for("suspend to be seen", WAIT, || {
@@ -203,7 +217,10 @@ fn schedules_open_no_way_around_the_admission_policies() {
 
     let by_ref = "apiVersion: hitl.dev/v1alpha1\nkind: CronWorkflow\nmetadata: {name: viaref}\nspec:\n  schedule: \"0 9 1 * *\"\n  workflowSpec:\n    workflowTemplateRef: {name: review}\n";
     let refused = apply_as("bob", n, by_ref).unwrap_err();
-    assert!(refused.contains("spec.workflowSpec.workflowTemplateRef: you may not use WorkflowTemplate review"), "{refused}");
+    assert!(
+        refused.contains("spec.workflowSpec.workflowTemplateRef: you may not use WorkflowTemplate review"),
+        "{refused}"
+    );
 
     // The exemption for the operator's runs is the operator's alone: bob claiming to be a
     // CronWorkflow's run (its ownerReference) is checked as anyone else.
@@ -231,6 +248,8 @@ fn the_operator_runs_what_the_author_was_allowed() {
     let wf = workflow(n, &run);
     let spec = get_json(n, "cwf", "nightly").unwrap()["spec"]["workflowSpec"].clone();
     assert_eq!(wf["spec"], spec, "the run is the CronWorkflow's workflowSpec, unchanged");
-    assert!(wf["metadata"]["annotations"]["hitl.dev/created-by"].as_str().unwrap().starts_with("system:serviceaccount:"));
+    assert!(
+        wf["metadata"]["annotations"]["hitl.dev/created-by"].as_str().unwrap().starts_with("system:serviceaccount:")
+    );
     wait_phase(n, &run, "Succeeded", WAIT);
 }

@@ -26,9 +26,15 @@ fn namespace(prefix: &str) -> TestNamespace {
     let kinds = "--resource=workflows.hitl.dev,workflowtemplates.hitl.dev,cronworkflows.hitl.dev";
     kubectl_ok("admin", &["-n", n, "create", "role", "author", "--verb=create,get,list,update,patch", kinds]);
     for user in ["alice", "bob"] {
-        kubectl_ok("admin", &["-n", n, "create", "rolebinding", &format!("{user}-writes"), "--role=author", "--user", user]);
+        kubectl_ok(
+            "admin",
+            &["-n", n, "create", "rolebinding", &format!("{user}-writes"), "--role=author", "--user", user],
+        );
     }
-    kubectl_ok("admin", &["-n", n, "create", "rolebinding", "alice-runs", "--clusterrole=hitl-template-user", "--user=alice"]);
+    kubectl_ok(
+        "admin",
+        &["-n", n, "create", "rolebinding", "alice-runs", "--clusterrole=hitl-template-user", "--user=alice"],
+    );
     kubectl_ok("admin", &["-n", n, "create", "rolebinding", "carol-edits", "--clusterrole=edit", "--user=carol"]);
     let can = |user, verb, what| kubectl(user, &["-n", n, "auth", "can-i", verb, what]).status.success();
     wait_for("the aggregated rights", WAIT, || {
@@ -106,14 +112,21 @@ fn a_template_edited_mid_run_changes_no_run_in_flight() {
     assert_eq!(record["resourceVersion"].as_str(), Some(v1.as_str()), "{record}");
     assert!(record["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{record}");
     // The default filled in, the given value kept; both recorded as the run's params.
-    assert_eq!(record["spec"]["params"], serde_json::json!([{"name": "who", "value": "carol"}, {"name": "greeting", "value": "hello"}]));
+    assert_eq!(
+        record["spec"]["params"],
+        serde_json::json!([{"name": "who", "value": "carol"}, {"name": "greeting", "value": "hello"}])
+    );
     let gate = approval(n, step(&wf, "gate")["approvalName"].as_str().unwrap());
     assert_eq!(gate["spec"]["message"], "hello carol");
 
     apply_as("admin", n, &template("v2")).unwrap();
     approve(n, "first");
     let done = wait_phase(n, "first", "Succeeded", WAIT);
-    assert_eq!(pod_args(n, "first", "report"), serde_json::json!(["echo", "v1"]), "the run kept the step it started with");
+    assert_eq!(
+        pod_args(n, "first", "report"),
+        serde_json::json!(["echo", "v1"]),
+        "the run kept the step it started with"
+    );
     assert_eq!(done["status"]["template"], wf["status"]["template"], "the record never changes");
 
     apply_as("alice", n, &run("second", "review", "{name: who, value: dave}, {name: greeting, value: hi}")).unwrap();
@@ -142,7 +155,8 @@ fn a_missing_template_or_parameter_fails_the_run_with_the_reason() {
     ] {
         let wf = wait_phase(n, name, "Failed", WAIT);
         assert_eq!(wf["status"]["reason"], reason, "{wf}");
-        let failed = wf["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Failed").unwrap().clone();
+        let failed =
+            wf["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Failed").unwrap().clone();
         assert_eq!((failed["status"].as_str(), failed["reason"].as_str()), (Some("True"), Some(reason)), "{failed}");
         assert!(failed["message"].as_str().unwrap().contains(says), "{failed}");
         assert!(pods(n, name).is_empty(), "no Pod starts");
@@ -169,12 +183,13 @@ fn templates_open_no_way_around_the_admission_policies() {
     assert!(refused.contains("spec.workflowTemplateRef") && refused.contains("leave out"), "{refused}");
 
     // A template is checked as a Workflow is, against whoever writes it.
-    let privileged = template("v1").replace(
-        "args: [echo, \"v1\"]}",
-        "args: [echo], securityContext: {privileged: true}}",
+    let privileged =
+        template("v1").replace("args: [echo, \"v1\"]}", "args: [echo], securityContext: {privileged: true}}");
+    let refused = apply_as("bob", n, &privileged.replace("name: review", "name: root")).unwrap_err();
+    assert!(
+        refused.contains("step report: container.securityContext.privileged: true is not allowed here"),
+        "{refused}"
     );
-    let refused = apply_as("bob", &n, &privileged.replace("name: review", "name: root")).unwrap_err();
-    assert!(refused.contains("step report: container.securityContext.privileged: true is not allowed here"), "{refused}");
     // ... and so is every edit: bob may update templates, not make one privileged.
     let refused = apply_as("bob", n, &privileged).unwrap_err();
     assert!(refused.contains("privileged: true is not allowed here"), "{refused}");
