@@ -42,7 +42,18 @@ fn error_policy(cron: Arc<CronWorkflow>, err: &Error, ctx: Arc<Context>) -> Acti
 
 #[instrument(skip_all, fields(cronworkflow = %cron.name_any(), namespace = cron.namespace().unwrap_or_default()))]
 async fn reconcile(cron: Arc<CronWorkflow>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if cron.metadata.deletion_timestamp.is_some() || ctx.is_stale(cron.as_ref()) {
+    let start = std::time::Instant::now();
+    let result = reconcile_inner(cron, ctx.clone()).await;
+    ctx.metrics.reconciled("cronworkflow", start.elapsed());
+    result
+}
+
+async fn reconcile_inner(cron: Arc<CronWorkflow>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if cron.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if ctx.is_stale(cron.as_ref()) {
+        // Our own newer status write is on its way through the watch; act on that instead.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let key = super::object_key(cron.as_ref());
@@ -71,6 +82,9 @@ async fn reconcile(cron: Arc<CronWorkflow>, ctx: Arc<Context>) -> Result<Action,
     }
     let ready = if cron.spec.suspend {
         ("True", "Suspended", "spec.suspend is true: no new run starts".to_string())
+    } else if decision.next_schedule.is_none() {
+        let never = format!("spec.schedule: {:?} matches no time from now on", cron.spec.schedule);
+        ("False", "InvalidSchedule", never)
     } else {
         (
             "True",
