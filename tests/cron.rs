@@ -190,6 +190,8 @@ fn a_bad_schedule_is_refused_or_reported() {
     let n = ns.name();
     let refused = apply_as("admin", n, &cron("bad", "every minute", "", QUICK)).unwrap_err();
     assert!(refused.contains("spec.schedule"), "{refused}");
+    let explain = kubectl_ok("admin", &["explain", "cronworkflow.spec.schedule"]);
+    assert!(explain.contains("six with seconds first") && explain.contains("croner"), "{explain}");
     let _op = Operator::start(n);
     // Well-formed fields, a value out of range: the controller says so.
     apply_as("admin", n, &cron("late", "0 25 * * *", "", QUICK)).unwrap();
