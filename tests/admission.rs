@@ -78,7 +78,11 @@ fn bad_specs_are_refused_with_a_message_naming_step_and_field() {
             "  steps:\n  - {name: a, when: \"{{ params.x }} == 'y'\", sleep: 1s}\n",
             r#"spec.steps[0].when: Invalid value: step a: when is a CEL expression itself; write it without {{ }}, not "{{ params.x }} == 'y'""#,
         ),
-        ("no steps", "  steps: []\n", "spec.steps in body should have at least 1 items"),
+        (
+            "no steps",
+            "  steps: []\n",
+            "spec.steps: Required value: set steps, or workflowTemplateRef to run a WorkflowTemplate",
+        ),
         (
             "bad step name",
             "  steps:\n  - {name: Scan_1, sleep: 1s}\n",

@@ -176,8 +176,11 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         approvals.push("patch");
     }
     let mut rules = vec![
-        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "delete"]}),
-        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows/status", "approvals/status"], "verbs": ["update"]}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "create", "delete"]}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows/status", "approvals/status", "cronworkflows/status"],
+               "verbs": ["update"]}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["cronworkflows"], "verbs": ["get", "list", "watch"]}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["workflowtemplates"], "verbs": ["get"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["approvals"], "verbs": approvals}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["notificationchannels"], "verbs": ["get", "list", "watch"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflowpolicies"], "verbs": ["get"]}),
@@ -515,7 +518,14 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
     assert_eq!(
         find(&all, "ClusterRole", "hitl-viewer")["rules"],
         json!([{"apiGroups": ["hitl.dev"],
-        "resources": ["workflows", "approvals", "workflowpolicies", "notificationchannels"], "verbs": ["get", "list", "watch"]}])
+        "resources": ["workflows", "approvals", "workflowpolicies", "notificationchannels", "workflowtemplates", "cronworkflows"],
+        "verbs": ["get", "list", "watch"]}])
+    );
+    // Running someone else's template is the namespace owner's to grant, not every editor's.
+    assert_eq!(aggregation_labels(find(&all, "ClusterRole", "hitl-template-user")), set(&["admin"]));
+    assert!(
+        !find(&all, "ClusterRole", "hitl-editor")["rules"].to_string().contains("\"use\""),
+        "edit must not include use on workflowtemplates"
     );
     assert_eq!(aggregation_labels(find(&all, "ClusterRole", "hitl-viewer")), set(&["view"]));
     // Relaxing what Workflows may do is the namespace owner's, not an editor's.
@@ -616,9 +626,15 @@ fn kustomize_tree_matches_the_chart() {
         "MutatingAdmissionPolicyBinding",
     ];
     assert_same_documents("kustomize policies", &kinds(&k, &policy_kinds), &source_policies(), Compare::Whitespace);
-    for name in
-        ["hitl-operator", "hitl-operator-inboxes", "hitl-viewer", "hitl-editor", "hitl-approver", "hitl-policy-admin"]
-    {
+    for name in [
+        "hitl-operator",
+        "hitl-operator-inboxes",
+        "hitl-viewer",
+        "hitl-editor",
+        "hitl-approver",
+        "hitl-policy-admin",
+        "hitl-template-user",
+    ] {
         let (a, b) = (find(&k, "ClusterRole", name), find(&chart, "ClusterRole", name));
         assert_eq!(a["rules"], b["rules"], "ClusterRole {name}: kustomize and chart rules differ");
         assert_eq!(aggregation_labels(a), aggregation_labels(b), "ClusterRole {name}: aggregation differs");
@@ -742,7 +758,13 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("list", "workflows.hitl.dev"),
         ("watch", "workflows.hitl.dev"),
         ("delete", "workflows.hitl.dev"),
+        ("create", "workflows.hitl.dev"),
         ("update", "workflows.hitl.dev/status"),
+        ("get", "cronworkflows.hitl.dev"),
+        ("list", "cronworkflows.hitl.dev"),
+        ("watch", "cronworkflows.hitl.dev"),
+        ("update", "cronworkflows.hitl.dev/status"),
+        ("get", "workflowtemplates.hitl.dev"),
         ("get", "approvals.hitl.dev"),
         ("list", "approvals.hitl.dev"),
         ("watch", "approvals.hitl.dev"),
@@ -765,8 +787,10 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("create", "rolebindings.rbac.authorization.k8s.io"),
     ];
     let never = [
-        ("create", "workflows.hitl.dev"),
         ("update", "workflows.hitl.dev"),
+        ("update", "cronworkflows.hitl.dev"),
+        ("update", "workflowtemplates.hitl.dev"),
+        ("use", "workflowtemplates.hitl.dev"),
         ("patch", "workflows.hitl.dev"),
         ("patch", "workflows.hitl.dev/status"),
         ("update", "approvals.hitl.dev"),
@@ -854,9 +878,20 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
     assert_can(
         &e,
         &other.name,
-        &[("delete", "workflows.hitl.dev")],
-        &[("patch", "approvals.hitl.dev"), ("update", "workflows.hitl.dev/status")],
+        &[
+            ("delete", "workflows.hitl.dev"),
+            ("create", "workflowtemplates.hitl.dev"),
+            ("update", "cronworkflows.hitl.dev"),
+        ],
+        &[
+            ("patch", "approvals.hitl.dev"),
+            ("update", "workflows.hitl.dev/status"),
+            ("update", "cronworkflows.hitl.dev/status"),
+            ("use", "workflowtemplates.hitl.dev"),
+        ],
     );
+    // Running someone else's template is the namespace owner's (template-user, aggregated to admin).
+    assert_can(&a, &other.name, &[("use", "workflowtemplates.hitl.dev")], &[]);
 
     // Upgrade without per-gate grants: the rights go with the feature.
     ok(

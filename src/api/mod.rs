@@ -1,18 +1,22 @@
 //! The CRD types: the contract users write against.
 pub mod approval;
+pub mod cron;
 pub mod inbox;
 pub mod notify;
 pub mod policy;
 pub mod shared;
+pub mod template;
 mod validation;
 pub mod volumes;
 pub mod workflow;
 
 pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, Vote, WorkflowRef};
+pub use cron::{ConcurrencyPolicy, CronWorkflow, CronWorkflowSpec, CronWorkflowStatus};
 pub use inbox::{ApprovalInbox, ApprovalInboxSpec, ApprovalInboxStatus, InboxItem, InboxSubject, SubjectKind};
 pub use notify::{NotificationChannel, NotificationEvent, NotifySpec};
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
 pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
+pub use template::{ParameterSpec, ResolvedTemplate, WorkflowTemplate, WorkflowTemplateRef, WorkflowTemplateSpec};
 pub use volumes::{Volume, VolumeMount, Workspace};
 pub use workflow::{
     ANNOTATION_CREATED_BY, ForEach, ItemStatus, Step, StepContainer, StepKind, StepPhase, StepStatus, SuspendStep,
@@ -30,6 +34,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         WorkflowPolicy::crd(),
         NotificationChannel::crd(),
         ApprovalInbox::crd(),
+        WorkflowTemplate::crd(),
+        validation::with_cron_rules(CronWorkflow::crd()),
     ]
 }
 

@@ -92,12 +92,54 @@ pub fn step_rules() -> Value {
 /// policy, which can name the step and the missing volume within the API server's cost budget,
 /// and by the controller.)
 pub fn spec_rules() -> Value {
-    json!([rule(
-        "!has(self.workspace) || !has(self.volumes) || !self.volumes.exists(v, v.name == 'workspace')",
-        "'spec.volumes: the name workspace is taken by spec.workspace; rename the volume'",
-        Some(".volumes"),
-    ),])
+    json!([
+        rule(
+            "!has(self.workspace) || !has(self.volumes) || !self.volumes.exists(v, v.name == 'workspace')",
+            "'spec.volumes: the name workspace is taken by spec.workspace; rename the volume'",
+            Some(".volumes"),
+        ),
+        rule(
+            "has(self.workflowTemplateRef) || (has(self.steps) && size(self.steps) > 0)",
+            "'spec.steps: Required value: set steps, or workflowTemplateRef to run a WorkflowTemplate'",
+            Some(".steps"),
+        ),
+        rule(
+            &format!(
+                "!has(self.workflowTemplateRef) || ({})",
+                TEMPLATE_OWNED.iter().map(|f| format!("!has(self.{f})")).collect::<Vec<_>>().join(" && ")
+            ),
+            &format!(
+                "'spec.workflowTemplateRef: with a template reference the template alone says what the Pods get; leave out {}'",
+                TEMPLATE_OWNED.join(", ")
+            ),
+            Some(".workflowTemplateRef"),
+        ),
+    ])
 }
+
+/// Rules on a WorkflowTemplate's spec: a Workflow spec's rules, and it neither fills its own
+/// parameters nor runs another template.
+pub fn template_spec_rules() -> Value {
+    let mut rules = spec_rules();
+    let own = [
+        rule(
+            "!has(self.workflowTemplateRef)",
+            "'spec.workflowTemplateRef: a WorkflowTemplate cannot run another template'",
+            Some(".workflowTemplateRef"),
+        ),
+        rule(
+            "!has(self.params)",
+            "'spec.params: a WorkflowTemplate declares spec.parameters (name, required, default); runs fill them with their spec.params'",
+            Some(".params"),
+        ),
+    ];
+    rules.as_array_mut().expect("a list").extend(own);
+    rules
+}
+
+/// The fields a Workflow that references a template may not set: they come from the template.
+pub const TEMPLATE_OWNED: [&str; 7] =
+    ["steps", "onExit", "serviceAccountName", "podTemplate", "podGC", "volumes", "workspace"];
 
 /// At most `MAX_TEMPLATE_EXPRESSIONS` `{{ }}` in a gate's message. The same rule on container
 /// `command`/`args` (up to 64 and 256 strings of 16 KiB) is over the API server's cost budget
@@ -226,6 +268,7 @@ pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefin
         "volumes",
         "workspace",
         "steps",
+        "workflowTemplateRef",
     ]
     .iter()
     .map(|f| {
@@ -248,6 +291,24 @@ pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefin
             let rules = rules.x_kubernetes_validations.get_or_insert_with(Vec::new);
             rules.push(root_rule.clone());
             rules.push(workflow_name_rule());
+        }
+    }
+    crd
+}
+
+/// A CronWorkflow's name leaves room for `-<unix seconds>` (10 digits) in the DNS label of the
+/// Workflows it creates.
+pub fn with_cron_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let rule = ValidationRule {
+        rule: "size(self.metadata.name) <= 52 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')".into(),
+        message_expression: Some(
+            "'metadata.name: a CronWorkflow name must be a DNS label of at most 52 characters (its Workflows add -<unix seconds>), not \\'' + self.metadata.name + '\\''".into(),
+        ),
+        ..Default::default()
+    };
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.x_kubernetes_validations.get_or_insert_with(Vec::new).push(rule.clone());
         }
     }
     crd

@@ -94,9 +94,21 @@ pub struct WorkflowSpec {
     pub workspace: Option<Workspace>,
 
     /// The steps. Without `dependsOn` a step runs after the one listed before it, so a plain list
-    /// is a sequence; `dependsOn` makes a DAG.
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(min = 1, max = 64))]
+    /// is a sequence; `dependsOn` makes a DAG. Required, unless `workflowTemplateRef` is set (then
+    /// the steps come from the template and this is left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = 64))]
     pub steps: Vec<Step>,
+
+    /// Run a WorkflowTemplate of this namespace instead of steps of its own: the template's spec,
+    /// with `params` filling its declared parameters, is resolved once when the run starts and
+    /// recorded in `status.template`; the run follows that record, so a later edit of the template
+    /// changes no run in flight. Requires the verb `use` on that template
+    /// (`kubectl auth can-i use workflowtemplate/<name>`). With it set, only `params`, `suspend`,
+    /// `activeDeadlineSeconds` and `ttlSecondsAfterFinished` may be set beside it: what the Pods
+    /// get (steps, volumes, serviceAccountName, podTemplate, ...) comes from the template alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_template_ref: Option<super::template::WorkflowTemplateRef>,
 
     /// Exit steps, like `finally`: they run once every step has ended, whatever the outcome
     /// (not after `activeDeadlineSeconds`). A plain list runs in sequence; `dependsOn` names
@@ -457,6 +469,11 @@ pub struct WorkflowStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// What ran, for a Workflow with `spec.workflowTemplateRef`: the template as resolved when
+    /// the run started (its resourceVersion, a digest and the resolved spec, parameters filled
+    /// in). The run follows this record only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<super::template::ResolvedTemplate>,
 }
 
 /// Phase of a Workflow.

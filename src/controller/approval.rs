@@ -145,6 +145,8 @@ async fn gate_check(ctx: &Context, a: &Approval) -> Result<GateCheck, Error> {
     if wf.uid().as_deref() != Some(owner.uid.as_str()) {
         return Ok(GateCheck::Differs(format!("it belongs to an earlier Workflow named {}", owner.name)));
     }
+    // A template run's steps are in its record.
+    let wf = crate::engine::template::as_run(&wf);
     let (Some(step), Some(st)) = (
         wf.spec.all_steps().find(|s| s.name == a.spec.step && s.suspend.is_some()),
         wf.status.iter().flat_map(|s| &s.steps).find(|s| s.name == a.spec.step),

@@ -1,6 +1,7 @@
 //! Side effects: gather what exists, ask the engine, carry the plan out, write status.
 
 pub mod approval;
+pub mod cron;
 pub mod grants;
 pub mod guard;
 pub mod inbox;
@@ -9,6 +10,7 @@ pub mod notify;
 mod observe;
 pub mod outcomes;
 pub mod pods;
+pub mod templates;
 pub mod tolerant;
 pub mod workflow;
 pub mod workspace;
@@ -382,7 +384,12 @@ async fn run_in(
     let (approvals, approval_events) = approval::watch(&ctx, changed.clone());
     let approval_controller = approval::run(ctx.clone(), approvals.clone(), approval_events);
     let controllers = async {
-        futures::join!(workflow::run(ctx.clone()), approval_controller, outcomes::run(ctx.clone()));
+        futures::join!(
+            workflow::run(ctx.clone()),
+            approval_controller,
+            outcomes::run(ctx.clone()),
+            cron::run(ctx.clone())
+        );
     };
     // Delivery and the inboxes run as long as the controllers do; what is in flight at shutdown
     // was not recorded as delivered, so the next leader sends it again (same key), and the

@@ -124,6 +124,16 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         // Our own newer write is on its way through the watch; act on that instead.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    let own = wf.clone();
+    let wf = match super::templates::effective(&ctx, wf).await? {
+        super::templates::Run::This(wf) => wf,
+        super::templates::Run::Later(action) => return Ok(action),
+        super::templates::Run::Fail(plan) => {
+            return match persist(&ctx, &own, &plan).await? {
+                Persisted::Recorded(action) | Persisted::Not(action) => Ok(action),
+            };
+        }
+    };
     let apis = Apis::new(&ctx, &wf);
     let (pods, approvals) = gather(&ctx, &apis, &wf).await?;
     // Off the async runtime, and a panic fails this Workflow only (see guard).

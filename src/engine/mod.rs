@@ -3,6 +3,7 @@
 //! a large stack and a time limit.
 pub mod bounded;
 pub mod conditions;
+pub mod cron;
 pub mod duration;
 pub mod expr;
 pub mod foreach;
@@ -17,3 +18,4 @@ pub mod plan;
 #[cfg(test)]
 mod plan_tests;
 pub mod quorum;
+pub mod template;

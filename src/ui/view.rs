@@ -305,6 +305,9 @@ fn clip(text: &str, max: usize) -> String {
 
 /// The run's live part: phase, graph and steps (the SSE stream sends this again on change).
 pub fn run_fragment(wf: &Workflow) -> String {
+    // A template run's steps are in its record.
+    let wf = crate::engine::template::as_run(wf);
+    let wf = wf.as_ref();
     let status = wf.status.clone().unwrap_or_default();
     let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "Pending".into());
     format!(

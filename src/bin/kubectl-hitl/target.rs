@@ -49,6 +49,7 @@ pub async fn resolve(client: &Client, ns: &str, gate: Gate) -> anyhow::Result<St
         Err(e) if is_not_found(&e) => bail!("workflow \"{workflow}\" not found in namespace \"{ns}\""),
         Err(e) => return Err(e.into()),
     };
+    let wf = hitl_operator::engine::template::as_run(&wf);
     let declared = wf.spec.steps.iter().chain(&wf.spec.on_exit).any(|s| s.name == step);
     if !declared {
         bail!("workflow \"{workflow}\" has no step \"{step}\"");

@@ -1,0 +1,86 @@
+//! Runs of a WorkflowTemplate: resolve the template once, record it in the Workflow's status, and
+//! from then on run only from that record.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::{Context, Error, Written};
+use crate::api::{ResolvedTemplate, Workflow, WorkflowPhase, WorkflowTemplate};
+use crate::engine::plan::{self, Event, Plan};
+use crate::engine::template;
+
+/// What a Workflow runs in this pass.
+pub enum Run {
+    /// This Workflow (its own steps, or its recorded template spec in place of its spec).
+    This(Arc<Workflow>),
+    /// Nothing yet: the template was just recorded (the write wakes the next pass).
+    Later(Action),
+    /// The run cannot start; persist this plan (it fails the Workflow with the reason).
+    Fail(Box<Plan>),
+}
+
+/// The Workflow as it runs. One with a template reference runs its recorded template spec; on
+/// its first pass the template is read fresh from the API server (never a cache), resolved and
+/// recorded, so every later pass and every restart runs exactly what was recorded.
+pub async fn effective(ctx: &Context, wf: Arc<Workflow>) -> Result<Run, Error> {
+    let Some(reference) = wf.spec.workflow_template_ref.clone() else { return Ok(Run::This(wf)) };
+    let status = wf.status.clone().unwrap_or_default();
+    if status.template.is_some() {
+        return Ok(Run::This(Arc::new(template::as_run(&wf).into_owned())));
+    }
+    if status.phase.is_some_and(WorkflowPhase::is_terminal) {
+        return Ok(Run::This(wf));
+    }
+    let now = jiff::Timestamp::now();
+    let api: Api<WorkflowTemplate> = Api::namespaced(ctx.client.clone(), &wf.namespace().unwrap_or_default());
+    let Some(found) = api.get_opt(&reference.name).await.map_err(Error::Kube)? else {
+        let message = format!(
+            "spec.workflowTemplateRef: WorkflowTemplate {} does not exist in namespace {}",
+            reference.name,
+            wf.namespace().unwrap_or_default()
+        );
+        return Ok(Run::Fail(Box::new(plan::abort(&wf, "TemplateNotFound", message, now))));
+    };
+    let spec = match template::for_run(&found.spec, &wf.spec) {
+        Ok(spec) => spec,
+        Err(e) => return Ok(Run::Fail(Box::new(plan::abort(&wf, e.reason, e.message, now)))),
+    };
+    record(ctx, &wf, &found, spec, now).await
+}
+
+/// Writes what will run into the status (starting the run, so the spec is frozen from here on).
+async fn record(
+    ctx: &Context,
+    wf: &Workflow,
+    found: &WorkflowTemplate,
+    spec: crate::api::WorkflowSpec,
+    now: jiff::Timestamp,
+) -> Result<Run, Error> {
+    let digest = template::digest(&spec);
+    let mut next = wf.clone();
+    let status = next.status.get_or_insert_with(Default::default);
+    status.started_at.get_or_insert(Time(now));
+    status.template = Some(ResolvedTemplate {
+        name: found.name_any(),
+        uid: found.meta().uid.clone(),
+        resource_version: found.meta().resource_version.clone(),
+        digest: digest.clone(),
+        resolved_at: Some(Time(now)),
+        spec: Box::new(spec),
+    });
+    if let Written::Stale = super::write_status(ctx, &next, "workflow_status").await? {
+        return Ok(Run::Later(Action::requeue(std::time::Duration::from_millis(100))));
+    }
+    let note = format!(
+        "running WorkflowTemplate {} at resourceVersion {} ({digest})",
+        found.name_any(),
+        found.meta().resource_version.clone().unwrap_or_default()
+    );
+    ctx.event(wf, &Event { warning: false, reason: "TemplateResolved", note }).await;
+    // Our own write wakes the next pass too; the requeue only bounds the wait if it does not.
+    Ok(Run::Later(Action::requeue(std::time::Duration::from_secs(1))))
+}
