@@ -157,9 +157,10 @@ async fn main() -> anyhow::Result<()> {
         notify_workers: args.notification_workers,
     };
     let Some(lease) = lease else {
+        // Leader before ready: whoever sees /readyz answer also sees hitl_leader 1.
+        metrics.set_leader(true);
         metrics.set_ready();
         tracing::info!(namespaces = ?config.namespaces, "hitl-operator starting (no leader election)");
-        metrics.set_leader(true);
         controller::run(client, config, metrics).await;
         tracing::info!("hitl-operator stopped");
         return Ok(());
