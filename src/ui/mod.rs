@@ -163,11 +163,15 @@ async fn inbox_page(
     };
     match data::inbox(&c.client, &c.me, &ui.namespaces).await {
         Ok(view) => Html(with_csrf(view::inbox(&view, now()), &csrf_token(&ui.secret, &c.me))).into_response(),
-        Err(e) => {
-            let (code, text) = said(&e);
-            (code, Html(view::problem("Inbox", &c.me.user, &text))).into_response()
-        }
+        Err(e) => problem_page(&ui, &c, "Inbox", &e),
     }
+}
+
+/// The page that says what the API server answered instead of what was asked for.
+fn problem_page(ui: &Ui, c: &Caller, title: &str, e: &kube::Error) -> Response {
+    let (code, text) = said(e);
+    let page = with_csrf(view::problem(title, &c.me.user, &text), &csrf_token(&ui.secret, &c.me));
+    (code, Html(page)).into_response()
 }
 
 /// Every page carries the person's CSRF token (also outside forms, for scripts of their own).
@@ -202,10 +206,7 @@ async fn render_gate(
     let csrf = csrf_token(&ui.secret, &c.me);
     let a = match api.get(name).await {
         Ok(a) => a,
-        Err(e) => {
-            let (code, text) = said(&e);
-            return (code, Html(with_csrf(view::problem("Gate", &c.me.user, &text), &csrf))).into_response();
-        }
+        Err(e) => return problem_page(ui, c, "Gate", &e),
     };
     let may_decide = data::may_decide(&c.client, &a, &c.me).await;
     let code = refusal.as_ref().map(|(code, _)| *code).unwrap_or(StatusCode::OK);
@@ -263,10 +264,7 @@ async fn run_page(
     };
     match Api::<Workflow>::namespaced(c.client.clone(), &ns).get(&name).await {
         Ok(wf) => Html(with_csrf(view::run(&wf, &c.me.user), &csrf_token(&ui.secret, &c.me))).into_response(),
-        Err(e) => {
-            let (code, text) = said(&e);
-            (code, Html(view::problem("Run", &c.me.user, &text))).into_response()
-        }
+        Err(e) => problem_page(&ui, &c, "Run", &e),
     }
 }
 

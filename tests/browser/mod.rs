@@ -196,6 +196,14 @@ impl Browser {
         self.call(method, &format!("/session/{}{path}", self.session), &body)
     }
 
+    /// Asks for the element(s) `css` selects (`what`: "element" or "elements"); a miss is an
+    /// answer here, not a panic.
+    fn locate(&self, css: &str, what: &str) -> Response {
+        let body = json!({"using": "css selector", "value": css}).to_string();
+        let path = format!("/session/{}/{what}", self.session);
+        http(None, self.addr, "POST", &path, &[("Content-Type", "application/json")], &body)
+    }
+
     pub fn goto(&self, url: &str) {
         self.session_call("POST", "/url", json!({"url": url}));
     }
@@ -208,14 +216,7 @@ impl Browser {
     pub fn find(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let r = http(
-                None,
-                self.addr,
-                "POST",
-                &format!("/session/{}/element", self.session),
-                &[("Content-Type", "application/json")],
-                &json!({"using": "css selector", "value": css}).to_string(),
-            );
+            let r = self.locate(css, "element");
             if r.status == 200 {
                 let v: Value = serde_json::from_str(&r.body).unwrap();
                 return v["value"]
@@ -231,14 +232,7 @@ impl Browser {
     }
 
     pub fn exists(&self, css: &str) -> bool {
-        let r = http(
-            None,
-            self.addr,
-            "POST",
-            &format!("/session/{}/elements", self.session),
-            &[("Content-Type", "application/json")],
-            &json!({"using": "css selector", "value": css}).to_string(),
-        );
+        let r = self.locate(css, "elements");
         let v: Value = serde_json::from_str(&r.body).unwrap();
         v["value"].as_array().is_some_and(|a| !a.is_empty())
     }
@@ -256,14 +250,7 @@ impl Browser {
     }
 
     pub fn text(&self, css: &str) -> String {
-        let r = http(
-            None,
-            self.addr,
-            "POST",
-            &format!("/session/{}/element", self.session),
-            &[("Content-Type", "application/json")],
-            &json!({"using": "css selector", "value": css}).to_string(),
-        );
+        let r = self.locate(css, "element");
         if r.status != 200 {
             return String::new();
         }
