@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -76,13 +76,7 @@ fn refused_boxed(status: StatusCode, title: &str, said: &str) -> Box<Response> {
 
 impl Ui {
     /// The guards, then who the request acts as; or the response that refuses it.
-    fn caller(
-        &self,
-        peer: SocketAddr,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        path: &str,
-    ) -> Result<Caller, Box<Response>> {
+    fn caller(&self, peer: SocketAddr, headers: &HeaderMap, uri: &Uri) -> Result<Caller, Box<Response>> {
         match &self.mode {
             Mode::Local { client, me } => {
                 let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
@@ -93,8 +87,8 @@ impl Ui {
                         "This server answers only to 127.0.0.1 and localhost.",
                     ));
                 }
-                if let Some(token) = query.and_then(|q| q.strip_prefix("token=")) {
-                    return Err(Box::new(self.start_session(token, path)));
+                if let Some(token) = uri.query().and_then(|q| q.strip_prefix("token=")) {
+                    return Err(Box::new(self.start_session(token, uri.path())));
                 }
                 match access::session_cookie(headers, &access::cookie_name(self.port)) {
                     Some(s) if same(&s, &self.secret) => Ok(Caller { client: client.clone(), me: me.clone() }),
@@ -155,9 +149,9 @@ async fn inbox_page(
     State(ui): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    uri: Uri,
 ) -> Response {
-    let c = match ui.caller(peer, &headers, q.as_deref(), "/") {
+    let c = match ui.caller(peer, &headers, &uri) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -183,11 +177,10 @@ async fn gate_page(
     State(ui): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    uri: Uri,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    let path = format!("/gates/{}/{}", html::seg(&ns), html::seg(&name));
-    let c = match ui.caller(peer, &headers, q.as_deref(), &path) {
+    let c = match ui.caller(peer, &headers, &uri) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -218,10 +211,11 @@ async fn decide(
     State(ui): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    uri: Uri,
     Path((ns, name)): Path<(String, String)>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let c = match ui.caller(peer, &headers, None, "/") {
+    let c = match ui.caller(peer, &headers, &uri) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -245,7 +239,7 @@ async fn decide(
     };
     let patch = form::patch(&decision, &inputs, &typed);
     match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) => Redirect::to(&format!("/gates/{}/{}", html::seg(&ns), html::seg(&name))).into_response(),
+        Ok(_) => Redirect::to(&view::gate_href(&ns, &name)).into_response(),
         Err(e) => render_gate(&ui, &c, &ns, &name, &typed, Some(said(&e))).await,
     }
 }
@@ -254,11 +248,10 @@ async fn run_page(
     State(ui): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    uri: Uri,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    let path = format!("/runs/{}/{}", html::seg(&ns), html::seg(&name));
-    let c = match ui.caller(peer, &headers, q.as_deref(), &path) {
+    let c = match ui.caller(peer, &headers, &uri) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -273,9 +266,10 @@ async fn run_events(
     State(ui): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    uri: Uri,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    let c = match ui.caller(peer, &headers, None, "/") {
+    let c = match ui.caller(peer, &headers, &uri) {
         Ok(c) => c,
         Err(r) => return *r,
     };

@@ -91,7 +91,8 @@ fn when(t: Option<&Time>) -> String {
     t.map(|t| t.0.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "–".into())
 }
 
-fn gate_href(ns: &str, name: &str) -> String {
+/// The gate page's address.
+pub fn gate_href(ns: &str, name: &str) -> String {
     format!("/gates/{}/{}", seg(ns), seg(name))
 }
 
