@@ -10,6 +10,7 @@ pub mod notify;
 mod observe;
 pub mod outcomes;
 pub mod pods;
+pub mod step_pods;
 pub mod templates;
 pub mod tolerant;
 pub mod workflow;
@@ -383,11 +384,12 @@ async fn run_in(
     let changed = Arc::new(tokio::sync::Notify::new());
     let (approvals, approval_events) = approval::watch(&ctx, changed.clone());
     let approval_controller = approval::run(ctx.clone(), approvals.clone(), approval_events);
+    let step_pods = step_pods::watch(&ctx);
     let controllers = async {
         futures::join!(
-            workflow::run(ctx.clone()),
+            workflow::run(ctx.clone(), step_pods.for_workflows),
             approval_controller,
-            outcomes::run(ctx.clone()),
+            outcomes::run(ctx.clone(), step_pods.store, step_pods.held),
             cron::run(ctx.clone())
         );
     };

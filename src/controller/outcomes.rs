@@ -9,17 +9,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::pods::{self, LABEL_WORKFLOW};
+use super::pods;
 use super::{Context, Error};
 use crate::api::{Workflow, WorkflowPhase};
 use crate::engine::names::FINALIZER_OUTCOME;
 
-pub async fn run(ctx: Arc<Context>) {
-    let step_pods: Api<Pod> = super::api_in(&ctx.client, &ctx.config);
-    let controller = Controller::new(step_pods, watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200))
+/// Woken by the step Pods being deleted while our finalizer holds them; reads the shared store
+/// of step Pods (see `step_pods`).
+pub async fn run(ctx: Arc<Context>, store: kube::runtime::reflector::Store<Pod>, held: super::step_pods::Wakes) {
+    let controller = Controller::for_stream(held, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();
     super::ready_when_synced(ctx.clone(), controller.store());

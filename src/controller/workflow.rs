@@ -7,7 +7,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ObjectMeta, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
@@ -18,35 +18,20 @@ use crate::engine::gate;
 use crate::engine::names;
 use crate::engine::plan::{self, ApprovalRequest, Event};
 
-/// Watches Workflows, and the Pods and Approvals they own (Pods by label, so only ours are seen).
-pub async fn run(ctx: Arc<Context>) {
-    let pods: Api<Pod> = super::api_in(&ctx.client, &ctx.config);
+/// Watches Workflows and the Approvals they own, and is woken by the changes of their step Pods
+/// that matter (see `step_pods`).
+pub async fn run(ctx: Arc<Context>, pod_changes: super::step_pods::Wakes) {
     let approvals: Api<Approval> = super::api_in(&ctx.client, &ctx.config);
     let children = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
     let (store, workflows) = super::tolerant::watch::<Workflow>(&ctx, watcher::Config::default().page_size(200));
-    // The step Pods' watch keeps a store: a pass reads the Pods from it, and the store has seen
-    // every change that triggered the pass (it is updated before the trigger fires).
-    let (pod_store, pod_writer) = kube::runtime::reflector::store();
-    let pod_events = kube::runtime::reflector(pod_writer, watcher(pods, children.clone()).modify(trim_pod))
-        .default_backoff()
-        .touched_objects();
-    let _ = ctx.pods.set(pod_store);
     let controller = Controller::for_stream(workflows, store)
-        .owns_stream(pod_events)
+        .owns_stream(pod_changes)
         .owns(approvals, children)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();
     super::ready_when_synced(ctx.clone(), controller.store());
     ctx.metrics.count_workflows_from(controller.store());
     controller.run(reconcile, error_policy, ctx).for_each(super::log_result).await;
-}
-
-/// What the plan reads of a step Pod is its status and identity; the spec (containers, volumes)
-/// and managedFields are most of its size, and every step Pod stays in the cache while it exists.
-fn trim_pod(pod: &mut Pod) {
-    pod.spec = None;
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
 }
 
 fn error_policy(wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -17,5 +17,6 @@ pub mod outputs;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod pod_changes;
 pub mod quorum;
 pub mod template;

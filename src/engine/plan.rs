@@ -297,6 +297,7 @@ fn backoff(step: &Step, failed: i32) -> std::time::Duration {
 }
 
 /// What happened to a step attempt's Pod.
+#[derive(Hash)]
 enum PodOutcome {
     /// Not finished (or not yet seen by the API server's list).
     Active,
@@ -310,6 +311,26 @@ enum PodOutcome {
     },
     /// Gone, or being deleted, before it finished.
     Vanished,
+}
+
+/// A fingerprint of all a pass reads of a step Pod (its outcome, and whether it is going). A
+/// change of the Pod that keeps it cannot change the plan (bound to a node, container started,
+/// finalizer released), so it need not wake the Workflow.
+pub fn pod_outcome_digest(pod: &Pod) -> u64 {
+    digest(&pod_outcome(Some(pod)))
+}
+
+/// The fingerprint of a Pod that has not finished and is not being deleted: what a Pod just
+/// created looks like.
+pub fn active_pod_digest() -> u64 {
+    digest(&PodOutcome::Active)
+}
+
+fn digest(outcome: &PodOutcome) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    outcome.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
