@@ -60,11 +60,16 @@ fn convert_event<K: DeserializeOwned>(
     event: watcher::Event<DynamicObject>,
     report: &dyn Fn(&DynamicObject, &serde_json::Error),
 ) -> Option<watcher::Event<K>> {
-    let typed = |obj: DynamicObject| match read::<K>(&obj) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            report(&obj, &e);
-            None
+    let typed = |mut obj: DynamicObject| {
+        slim(&mut obj);
+        let identity =
+            DynamicObject { types: obj.types.clone(), metadata: obj.metadata.clone(), data: Default::default() };
+        match read::<K>(obj) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                report(&identity, &e);
+                None
+            }
         }
     };
     Some(match event {
@@ -76,9 +81,29 @@ fn convert_event<K: DeserializeOwned>(
     })
 }
 
-/// One object, typed.
-pub fn read<K: DeserializeOwned>(obj: &DynamicObject) -> Result<K, serde_json::Error> {
-    serde_json::from_value(serde_json::to_value(obj)?)
+/// Leaves out what no controller reads and the cache would keep for every object: managedFields
+/// (never trusted: anyone who may patch an object may write them) and `kubectl apply`'s copy of
+/// the whole object. Status writes replace the status only, so nothing left out is written back.
+fn slim(obj: &mut DynamicObject) {
+    obj.metadata.managed_fields = None;
+    if let Some(annotations) = obj.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// One object, typed. Its fields are moved, not copied: a watch converts every object it sees.
+pub fn read<K: DeserializeOwned>(obj: DynamicObject) -> Result<K, serde_json::Error> {
+    let DynamicObject { types, metadata, data } = obj;
+    let mut fields = match data {
+        serde_json::Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    };
+    if let Some(types) = types {
+        fields.insert("apiVersion".into(), types.api_version.into());
+        fields.insert("kind".into(), types.kind.into());
+    }
+    fields.insert("metadata".into(), serde_json::to_value(metadata)?);
+    serde_json::from_value(serde_json::Value::Object(fields))
 }
 
 /// Tells, in the log and as an Event on the object, that it is left out and why.
@@ -130,5 +155,25 @@ mod tests {
         let told = reported.into_inner();
         assert_eq!(told.len(), 1, "{told:?}");
         assert!(told[0].starts_with("w: unknown variant `Paused`"), "{told:?}");
+    }
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_and_no_kubectl_copy() {
+        let mut obj = dynamic("Running");
+        obj.metadata.managed_fields = Some(vec![Default::default()]);
+        obj.metadata.annotations = Some(
+            [("kubectl.kubernetes.io/last-applied-configuration", "{...}"), ("hitl.dev/created-by", "alice")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let report = |_: &DynamicObject, e: &serde_json::Error| panic!("{e}");
+        let Some(watcher::Event::Apply(w)) = convert_event::<Workflow>(watcher::Event::Apply(obj), &report) else {
+            panic!("not converted")
+        };
+        assert!(w.metadata.managed_fields.is_none());
+        let kept: Vec<_> = w.metadata.annotations.unwrap_or_default().into_keys().collect();
+        assert_eq!(kept, ["hitl.dev/created-by"]);
+        assert_eq!(w.status.and_then(|s| s.phase), Some(crate::api::WorkflowPhase::Running));
     }
 }
