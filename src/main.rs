@@ -26,7 +26,7 @@ struct Args {
     #[arg(long = "namespace", env = "HITL_NAMESPACE", value_delimiter = ',')]
     namespaces: Vec<String>,
     /// Workflows (and Approvals) reconciled at once.
-    #[arg(long, env = "HITL_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "HITL_CONCURRENCY", default_value_t = 32)]
     concurrency: u16,
     /// Create a Role and RoleBinding per Approval that lists approvers, giving exactly them
     /// `get` and `patch` on exactly that Approval.
