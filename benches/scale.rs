@@ -13,7 +13,8 @@
 //! the last RSS figure is with all of them in the operator's caches.
 //!
 //! Knobs: `HITL_SCALE_N` (default 1000), `HITL_SCALE_CHAINS` (default 200), `HITL_SCALE_GATES`
-//! (default 200). Report on stdout and in `target/bench/scale.json`.
+//! (default 200), `HITL_SCALE_ONLY` (some of `bare,one,ch20,chain,fan,gate`, for a quicker look), `HITL_SCALE_WRAP` (a profiler to run
+//! the operator under). Report on stdout and in `target/bench/scale.json`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,11 @@ use serde_json::{Value, json};
 
 const CREATE_CONCURRENCY: usize = 32;
 const PHASE_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Whether `HITL_SCALE_ONLY` (unset: every phase) names this phase.
+fn wanted(phase: &str) -> bool {
+    std::env::var("HITL_SCALE_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == phase))
+}
 
 fn env_n(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -71,10 +77,39 @@ impl Cluster {
     }
 
     /// `apiserver_request_total` by (verb, resource[/subresource], code).
+    /// An earlier run's namespaces are deleted as it ends; their garbage collection would run
+    /// alongside this run's measurements.
+    async fn wait_for_earlier_runs_to_go(&self) -> anyhow::Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let earlier = kube::api::ListParams::default().labels("hitl.dev/bench=true");
+        let deadline = Instant::now() + PHASE_TIMEOUT;
+        let mut told = false;
+        while !namespaces.list(&earlier).await?.items.is_empty() {
+            if !told {
+                eprintln!("waiting for an earlier run's namespaces to be deleted ...");
+                told = true;
+            }
+            if Instant::now() > deadline {
+                bail!("earlier runs' namespaces (label hitl.dev/bench=true) are still there");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    }
+
     fn requests(&self) -> anyhow::Result<HashMap<(String, String, String), f64>> {
         let mut out = HashMap::new();
         for line in self.kubectl(&["get", "--raw", "/metrics"])?.lines() {
-            let Some(rest) = line.strip_prefix("apiserver_request_total{") else { continue };
+            // The server's own time per request, as "code" `sum`/`count` (seconds, requests).
+            let (rest, code) = if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
+                (rest, None)
+            } else if let Some(rest) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+                (rest, Some("sum"))
+            } else if let Some(rest) = line.strip_prefix("apiserver_request_duration_seconds_count{") {
+                (rest, Some("count"))
+            } else {
+                continue;
+            };
             let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
             let label = |k: &str| {
                 labels
@@ -87,7 +122,8 @@ impl Cluster {
                 "" => label("resource"),
                 sub => format!("{}/{sub}", label("resource")),
             };
-            *out.entry((label("verb"), resource, label("code"))).or_default() += value.parse::<f64>().unwrap_or(0.0);
+            let code = code.map_or_else(|| label("code"), str::to_string);
+            *out.entry((label("verb"), resource, code)).or_default() += value.parse::<f64>().unwrap_or(0.0);
         }
         Ok(out)
     }
@@ -101,22 +137,61 @@ fn output(root: &Path, script: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The operator, as a process whose CPU and memory /proc tells.
-struct Operator(Child);
+/// The operator, as a process whose CPU and memory /proc tells, and its metrics port.
+struct Operator(Child, u16);
 
 impl Operator {
     fn start(c: &Cluster, ns: &str, log: &Path) -> anyhow::Result<Self> {
         let kubeconfig = output(&c.root, "hack/operator-token", &[])?;
         let bin = c.root.join("target/release/hitl-operator");
-        let child = Command::new(&bin)
-            .args(["--namespace", ns, "--leader-elect=false", "--metrics-addr", "127.0.0.1:0"])
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let metrics = format!("127.0.0.1:{port}");
+        // `HITL_SCALE_WRAP="heaptrack -o target/bench/heap"` runs the operator under a profiler
+        // (its CPU and memory figures are then the wrapper's).
+        let wrap = std::env::var("HITL_SCALE_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut command = match wrap.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(wrap).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = command
+            .args(["--namespace", ns, "--leader-elect=false", "--metrics-addr", &metrics])
             .env("KUBECONFIG", kubeconfig.trim())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log)?)
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
-        Ok(Self(child))
+        Ok(Self(child, port))
+    }
+
+    /// Waits until /readyz answers 200 (every watch has listed everything).
+    async fn ready(&self) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/readyz", self.1);
+        let deadline = Instant::now() + PHASE_TIMEOUT;
+        while Instant::now() < deadline {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("the operator did not become ready")
+    }
+
+    /// Resident memory now, MiB: (anonymous: heap and stacks, file-backed: the binary's pages).
+    fn rss_split(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        };
+        (kib("RssAnon:").unwrap_or(0.0) / 1024.0, kib("RssFile:").unwrap_or(0.0) / 1024.0)
     }
 
     /// (CPU seconds, peak RSS MiB, current RSS MiB).
@@ -183,36 +258,81 @@ async fn bench() -> anyhow::Result<()> {
     let c = Cluster::connect().await?;
     c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", c.root.join("crds").to_str().unwrap()])?;
     c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", c.root.join("config/policy").to_str().unwrap()])?;
+    c.wait_for_earlier_runs_to_go().await?;
     let out_dir = c.root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let mut phases = vec![];
 
+    let mut namespaces = vec![];
     // 1. Bare Pods, no controller.
-    let ns = namespace(&c, "bare").await?;
-    phases.push(bare_pods(&c, &ns, n).await?);
+    if wanted("bare") {
+        let ns = namespace(&c, "bare").await?;
+        phases.push(bare_pods(&c, &ns, n).await?);
+        namespaces.push(ns);
+    }
 
     // 2-4. The operator.
     let ns = namespace(&c, "scale").await?;
+    namespaces.push(ns.clone());
     let op = Operator::start(&c, &ns, &out_dir.join("scale-operator.log"))?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let one_pod = json!({"steps": container_steps(1)});
-    phases.push(workflows(&c, &op, &ns, "one-Pod Workflows", "one", n, &one_pod, false).await?);
+    let mut kept = 0;
+    if wanted("one") {
+        let one_pod = json!({"steps": container_steps(1)});
+        phases.push(workflows(&c, &op, &ns, "one-Pod Workflows", "one", n, &one_pod, false).await?);
+        kept += n;
+    }
     let chain = json!({"steps": container_steps(5)});
-    phases.push(workflows(&c, &op, &ns, "5-step Workflows, 20 at once", "ch20", 20, &chain, false).await?);
-    let label = format!("5-step Workflows, {chains} at once");
-    phases.push(workflows(&c, &op, &ns, &label, "chain", chains, &chain, false).await?);
-    let gate =
-        json!({"steps": [{"name": "gate", "suspend": {}}, {"name": "after", "container": {"image": "busybox:1.36"}}]});
-    let label = format!("gate + step, {gates} at once, approved on sight");
-    phases.push(workflows(&c, &op, &ns, &label, "gate", gates, &gate, true).await?);
+    if wanted("ch20") {
+        phases.push(workflows(&c, &op, &ns, "5-step Workflows, 20 at once", "ch20", 20, &chain, false).await?);
+        kept += 20;
+    }
+    if wanted("chain") {
+        let label = format!("5-step Workflows, {chains} at once");
+        phases.push(workflows(&c, &op, &ns, &label, "chain", chains, &chain, false).await?);
+        kept += chains;
+    }
+    if wanted("fan") {
+        // A fan-out of 64 Pods running at once and a step after them: the reads of one pass
+        // must not grow with the number of Pods running.
+        let items: Vec<usize> = (0..64).collect();
+        let list = serde_json::to_string(&items)?;
+        let steps = json!([
+            {"name": "fan", "forEach": {"list": list, "parallelism": 64}, "container": {"image": "busybox:1.36"}},
+            {"name": "join", "container": {"image": "busybox:1.36"}},
+        ]);
+        let label = "forEach of 64 Pods at once + 1 step, 4 at once (per Workflow = per 65 Pods)";
+        phases.push(workflows(&c, &op, &ns, label, "fan", 4, &json!({"steps": steps}), false).await?);
+        kept += 4;
+    }
+    if wanted("gate") {
+        let gate = json!({"steps": [{"name": "gate", "suspend": {}}, {"name": "after", "container": {"image": "busybox:1.36"}}]});
+        let label = format!("gate + step, {gates} at once, approved on sight");
+        phases.push(workflows(&c, &op, &ns, &label, "gate", gates, &gate, true).await?);
+        kept += gates;
+    }
     let (cpu, peak, rss) = op.usage();
-    let kept = n + 20 + chains + gates;
+    drop(op);
+    // A restart lists everything kept: how long until ready, and the memory of the caches alone.
+    let restarted = Instant::now();
+    let op = Operator::start(&c, &ns, &out_dir.join("scale-operator-restart.log"))?;
+    op.ready().await?;
+    let ready_seconds = restarted.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, restart_peak, restart_rss) = op.usage();
+    let (anon, file) = op.rss_split();
     println!("{}", report(n, &phases));
     println!(
         "operator with {kept} finished Workflows kept: RSS {rss:.1} MiB, peak {peak:.1} MiB, CPU {cpu:.1} s in all"
     );
+    println!(
+        "restarted with them: ready in {ready_seconds:.1} s; RSS {restart_rss:.1} MiB ({anon:.1} MiB heap and \
+         stacks, {file:.1} MiB the binary's pages), peak {restart_peak:.1} MiB"
+    );
     let json = json!({
         "n": n, "kept_workflows": kept, "rss_mib": rss, "peak_rss_mib": peak, "cpu_seconds": cpu,
+        "restart": {"ready_seconds": ready_seconds, "rss_mib": restart_rss, "peak_rss_mib": restart_peak,
+                    "rss_anon_mib": anon, "rss_file_mib": file},
         "phases": phases.iter().map(|p| json!({
             "name": p.name, "count": p.count, "seconds": p.seconds, "per_minute": p.per_minute,
             "gap_ms": stats(&p.gaps_ms), "requests_per_item": p.requests, "throttled": p.throttled,
@@ -220,6 +340,12 @@ async fn bench() -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
     });
     std::fs::write(out_dir.join("scale.json"), serde_json::to_string_pretty(&json)?)?;
+    // What this run kept would weigh on the next one (etcd, the API server's caches): it goes,
+    // while the operator still runs to release what it holds.
+    let mut delete = vec!["delete", "namespace", "--wait=false"];
+    delete.extend(namespaces.iter().map(String::as_str));
+    c.kubectl(&delete)?;
+    drop(op);
     println!("JSON: {}", out_dir.join("scale.json").display());
     Ok(())
 }
@@ -408,9 +534,18 @@ fn per_item(
 ) -> (BTreeMap<String, f64>, f64) {
     let mut by = BTreeMap::new();
     let mut throttled = 0.0;
+    let delta = |key: &(String, String, String)| {
+        after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+    };
+    for key in after.keys().filter(|k| k.2 == "count") {
+        let (count, seconds) = (delta(key), delta(&(key.0.clone(), key.1.clone(), "sum".into())));
+        if count >= items as f64 * 0.5 && matches!(key.0.as_str(), "POST" | "PUT" | "PATCH") {
+            by.insert(format!("~ server ms per {} {}", key.0, key.1), 1000.0 * seconds / count);
+        }
+    }
     for (key, v) in after {
         let d = v - before.get(key).copied().unwrap_or(0.0);
-        if d <= 0.0 {
+        if d <= 0.0 || key.2 == "sum" || key.2 == "count" {
             continue;
         }
         if key.2 == "429" {
@@ -433,7 +568,8 @@ fn stats(values: &[f64]) -> Value {
 }
 
 fn report(n: usize, phases: &[Phase]) -> String {
-    let limit = phases.first().map(|p| p.per_minute).unwrap_or(0.0);
+    let limit =
+        phases.iter().find(|p| p.cpu_seconds == 0.0 && p.name.starts_with("bare")).map_or(0.0, |p| p.per_minute);
     let mut out = vec![format!("\nSCALE (N = {n}; 2-core machine, local cluster with a kwok node)")];
     for p in phases {
         let share =
@@ -451,7 +587,10 @@ fn report(n: usize, phases: &[Phase]) -> String {
         if p.cpu_seconds > 0.0 {
             out.push(format!("  operator: {:.1} CPU s, peak RSS {:.1} MiB", p.cpu_seconds, p.peak_rss_mib));
         }
-        out.push(format!("  API requests per item (all clients), 429s: {}", p.throttled));
+        out.push(format!(
+            "  API requests per item (all clients), 429s: {}; '~' lines: the API server's mean time per request",
+            p.throttled
+        ));
         for (k, v) in &p.requests {
             out.push(format!("    {k:<40} {v:>8.2}"));
         }
