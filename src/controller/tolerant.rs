@@ -62,8 +62,14 @@ fn convert_event<K: DeserializeOwned>(
 ) -> Option<watcher::Event<K>> {
     let typed = |mut obj: DynamicObject| {
         slim(&mut obj);
-        let identity =
-            DynamicObject { types: obj.types.clone(), metadata: obj.metadata.clone(), data: Default::default() };
+        // Enough to name the object if it does not convert (`read` consumes it).
+        let metadata = kube::api::ObjectMeta {
+            name: obj.metadata.name.clone(),
+            namespace: obj.metadata.namespace.clone(),
+            uid: obj.metadata.uid.clone(),
+            ..Default::default()
+        };
+        let identity = DynamicObject { types: obj.types.clone(), metadata, data: Default::default() };
         match read::<K>(obj) {
             Ok(k) => Some(k),
             Err(e) => {

@@ -33,7 +33,6 @@ pub struct PodChanges {
     known: HashMap<String, Known>,
     /// UIDs seen since the watch began listing again (None: not listing).
     relisting: Option<HashSet<String>>,
-    active: Option<u64>,
 }
 
 struct Known {
@@ -87,7 +86,7 @@ impl PodChanges {
     /// released) and leaves the store and this table.
     fn applied(&mut self, pod: &Pod, wake: &mut Wake) -> bool {
         let outcome = pod_outcome_digest(pod);
-        let active = *self.active.get_or_insert_with(active_pod_digest);
+        let active = active_pod_digest();
         let before = self.known.get(&uid(pod)).map_or(active, |k| k.outcome);
         let held = pod.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER_OUTCOME);
         if held && pod.metadata.deletion_timestamp.is_some() {
