@@ -62,9 +62,11 @@ test-unit:
 	$(CARGO) test --lib --bins
 
 # Needs a running local cluster (make cluster-up). The page tests need Chromium (hack/install-browser).
+# The operator's image (from the debug build) goes to the real node first, for tests/in_cluster.rs.
 test-integration:
 	hack/install-browser
 	$(CARGO) build --bins
+	hack/build-image --profile dev
 	$(CARGO) test --test '*' -- --test-threads=$(TEST_THREADS)
 
 # The container image, built with no container engine: a static operator binary on an empty base,

@@ -11,7 +11,7 @@ HITL_CACHE=${HITL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hitl-operator}
 # The pinned version of a component, by binary name.
 asset_version() {
   case "$1" in
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "$KUBERNETES_VERSION" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet|kube-proxy) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;

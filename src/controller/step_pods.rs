@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::Context;
 use super::pods::LABEL_WORKFLOW;
+use crate::engine::plan::STUCK_WAITING_REASONS;
 use crate::engine::pod_changes::PodChanges;
 
 /// A stream of Pods to wake a controller with (never an error: the watch retries on its own).
@@ -40,7 +41,7 @@ pub fn watch(ctx: &Arc<Context>) -> StepPods {
 }
 
 /// What the plan and the outcome controller read of a step Pod: its identity, owners, finalizers,
-/// phase and the containers' terminated states. The rest (spec, managedFields, conditions,
+/// phase, the containers' terminated states and the waits that never end (an image not there). The rest (spec, managedFields, conditions,
 /// addresses) is most of its size, and every running step's Pod is in the cache.
 fn trim_pod(pod: &mut Pod) {
     pod.spec = None;
@@ -51,18 +52,26 @@ fn trim_pod(pod: &mut Pod) {
             phase: status.phase.take(),
             reason: status.reason.take(),
             message: status.message.take(),
-            container_statuses: status.container_statuses.take().map(|all| {
-                all.into_iter()
-                    .map(|c| ContainerStatus {
-                        name: c.name,
-                        state: c.state.map(|s| ContainerState { terminated: s.terminated, ..Default::default() }),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
+            container_statuses: status.container_statuses.take().map(trim_containers),
+            init_container_statuses: status.init_container_statuses.take().map(trim_containers),
             ..Default::default()
         };
     }
+}
+
+fn trim_containers(all: Vec<ContainerStatus>) -> Vec<ContainerStatus> {
+    let stuck = |w: &ContainerStateWaiting| w.reason.as_deref().is_some_and(|r| STUCK_WAITING_REASONS.contains(&r));
+    all.into_iter()
+        .map(|c| ContainerStatus {
+            name: c.name,
+            state: c.state.map(|s| ContainerState {
+                terminated: s.terminated,
+                waiting: s.waiting.filter(stuck),
+                running: None,
+            }),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// Feeds the store, then wakes: the store has seen every change that wakes a pass.

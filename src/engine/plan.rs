@@ -311,6 +311,27 @@ enum PodOutcome {
     },
     /// Gone, or being deleted, before it finished.
     Vanished,
+    /// Not started, and waiting cannot start it: its image is not on the node and may not be
+    /// pulled, cannot be named, or failed to pull (the kubelet backs off and tries again forever).
+    Stuck {
+        reason: String,
+        message: String,
+    },
+}
+
+/// Why a container waits that waiting will not end (kubelet reasons). A pull failure counts once
+/// the kubelet backs off from it: a registry hiccup is what `retries` are for.
+pub const STUCK_WAITING_REASONS: [&str; 3] = ["ErrImageNeverPull", "InvalidImageName", "ImagePullBackOff"];
+
+/// The first container that waits for good, as (reason, message).
+fn stuck_container(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> Option<(String, String)> {
+    let mut containers = status?.init_container_statuses.iter().chain(&status?.container_statuses).flatten();
+    containers.find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref().filter(|r| STUCK_WAITING_REASONS.contains(r))?;
+        let detail = waiting.message.as_deref().unwrap_or("the kubelet gave no message");
+        Some((reason.to_string(), format!("container {}: {reason}: {detail}", c.name)))
+    })
 }
 
 /// A fingerprint of all a pass reads of a step Pod (its outcome, and whether it is going). A
@@ -360,7 +381,10 @@ fn pod_outcome(pod: Option<&Pod>) -> PodOutcome {
             PodOutcome::Failed { reason, message: detail, exit_code: exit }
         }
         _ if pod.metadata.deletion_timestamp.is_some() => PodOutcome::Vanished,
-        _ => PodOutcome::Active,
+        _ => match stuck_container(status) {
+            Some((reason, message)) => PodOutcome::Stuck { reason, message },
+            None => PodOutcome::Active,
+        },
     }
 }
 
@@ -826,6 +850,10 @@ fn observe_container(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus, steps:
         }
         PodOutcome::Failed { reason, message, exit_code } => {
             ctx.attempt_failed(step, st, failing, Failed { reason: &reason, message, exit_code, steps })
+        }
+        PodOutcome::Stuck { reason, message } => {
+            ctx.plan.delete_pods.push(pod_name);
+            ctx.attempt_failed(step, st, failing, Failed { reason: &reason, message, exit_code: None, steps })
         }
         PodOutcome::Vanished => {
             let msg = format!("Pod {pod_name} disappeared before it finished");

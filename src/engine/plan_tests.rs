@@ -236,6 +236,45 @@ fn an_attempt_that_runs_too_long_is_stopped() {
     assert_eq!(phase(&w), WorkflowPhase::Failed);
 }
 
+/// A Pending Pod whose container waits with `reason`, as the kubelet reports it.
+fn waiting_pod(name: &str, reason: &str) -> Pod {
+    let mut p = pod(name, "Pending", 0, "");
+    let status = p.status.as_mut().unwrap().container_statuses.as_mut().unwrap();
+    status[0].state = Some(ContainerState {
+        waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message: Some("image \"nope:1\" is not here".into()),
+        }),
+        ..Default::default()
+    });
+    p
+}
+
+#[test]
+fn a_container_that_can_never_start_fails_its_attempt() {
+    for reason in ["ErrImageNeverPull", "InvalidImageName", "ImagePullBackOff"] {
+        let mut w = wf(json!({"steps": [{"name": "s", "retries": 1, "container": {"image": "nope:1"}}]}));
+        let p = step(&mut w, &[], &[], t0());
+        let first = waiting_pod(&p.create_pods[0].name, reason);
+        let p = step(&mut w, std::slice::from_ref(&first), &[], at(1));
+        assert_eq!(p.delete_pods, [first.metadata.name.clone().unwrap()], "{reason}: the stuck Pod goes");
+        assert_eq!(p.create_pods.len(), 1, "{reason}: retried like any failed attempt");
+        let second = waiting_pod(&p.create_pods[0].name, reason);
+        step(&mut w, &[first, second], &[], at(2));
+        let s = &w.status.as_ref().unwrap().steps[0];
+        assert_eq!((s.phase, s.reason.as_deref()), (StepPhase::Failed, Some(reason)));
+        assert!(s.message.as_deref().unwrap().contains("container main: "), "{:?}", s.message);
+    }
+    // Waiting to be created or for a pull in progress is not stuck.
+    for reason in ["ContainerCreating", "ErrImagePull", "PodInitializing"] {
+        let mut w = wf(json!({"steps": [{"name": "s", "container": {"image": "x"}}]}));
+        let p = step(&mut w, &[], &[], t0());
+        let p = step(&mut w, &[waiting_pod(&p.create_pods[0].name, reason)], &[], at(1));
+        assert!(p.delete_pods.is_empty(), "{reason}");
+        assert_eq!(w.status.as_ref().unwrap().steps[0].phase, StepPhase::Running, "{reason}");
+    }
+}
+
 #[test]
 fn a_vanished_pod_is_a_failed_attempt() {
     let mut w = wf(json!({"steps": [{"name": "a", "retries": 1, "container": {"image": "x"}}]}));
