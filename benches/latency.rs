@@ -72,6 +72,9 @@ struct RunSpec {
 enum Shape {
     /// `n` container steps in sequence.
     Chain(usize),
+    /// `n` container steps in sequence on the real node (containers that run; `busybox:1.36`'s
+    /// `sh` with no input exits at once).
+    RealChain(usize),
     /// `n` times: a suspend step (no approvers, no inputs), then a container step.
     Gates(usize),
 }
@@ -80,7 +83,7 @@ impl Shape {
     /// Step names in order, and whether each is a suspend step.
     fn steps(self) -> Vec<(String, bool)> {
         match self {
-            Shape::Chain(n) => (0..n).map(|i| (format!("s{i:02}"), false)).collect(),
+            Shape::Chain(n) | Shape::RealChain(n) => (0..n).map(|i| (format!("s{i:02}"), false)).collect(),
             Shape::Gates(n) => (0..n).flat_map(|i| [(format!("g{i}"), true), (format!("c{i}"), false)]).collect(),
         }
     }
@@ -90,7 +93,9 @@ impl Shape {
     fn pairs(self) -> Vec<(String, String)> {
         let steps = self.steps();
         match self {
-            Shape::Chain(_) => steps.windows(2).map(|w| (w[0].0.clone(), w[1].0.clone())).collect(),
+            Shape::Chain(_) | Shape::RealChain(_) => {
+                steps.windows(2).map(|w| (w[0].0.clone(), w[1].0.clone())).collect()
+            }
             Shape::Gates(_) => steps.chunks(2).map(|c| (c[0].0.clone(), c[1].0.clone())).collect(),
         }
     }
@@ -98,6 +103,7 @@ impl Shape {
     fn describe(self) -> String {
         match self {
             Shape::Chain(n) => format!("{n} steps"),
+            Shape::RealChain(n) => format!("{n} real steps"),
             Shape::Gates(n) => format!("{n} x (gate, step)"),
         }
     }
@@ -114,21 +120,29 @@ impl Shape {
                 }
             })
             .collect();
+        let mut spec = json!({"steps": steps});
+        if matches!(self, Shape::RealChain(_)) {
+            spec["podTemplate"] = json!({"nodeSelector": {"hitl.dev/node": "real"}});
+        }
         json!({
             "apiVersion": "hitl.dev/v1alpha1",
             "kind": "Workflow",
             "metadata": {"name": name, "namespace": ns, "labels": {"hitl.dev/bench": "true"}},
-            "spec": {"steps": steps},
+            "spec": spec,
         })
     }
 }
 
-fn runs() -> Vec<RunSpec> {
-    vec![
+/// The runs; with the local cluster's real node, one more on it (its gap excludes the container's
+/// start, which comes before the Pod can finish).
+fn runs(real_node: bool) -> Vec<RunSpec> {
+    let real = RunSpec { key: "real_x1", prefix: "rn", workflows: 5, concurrency: 1, shape: Shape::RealChain(6) };
+    let kwok = vec![
         RunSpec { key: "transition_x4", prefix: "ta", workflows: 20, concurrency: 4, shape: Shape::Chain(CHAIN_STEPS) },
         RunSpec { key: "transition_x1", prefix: "tb", workflows: 20, concurrency: 1, shape: Shape::Chain(CHAIN_STEPS) },
         RunSpec { key: "approval_x8", prefix: "ap", workflows: 50, concurrency: 8, shape: Shape::Gates(GATES) },
-    ]
+    ];
+    kwok.into_iter().chain(real_node.then_some(real)).collect()
 }
 
 #[tokio::main]
@@ -213,7 +227,13 @@ async fn measure(
     b.run(&warmup).await.with_context(|| format!("warm-up (operator log: {})", log.display()))?;
 
     let mut results = Vec::new();
-    for spec in runs() {
+    let real_node = kubectl
+        .run(&["get", "node", "real-node-0", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+        .is_ok_and(|ready| ready.trim() == "True");
+    if !real_node {
+        eprintln!("no Ready real node (real-node-0): the real-node run is left out");
+    }
+    for spec in runs(real_node) {
         eprintln!(
             "run {}: {} Workflows of {}, {} at a time ...",
             spec.key,
@@ -1070,6 +1090,7 @@ impl Report<'_> {
     fn title(spec: &RunSpec) -> String {
         let what = match spec.shape {
             Shape::Chain(_) => "step transition",
+            Shape::RealChain(_) => "step transition, real node",
             Shape::Gates(_) => "approval -> next Pod",
         };
         format!("{what}: {} wf x {}, {} at a time", spec.workflows, spec.shape.describe(), spec.concurrency)
@@ -1261,7 +1282,9 @@ impl Report<'_> {
                     "key": spec.key,
                     "title": Self::title(spec),
                     "measure": match spec.shape {
-                        Shape::Chain(_) => "pod seen Succeeded -> next step's pod seen ADDED (one pod watch)",
+                        Shape::Chain(_) | Shape::RealChain(_) => {
+                            "pod seen Succeeded -> next step's pod seen ADDED (one pod watch)"
+                        }
                         Shape::Gates(_) => "approve merge patch returned -> next step's pod seen ADDED",
                     },
                     "workflows": spec.workflows,

@@ -22,9 +22,23 @@ NODE_BUSYBOX_IMAGE=docker.io/library/busybox:1.36
 NODE_VOLUMES=8   # PersistentVolumes of class real-local, recycled when released
 NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables conntrack)
 
+# The state directory of the local cluster whose real node this host runs, if that cluster still
+# runs: one real node fits on a host, and another cluster's must be left alone.
+node_owner() {
+  local owner pid started
+  [ -s "$NODE_RUN/owner" ] || return 1
+  owner=$(cat "$NODE_RUN/owner")
+  [ "$owner" != "$STATE_DIR" ] || return 1
+  read -r pid started <"$owner/pids/containerd.pid" 2>/dev/null || return 1
+  [ -n "$pid" ] && [ "$(start_time "$pid")" = "$started" ] || return 1
+  echo "$owner"
+}
+
 # Why this host cannot run the real node, in one line; nothing when it can.
 node_unavailable() {
   [ "${HITL_REAL_NODE:-1}" != 0 ] || { echo "HITL_REAL_NODE=0"; return; }
+  local owner
+  if owner=$(node_owner); then echo "the local cluster in $owner runs this host's real node"; return; fi
   [ "$(uname -s)" = Linux ] || { echo "not Linux"; return; }
   [ "$(id -u)" -eq 0 ] || { echo "not root (the kubelet and containerd need root)"; return; }
   [ -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || { echo "no cgroup hierarchy"; return; }
@@ -224,6 +238,7 @@ extendedKeyUsage=clientAuth"
 # The bridge exists before the kubelet starts: its address is the node's.
 node_network_up() {
   mkdir -p "$NODE_RUN"
+  echo "$STATE_DIR" >"$NODE_RUN/owner"
   sysctl -n net.ipv4.ip_forward >"$NODE_RUN/ip_forward.before"
   sysctl -qw net.ipv4.ip_forward=1
   ls /var/run/netns 2>/dev/null >"$NODE_RUN/netns.before" || true
@@ -251,9 +266,31 @@ node_network_down() {
   for ns in $(ls /var/run/netns 2>/dev/null); do
     case "$ns" in cni-*) grep -qx "$ns" "$NODE_RUN/netns.before" 2>/dev/null || ip netns delete "$ns" 2>/dev/null || true ;; esac
   done
+  node_iptables_down iptables
+  node_iptables_down ip6tables
   ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && ip link delete "$NODE_BRIDGE"
   [ -s "$NODE_RUN/ip_forward.before" ] && sysctl -qw "net.ipv4.ip_forward=$(cat "$NODE_RUN/ip_forward.before")"
   return 0
+}
+
+# node_iptables_down iptables|ip6tables: the KUBE-* chains the kubelet and kube-proxy made, and
+# every rule that jumps to one (kube-proxy --cleanup leaves the kubelet's).
+node_iptables_down() {
+  local cmd=$1 table rule chain
+  command -v "$cmd-save" >/dev/null || return 0
+  for table in filter nat mangle; do
+    # (grep finding nothing is no failure here: { ...; } || true keeps pipefail quiet.)
+    "$cmd-save" -t "$table" 2>/dev/null | { grep -E '^-A [A-Z]+ .*-j KUBE-' || true; } |
+      while read -r rule; do
+        eval "$cmd -t $table -D ${rule#-A }" 2>/dev/null || true
+      done
+    for chain in $("$cmd-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
+      "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $("$cmd-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
+      "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -306,8 +343,7 @@ EOF
   for i in $(seq "$NODE_VOLUMES"); do
     mkdir -p "$NODE_ROOT/volumes/pv-$i"
     chmod 1777 "$NODE_ROOT/volumes/pv-$i"
-    kubectl_as admin apply --warnings-as-errors=false -f - >/dev/null 2>"$STATE_DIR/node/pv.err" <<EOF ||
-      { cat "$STATE_DIR/node/pv.err" >&2; return 1; }
+    kubectl_as admin apply -f - >/dev/null 2>"$STATE_DIR/node/pv.err" <<EOF || { cat "$STATE_DIR/node/pv.err" >&2; return 1; }
 apiVersion: v1
 kind: PersistentVolume
 metadata: {name: real-local-$i, labels: {hitl.dev/node: real}}
@@ -327,6 +363,7 @@ EOF
 # Stops the node and puts the host back as it was. Works with the API server gone (a failed up).
 node_down() {
   [ -d "$NODE_RUN" ] || [ -d "$NODE_ROOT" ] || [ -s "$STATE_DIR/node.components" ] || return 0
+  ! node_owner >/dev/null || return 0   # another running cluster's node
   if apiserver_ready && running_pid kubelet >/dev/null; then
     # Let the kubelet stop its Pods the ordinary way (sandboxes, network, mounts) first.
     kubectl_as admin delete pods -A --field-selector "spec.nodeName=$NODE_REAL" --grace-period=1 \
@@ -376,7 +413,7 @@ node_tasks_down() {
 # Every mount under the node's directories (volumes, tokens, snapshots, shm), deepest first.
 node_unmount_all() {
   local mp
-  awk '{print $5}' /proc/self/mountinfo | grep -E "^($NODE_ROOT|$NODE_RUN)(/|$)" | sort -r |
+  awk '{print $5}' /proc/self/mountinfo | { grep -E "^($NODE_ROOT|$NODE_RUN)(/|$)" || true; } | sort -r |
     while read -r mp; do umount -l "$mp" 2>/dev/null || true; done
 }
 

@@ -737,7 +737,8 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         assert_eq!(crd["metadata"]["annotations"][KEEP], "keep");
     }
 
-    // The Deployment exists (no deployment controller runs here, so no Pod follows); its Pod
+    // The Deployment exists (its Pods go to the simulated node, which only pretends to run them;
+    // tests/in_cluster.rs runs the image on the real node); its Pod
     // template passes the restricted Pod Security Standard.
     let deploy = common::get_json("admin", &rel_ns.name, &format!("deployment/{fullname}"));
     let template = &deploy["spec"]["template"];

@@ -90,7 +90,8 @@ fn pod(name: &str, ns: &str, annotations: serde_json::Value) -> String {
         "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "annotations": annotations},
         // What Pod Security `restricted` (enforced on test namespaces) asks of every container.
-        "spec": {"containers": [{"name": "main", "image": "busybox", "securityContext": {
+        // Run once, as a step Pod does: kwok keeps a Pod that restarts Always running.
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "securityContext": {
             "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
             "runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}}}]}
     })

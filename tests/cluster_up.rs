@@ -50,6 +50,8 @@ fn cluster(state: &Path, cmd: &str) -> std::process::Output {
     Command::new(repo_root().join("hack/cluster"))
         .arg(cmd)
         .env("HITL_CLUSTER_DIR", state)
+        // The control plane's start and stop are under test; the real node is the main cluster's.
+        .env("HITL_REAL_NODE", "0")
         .env_remove("KUBECONFIG")
         .output()
         .unwrap()

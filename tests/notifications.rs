@@ -480,6 +480,13 @@ fn reminders_and_escalation_follow_the_clock_and_admission_enforces_the_escalati
     assert_eq!(requested, 1, "told once that it waits");
     let reminders = rx.on("/hook").iter().filter(|r| r.headers["idempotency-key"].contains("/reminder/")).count();
     assert!(reminders >= 2, "a reminder every 2 s over 6 s: {reminders}");
+    // Inboxes are cluster-wide: wait until this operator has taken the decided gate out of them,
+    // or bob's inbox would still list it in the other tests once this operator stops.
+    wait_for("the decided gate to leave every inbox", WAIT, || {
+        let inboxes =
+            kubectl_ok("admin", &["get", "approvalinboxes", "-o", "jsonpath={.items[*].status.items[*].namespace}"]);
+        (!inboxes.split_whitespace().any(|n| n == ns.name)).then_some(())
+    });
 }
 
 #[test]
