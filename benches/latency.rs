@@ -19,7 +19,8 @@
 //!
 //! Timings are client-side `Instant`s (Kubernetes timestamps have second precision). Figures
 //! only, no assertions. Knobs: `HITL_BENCH_RUST_LOG` (the operator's `RUST_LOG`),
-//! `HITL_BENCH_OPERATOR_BIN` (another operator binary), `KUBECTL`.
+//! `HITL_BENCH_OPERATOR_BIN` (another operator binary), `HITL_BENCH_ONLY` (run keys, e.g.
+//! `real_x1,approval_x8`), `KUBECTL`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -142,7 +143,9 @@ fn runs(real_node: bool) -> Vec<RunSpec> {
         RunSpec { key: "transition_x1", prefix: "tb", workflows: 20, concurrency: 1, shape: Shape::Chain(CHAIN_STEPS) },
         RunSpec { key: "approval_x8", prefix: "ap", workflows: 50, concurrency: 8, shape: Shape::Gates(GATES) },
     ];
-    kwok.into_iter().chain(real_node.then_some(real)).collect()
+    let only = std::env::var("HITL_BENCH_ONLY").unwrap_or_default();
+    let wanted = |spec: &RunSpec| only.is_empty() || only.split(',').any(|k| k.trim() == spec.key);
+    kwok.into_iter().chain(real_node.then_some(real)).filter(wanted).collect()
 }
 
 #[tokio::main]
