@@ -9,7 +9,7 @@ pub mod expr;
 pub mod foreach;
 pub mod gate;
 pub mod graph;
-pub mod inbox;
+pub mod inbox_contents;
 pub mod inputs;
 pub mod names;
 pub mod notify;

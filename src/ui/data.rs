@@ -9,8 +9,8 @@ use kube::{Api, Client};
 
 use super::view::{Decided, Inbox};
 use crate::api::{Approval, InboxItem};
-use crate::engine::inbox::item;
-use crate::inbox::{Identity, merge, my_inboxes};
+use crate::engine::inbox_contents::item;
+use crate::inbox_reader::{Identity, merge, my_inboxes};
 
 /// Decided gates shown under "Recently decided".
 const RECENT: usize = 20;

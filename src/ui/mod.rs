@@ -28,7 +28,7 @@ use kube::{Api, Client};
 use self::access::{Mode, csrf_token, same};
 use self::form::Typed;
 use crate::api::{Approval, Workflow};
-use crate::inbox::Identity;
+use crate::inbox_reader::Identity;
 
 /// The server's state: how people are authenticated, and its secret.
 pub struct Ui {

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::form::{self, Typed};
 use super::html::{esc, page, seg};
 use crate::api::{Approval, ApprovalPhase, Decision, InboxItem, Workflow};
-use crate::inbox::Identity;
+use crate::inbox_reader::Identity;
 
 /// A gate someone decided, for "Recently decided".
 #[derive(Debug, Clone, PartialEq)]
