@@ -24,7 +24,7 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::Workflow;
-use crate::engine::plan::Event;
+use crate::engine::event::Event;
 use crate::error_category::ErrorCategory;
 
 /// Operator settings, from flags and environment.

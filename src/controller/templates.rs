@@ -10,7 +10,8 @@ use kube::{Resource, ResourceExt};
 
 use super::{Context, Error, Written};
 use crate::api::{ResolvedTemplate, Workflow, WorkflowPhase, WorkflowTemplate};
-use crate::engine::plan::{self, Event, Plan};
+use crate::engine::event::Event;
+use crate::engine::plan::{self, Plan};
 use crate::engine::template;
 
 /// What a Workflow runs in this pass.

@@ -14,9 +14,11 @@ use tracing::{info, instrument, warn};
 use super::pods::{self, LABEL_WORKFLOW, MANAGER};
 use super::{Context, Error, Written};
 use crate::api::{Approval, SelfApproval, StepPhase, Workflow, WorkflowPolicy};
+use crate::engine::approval_request::ApprovalRequest;
+use crate::engine::event::Event;
 use crate::engine::gate;
 use crate::engine::names;
-use crate::engine::plan::{self, ApprovalRequest, Event};
+use crate::engine::plan;
 
 /// Watches Workflows and the Approvals they own, and is woken by the changes of their step Pods
 /// that matter (see `step_pods`).

@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use std::collections::BTreeMap;
 
-use super::plan::{ApprovalRequest, Event};
+use super::approval_request::ApprovalRequest;
+use super::event::Event;
 use super::{conditions, inputs, quorum};
 use crate::api::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, SelfApproval};
 

@@ -8,7 +8,8 @@ use kube::api::ObjectMeta;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::plan::{ApprovalRequest, Plan, plan};
+use super::approval_request::ApprovalRequest;
+use super::plan::{Plan, plan};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{Approval, ApprovalPhase, ApprovalStatus, Decision, StepPhase, Workflow, WorkflowPhase};

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::approval_request::ApprovalRequest;
+use super::event::Event;
 use super::gate::{Deciders, Outcome};
 use super::inputs;
-use super::plan::{ApprovalRequest, Event};
 use crate::api::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, RejectWhen, Vote};
 
 /// A quorum gate's votes, counting only those its deciders allow.
