@@ -103,7 +103,7 @@ impl Notifier {
 
     /// The gate's channels: those it names, or the namespace's defaults.
     fn channels_of(&self, a: &Approval, namespace: &str) -> Vec<String> {
-        match a.spec.notify.as_ref().and_then(|n| n.channels.clone()) {
+        match a.spec.gate.notify.as_ref().and_then(|n| n.channels.clone()) {
             Some(named) => named,
             None => self
                 .channels

@@ -369,7 +369,7 @@ enum Opened {
 async fn open_gate(apis: &Apis, ctx: &Context, wf: &Workflow, req: &ApprovalRequest) -> Result<Opened, Error> {
     let mut spec = req.spec();
     if namespace_forbids_self_approval(apis).await? {
-        spec.self_approval = Some(SelfApproval::Forbid);
+        spec.gate.self_approval = Some(SelfApproval::Forbid);
     }
     let mut labels: std::collections::BTreeMap<String, String> = [
         (LABEL_WORKFLOW.to_string(), names::workflow_label(&wf.name_any())),

@@ -4,7 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{ApprovalSpec, Approvers, InputSpec, NotifySpec, OnTimeout, RejectWhen, SelfApproval, WorkflowRef};
+use crate::api::{ApprovalSpec, Gate, WorkflowRef};
 
 /// A gate to open: everything its Approval must carry, all of it taken from the Workflow and the
 /// step's status, never from an existing Approval.
@@ -16,18 +16,12 @@ pub struct ApprovalRequest {
     /// The item's index, for a `forEach` step.
     pub item: Option<i32>,
     pub message: Option<String>,
-    pub approvers: Option<Approvers>,
-    pub inputs: Vec<InputSpec>,
-    pub timeout_seconds: Option<i64>,
-    pub on_timeout: Option<OnTimeout>,
+    /// The step's gate, normalized: no empty approvers, no quorum of one.
+    pub gate: Gate,
     /// The step's start plus the gate's timeout.
     pub expires_at: Option<Time>,
-    pub self_approval: Option<SelfApproval>,
-    pub required_approvals: Option<i32>,
-    pub notify: Option<NotifySpec>,
     /// The step's start plus the escalation delay: no escalation counts before.
     pub escalates_at: Option<Time>,
-    pub reject_when: Option<RejectWhen>,
 }
 
 impl ApprovalRequest {
@@ -38,16 +32,9 @@ impl ApprovalRequest {
             step: self.step.clone(),
             item: self.item,
             message: self.message.clone(),
-            approvers: self.approvers.clone(),
-            inputs: self.inputs.clone(),
-            timeout_seconds: self.timeout_seconds,
-            on_timeout: self.on_timeout,
             expires_at: self.expires_at.clone(),
-            self_approval: self.self_approval,
-            required_approvals: self.required_approvals,
-            reject_when: self.reject_when,
-            notify: self.notify.clone(),
             escalates_at: self.escalates_at.clone(),
+            gate: self.gate.clone(),
             ..Default::default()
         }
     }

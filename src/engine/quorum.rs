@@ -94,11 +94,11 @@ pub fn evaluate(
     // Escalation is refused on quorum gates (CRD rule), so only the gate's own approvers vote.
     let t = tally(&Deciders { escalated: None, ..Deciders::of(a) }, &a.spec.votes);
     status.votes = Some(format!("{}/{required}", t.approvers.len()));
-    let reject_when = a.spec.reject_when.unwrap_or_default();
+    let reject_when = a.spec.gate.reject_when.unwrap_or_default();
     let problem = t.refused.first().map(|why| ("NotAnApprover", why.clone()));
-    match quorum(required, reject_when, a.spec.approvers.as_ref(), &t) {
+    match quorum(required, reject_when, a.spec.gate.approvers.as_ref(), &t) {
         Quorum::Open => (None, problem),
-        Quorum::Reached => match inputs::resolve(&a.spec.inputs, &t.input) {
+        Quorum::Reached => match inputs::resolve(&a.spec.gate.inputs, &t.input) {
             Err(e) => (None, Some(("InputInvalid", e))),
             Ok(_) => {
                 let by = t.approvers.join(", ");
@@ -122,15 +122,15 @@ pub fn evaluate(
 /// A quorum gate's outcome, counted again from its votes against the step's own approvers.
 pub fn outcome(expected: &ApprovalRequest, a: &Approval, required: i32, decided: Decision) -> Outcome {
     let deciders = Deciders {
-        approvers: expected.approvers.as_ref(),
+        approvers: expected.gate.approvers.as_ref(),
         escalated: None,
-        self_approval: a.spec.self_approval,
+        self_approval: a.spec.gate.self_approval,
         created_by: expected.workflow.created_by.as_deref(),
     };
     let t = tally(&deciders, &a.spec.votes);
-    let reject_when = expected.reject_when.unwrap_or_default();
-    match (quorum(required, reject_when, expected.approvers.as_ref(), &t), decided) {
-        (Quorum::Reached, Decision::Approve) => match inputs::resolve(&expected.inputs, &t.input) {
+    let reject_when = expected.gate.reject_when.unwrap_or_default();
+    match (quorum(required, reject_when, expected.gate.approvers.as_ref(), &t), decided) {
+        (Quorum::Reached, Decision::Approve) => match inputs::resolve(&expected.gate.inputs, &t.input) {
             Ok(values) => Outcome::Approved { values, decided_by: t.approvers.join(", ") },
             Err(e) => Outcome::NotAccepted(e),
         },

@@ -234,7 +234,7 @@ async fn decide(
     };
     let api: Api<Approval> = Api::namespaced(c.client.clone(), &ns);
     let inputs = match api.get(&name).await {
-        Ok(a) => a.spec.inputs,
+        Ok(a) => a.spec.gate.inputs,
         Err(e) => return render_gate(&ui, &c, &ns, &name, &typed, Some(said(&e))).await,
     };
     let patch = form::patch(&decision, &inputs, &typed);

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::ctx::{BUSY_RETRY, Ctx, after, t};
-use crate::api::{ANNOTATION_CREATED_BY, InputSpec, OnTimeout, Step, StepPhase, StepStatus, Workflow, WorkflowRef};
+use crate::api::{
+    ANNOTATION_CREATED_BY, Gate, InputSpec, OnTimeout, Step, StepPhase, StepStatus, Workflow, WorkflowRef,
+};
 use crate::engine::approval_request::ApprovalRequest;
 use crate::engine::event::Event;
 use crate::engine::expr::{self, EvalError};
@@ -61,7 +63,7 @@ pub(super) fn observe(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
             }
         }
         gate::Outcome::Approved { values, decided_by } => {
-            st.outputs = gate_outputs(&expected.inputs, &values, "Approve");
+            st.outputs = gate_outputs(&expected.gate.inputs, &values, "Approve");
             st.decided_by = Some(decided_by);
             ctx.finish(st, StepPhase::Succeeded, Some("Approved"), a.spec.comment.clone());
         }
@@ -74,8 +76,8 @@ pub(super) fn observe(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
             st.decided_by = Some(decided_by);
             ctx.finish(st, StepPhase::Failed, Some("Rejected"), Some(msg));
         }
-        gate::Outcome::Expired if expected.on_timeout == Some(OnTimeout::Approve) => {
-            st.outputs = gate_outputs(&expected.inputs, &inputs::defaults(&expected.inputs), "Expired");
+        gate::Outcome::Expired if expected.gate.on_timeout == Some(OnTimeout::Approve) => {
+            st.outputs = gate_outputs(&expected.gate.inputs, &inputs::defaults(&expected.gate.inputs), "Expired");
             ctx.finish(st, StepPhase::Succeeded, Some("ApprovalExpired"), Some("expired; onTimeout: Approve".into()));
         }
         gate::Outcome::Expired => {
@@ -98,7 +100,8 @@ pub(super) fn observe(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
 
 /// The gate a waiting step expects, from the Workflow and the step's status alone.
 pub fn approval_request(wf: &Workflow, step: &Step, st: &StepStatus) -> ApprovalRequest {
-    let gate = step.suspend.as_ref().expect("suspend step");
+    let gate = &step.suspend.as_ref().expect("suspend step").gate;
+    let quorum = gate.required_approvals.filter(|&n| n > 1);
     let workflow_name = wf.metadata.name.clone().unwrap_or_default();
     // A run started by an earlier version keeps the name it recorded.
     let name = st.approval_name.clone().unwrap_or_else(|| names::approval_name(&workflow_name, &step.name));
@@ -109,15 +112,13 @@ pub fn approval_request(wf: &Workflow, step: &Step, st: &StepStatus) -> Approval
         step: step.name.clone(),
         item: None,
         message: st.message.clone(),
-        approvers: gate.approvers.clone().filter(|a| !a.is_empty()),
-        inputs: gate.inputs.clone(),
-        timeout_seconds: gate.timeout_seconds,
-        on_timeout: gate.on_timeout,
+        gate: Gate {
+            approvers: gate.approvers.clone().filter(|a| !a.is_empty()),
+            required_approvals: quorum,
+            reject_when: gate.reject_when.filter(|_| quorum.is_some()),
+            ..gate.clone()
+        },
         expires_at: gate.timeout_seconds.zip(st.started_at.as_ref()).map(|(s, started)| Time(after(started, s))),
-        self_approval: gate.self_approval,
-        required_approvals: gate.required_approvals.filter(|&n| n > 1),
-        reject_when: gate.reject_when.filter(|_| gate.required_approvals.is_some_and(|n| n > 1)),
-        notify: gate.notify.clone(),
         escalates_at: gate
             .notify
             .as_ref()

@@ -36,7 +36,7 @@ pub fn validate(wf: &Workflow) -> Result<Valid<'_>, String> {
             duration::parse(d).map_err(|e| at("sleep", e))?;
         }
         if let Some(g) = &s.suspend {
-            inputs::check_specs(&g.inputs).map_err(|e| at("suspend.inputs", e))?;
+            inputs::check_specs(&g.gate.inputs).map_err(|e| at("suspend.inputs", e))?;
         }
         if let Some(c) = &s.container {
             check_mounts(wf, c).map_err(|e| at("container.volumeMounts", e))?;
