@@ -181,12 +181,12 @@ fn check_decision(a: &Approval, d: Decision) -> Result<(), (&'static str, String
     if let Some(why) = Deciders::of(a).refusal(&a.spec) {
         return Err(("NotAnApprover", why));
     }
+    let given = a.spec.input.clone().unwrap_or_default();
     match d {
-        Decision::Approve => inputs::resolve(&a.spec.gate.inputs, &a.spec.input.clone().unwrap_or_default())
-            .map(|_| ())
-            .map_err(|e| ("InputInvalid", e)),
-        Decision::Reject => Ok(()),
+        Decision::Approve => inputs::resolve(&a.spec.gate.inputs, &given).map(drop),
+        Decision::Reject => inputs::check_given(&a.spec.gate.inputs, &given),
     }
+    .map_err(|e| ("InputInvalid", e))
 }
 
 /// What a waiting step makes of its Approval.
@@ -249,9 +249,13 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
         return Outcome::NotAccepted(why);
     }
     let decided_by = if spec_decider.is_empty() { "someone".to_string() } else { spec_decider };
+    let given = a.spec.input.clone().unwrap_or_default();
     match decided {
-        Decision::Reject => Outcome::Rejected { decided_by },
-        Decision::Approve => match inputs::resolve(&expected.gate.inputs, &a.spec.input.clone().unwrap_or_default()) {
+        Decision::Reject => match inputs::check_given(&expected.gate.inputs, &given) {
+            Ok(()) => Outcome::Rejected { decided_by },
+            Err(e) => Outcome::NotAccepted(e),
+        },
+        Decision::Approve => match inputs::resolve(&expected.gate.inputs, &given) {
             Ok(values) => Outcome::Approved { values, decided_by },
             Err(e) => Outcome::NotAccepted(e),
         },
@@ -443,6 +447,43 @@ mod tests {
         // The same problem seen again records no second Event.
         a.status = Some(evaluate(&a, t(5)).status);
         assert!(evaluate(&a, t(6)).event.is_none());
+    }
+
+    /// A rejection's input is checked as an approval's is (the admission policy refuses it too),
+    /// except that nothing is required.
+    #[test]
+    fn a_rejection_with_input_the_gate_does_not_ask_for_is_not_acted_on() {
+        let mut a = gate(&["alice"], &[]);
+        a.spec.decision = Some(Decision::Reject);
+        a.spec.decided_by = Some("alice".into());
+        a.spec.input = Some(serde_json::from_value(json!({"colour": "red"})).unwrap());
+        let d = evaluate(&a, t(5));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
+        assert!(d.status.message.unwrap().contains("input colour: not asked for by this gate"));
+        a.spec.input = Some(BTreeMap::new());
+        assert_eq!(evaluate(&a, t(5)).status.phase, Some(ApprovalPhase::Rejected), "required is for approvals");
+
+        let expected = ApprovalRequest {
+            name: "wf-review".into(),
+            workflow: a.spec.workflow_ref.clone(),
+            step: a.spec.step.clone(),
+            item: None,
+            message: None,
+            gate: a.spec.gate.clone(),
+            expires_at: None,
+            escalates_at: None,
+        };
+        let mut a = Approval { spec: expected.spec(), ..a };
+        a.spec.decision = Some(Decision::Reject);
+        a.spec.decided_by = Some("alice".into());
+        a.spec.input = Some(serde_json::from_value(json!({"verdict": null})).unwrap());
+        a.status = Some(ApprovalStatus {
+            phase: Some(ApprovalPhase::Rejected),
+            decided_by: Some("alice".into()),
+            decided_at: Some(Time(t(5))),
+            ..Default::default()
+        });
+        assert!(matches!(outcome(&expected, &a, t(6)), Outcome::NotAccepted(e) if e.contains("null is not one")));
     }
 
     #[test]
