@@ -4,7 +4,8 @@
 pub mod api;
 pub mod controller;
 pub mod engine;
-pub mod inbox;
+pub mod error_category;
+pub mod inbox_reader;
 pub mod leader;
 pub mod metrics;
 pub mod ui;

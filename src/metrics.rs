@@ -16,6 +16,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::error_category::ErrorCategory;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabel {
     pub controller: &'static str,
@@ -210,7 +212,7 @@ impl Metrics {
             let _ = self.duration.get_or_create(&ControllerLabel { controller });
         }
         for controller in FAILING {
-            for category in crate::controller::Error::CATEGORIES {
+            for category in ErrorCategory::ALL.map(ErrorCategory::as_str) {
                 let _ = self.failures.get_or_create(&ErrorLabels { controller, category });
             }
         }

@@ -6,6 +6,8 @@ mod harness;
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use common::{kubectl, kubectl_ok, test_namespace, wait_for};
 use harness::*;
 
@@ -195,4 +197,32 @@ fn kubectl_explain_reads_like_a_manual() {
     }
     let out = explain("approval.spec.decision");
     assert!(out.contains("Final once set"), "{out}");
+}
+
+/// The input cases of tests/cases/gate_input.json, each sent to the API server as a decision in
+/// a server-side dry run: admission accepts or refuses each as the engine does
+/// (`engine::inputs`, unit test `admission_cases_agree_with_the_policy`).
+#[test]
+fn input_admission_agrees_with_the_engine() {
+    let ns = test_namespace("admission-input");
+    let _op = Operator::start(&ns.name);
+    let table: Value = serde_json::from_str(include_str!("cases/gate_input.json")).expect("the case table");
+    let workflow = json!({
+        "apiVersion": "hitl.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "cases"},
+        "spec": {"steps": [{"name": "review", "suspend": {"inputs": table["inputs"]}}]},
+    });
+    apply(&ns.name, &workflow.to_string());
+    wait_pending(&ns.name, "cases.review");
+    for case in table["cases"].as_array().expect("cases") {
+        // A JSON patch, not a merge patch: a merge patch cannot send null.
+        let mut patch = vec![json!({"op": "add", "path": "/spec/decision", "value": case["decision"]})];
+        if !case["input"].is_null() {
+            patch.push(json!({"op": "add", "path": "/spec/input", "value": case["input"]}));
+        }
+        let patch = Value::from(patch).to_string();
+        let args = ["-n", &ns.name, "patch", "approval", "cases.review", "--type", "json", "--dry-run=server", "-p"];
+        let out = kubectl("admin", &[&args[..], &[patch.as_str()]].concat());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), case["accepted"] == true, "{} ({}): {said}", case["name"], case["rule"]);
+    }
 }

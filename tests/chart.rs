@@ -195,7 +195,7 @@ fn controller_rules(per_gate_grants: bool) -> Value {
     Value::Array(rules)
 }
 
-/// The operator's rights for the ApprovalInboxes: exactly what src/controller/inbox.rs calls.
+/// The operator's rights for the ApprovalInboxes: exactly what src/controller/inbox_writer.rs calls.
 fn inbox_rules() -> Value {
     json!([
         {"apiGroups": ["hitl.dev"], "resources": ["approvalinboxes"], "verbs": ["get", "list", "watch", "create", "delete"]},

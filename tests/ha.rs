@@ -31,13 +31,15 @@ fn log_has(op: &Operator, text: &str) -> bool {
     std::fs::read_to_string(&op.log).is_ok_and(|l| l.contains(text))
 }
 
-/// Workflow reconciles this process has run, from its /metrics.
+/// Workflow reconciles this process has run, from its /metrics. The series exists from the
+/// start, at 0, on a standby too: a missing or unreadable one fails the test instead of reading
+/// as "none", which would let the standby check pass without checking anything.
 fn reconciles(op: &Operator) -> u64 {
     let body = op.metrics();
-    body.lines()
-        .find(|l| l.starts_with(r#"hitl_reconciles_total{controller="workflow"}"#))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0)
+    let series = r#"hitl_reconciles_total{controller="workflow"}"#;
+    let line = body.lines().find(|l| l.starts_with(series));
+    let line = line.unwrap_or_else(|| panic!("no {series} in /metrics:\n{body}"));
+    line.split_whitespace().last().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("unreadable: {line}"))
 }
 
 fn run(name: &str) -> String {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{kubeconfig, kubectl, kubectl_err, kubectl_ok, kubectl_stdin, test_namespace, unique_name, wait_for};
 use harness::*;
-use hitl_operator::engine::inbox::{inbox_name, user};
+use hitl_operator::engine::inbox_contents::{inbox_name, user};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -88,13 +88,15 @@ fn a_gate_is_counted_pending_then_decided_timed_and_counted_by_outcome() {
     wait_phase(&ns.name, "deal", "Waiting", WAIT);
     wait_pending(&ns.name, "deal.review");
     let pending = format!(r#"hitl_approvals_pending{{namespace="{}"}}"#, ns.name);
-    let waiting = wait_value(&op, &pending, 1.0);
-    let phase = |kind: &str, p: &str| format!(r#"hitl_{kind}{{namespace="{}",phase="{p}"}}"#, ns.name);
-    assert_eq!(value(&waiting, &phase("workflows", "Waiting")), Some(1.0), "{waiting}");
-    assert_eq!(value(&waiting, &phase("approvals", "Pending")), Some(1.0), "{waiting}");
+    // Waits for the expiry, not the pending count: an Approval the operator's cache holds before
+    // its status is already counted pending (no status reads as Pending), but has no expiry yet.
     let expiry = format!(r#"hitl_approval_next_expiry_timestamp_seconds{{namespace="{}"}}"#, ns.name);
     let expires_at = time(&approval(&ns.name, "deal.review")["status"]["expiresAt"]).as_second() as f64;
-    assert_eq!(value(&waiting, &expiry), Some(expires_at), "{waiting}");
+    let waiting = wait_value(&op, &expiry, expires_at);
+    let phase = |kind: &str, p: &str| format!(r#"hitl_{kind}{{namespace="{}",phase="{p}"}}"#, ns.name);
+    assert_eq!(value(&waiting, &pending), Some(1.0), "{waiting}");
+    assert_eq!(value(&waiting, &phase("workflows", "Waiting")), Some(1.0), "{waiting}");
+    assert_eq!(value(&waiting, &phase("approvals", "Pending")), Some(1.0), "{waiting}");
     assert_eq!(value(&waiting, "hitl_approval_decision_seconds_count"), Some(0.0));
 
     patch_approval("alice", &ns.name, "deal.review", r#"{"spec":{"decision":"Approve"}}"#).expect("alice approves");

@@ -7,8 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::policy::SelfApproval;
-use super::shared::{Approvers, InputSpec, OnTimeout, RejectWhen};
+use super::shared::Gate;
 
 /// A decision a person makes for a Workflow's suspend step. The controller creates it; a person
 /// patches `decision` (and `input`, `comment`, `decidedBy`) once.
@@ -49,44 +48,18 @@ pub struct ApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 8192))]
     pub message: Option<String>,
-    /// Who may decide (set by the controller, immutable). Empty: anyone RBAC allows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvers: Option<Approvers>,
-    /// The typed inputs asked for (set by the controller, immutable).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = 32))]
-    pub inputs: Vec<InputSpec>,
-    /// Seconds from creation until the gate expires (set by the controller, immutable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub timeout_seconds: Option<i64>,
-    /// What expiry means (set by the controller, immutable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_timeout: Option<OnTimeout>,
     /// When the gate expires: the step's start plus `timeoutSeconds` (set by the controller,
     /// immutable). The deadline belongs to the step, so an Approval deleted and created again
     /// keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
-    /// `Forbid`: the Workflow's creator may not decide this gate (set by the controller from the
-    /// step and the namespace's WorkflowPolicy, immutable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub self_approval: Option<SelfApproval>,
-    /// Distinct approvers who must approve (set by the controller, immutable). Above 1 each
-    /// person's decision is their vote in `votes`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 64))]
-    pub required_approvals: Option<i32>,
-    /// When a quorum gate is rejected (set by the controller, immutable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reject_when: Option<RejectWhen>,
     /// When the gate escalates: the step's start plus `notify.escalation.afterSeconds` (set by
     /// the controller, immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalates_at: Option<Time>,
-    /// Whom to tell, reminders and escalation (set by the controller, immutable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<super::notify::NotifySpec>,
+    /// The gate's shape, copied from the step (set by the controller, immutable).
+    #[serde(flatten)]
+    pub gate: Gate,
 
     /// The person's decision: `Approve` or `Reject`. Final once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +89,71 @@ pub struct ApprovalSpec {
     #[schemars(length(max = 64))]
     pub votes: BTreeMap<String, Vote>,
 }
+
+/// The fields of an Approval's spec that the controller sets from the gate, in one list: the CRD
+/// rule that makes them immutable (`validation::approval_spec_rules`) and the check of an
+/// Approval against the gate a step expects (`engine::gate::mismatch`, an exhaustive `match`)
+/// are both derived from it, so a field added to the gate cannot be left out of either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateField {
+    WorkflowRef,
+    Step,
+    Item,
+    Message,
+    Approvers,
+    Inputs,
+    TimeoutSeconds,
+    OnTimeout,
+    ExpiresAt,
+    SelfApproval,
+    RequiredApprovals,
+    RejectWhen,
+    Notify,
+    EscalatesAt,
+}
+
+impl GateField {
+    /// Every field, in the order the immutability rule lists them.
+    pub const ALL: [GateField; 14] = [
+        GateField::WorkflowRef,
+        GateField::Step,
+        GateField::Item,
+        GateField::Message,
+        GateField::Approvers,
+        GateField::Inputs,
+        GateField::TimeoutSeconds,
+        GateField::OnTimeout,
+        GateField::ExpiresAt,
+        GateField::SelfApproval,
+        GateField::RequiredApprovals,
+        GateField::RejectWhen,
+        GateField::Notify,
+        GateField::EscalatesAt,
+    ];
+
+    /// The field's name in the API.
+    pub const fn name(self) -> &'static str {
+        match self {
+            GateField::WorkflowRef => "workflowRef",
+            GateField::Step => "step",
+            GateField::Item => "item",
+            GateField::Message => "message",
+            GateField::Approvers => "approvers",
+            GateField::Inputs => "inputs",
+            GateField::TimeoutSeconds => "timeoutSeconds",
+            GateField::OnTimeout => "onTimeout",
+            GateField::ExpiresAt => "expiresAt",
+            GateField::SelfApproval => "selfApproval",
+            GateField::RequiredApprovals => "requiredApprovals",
+            GateField::RejectWhen => "rejectWhen",
+            GateField::Notify => "notify",
+            GateField::EscalatesAt => "escalatesAt",
+        }
+    }
+}
+
+/// The fields of an Approval's spec that a person writes: the decision.
+pub const DECISION_FIELDS: [&str; 6] = ["decision", "input", "comment", "decidedBy", "decidedByGroups", "votes"];
 
 /// One person's vote on a quorum gate.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -207,4 +245,31 @@ pub enum ApprovalPhase {
     Rejected,
     Expired,
     Cancelled,
+}
+
+#[cfg(test)]
+mod gate_field_tests {
+    use super::*;
+
+    /// Every field of `ApprovalSpec` is either the gate's (`GateField`) or the decision's: a new
+    /// field must be put in one of the two lists, and so gets its immutability and its check.
+    #[test]
+    fn every_spec_field_is_listed_once() {
+        let full = serde_json::json!({
+            "workflowRef": {"name": "w", "uid": "u"}, "step": "s", "item": 0, "message": "m",
+            "approvers": {"users": ["a"]}, "inputs": [{"name": "i", "type": "string"}],
+            "timeoutSeconds": 1, "onTimeout": "Reject", "expiresAt": "2026-01-01T00:00:00Z",
+            "selfApproval": "Forbid", "requiredApprovals": 2, "rejectWhen": "AnyReject",
+            "notify": {"channels": ["c"]}, "escalatesAt": "2026-01-01T00:00:00Z",
+            "decision": "Approve", "input": {"i": "x"}, "comment": "c", "decidedBy": "a",
+            "decidedByGroups": ["g"], "votes": {"a": {"decision": "Approve"}},
+        });
+        let spec: ApprovalSpec = serde_json::from_value(full).expect("a full spec");
+        let written = serde_json::to_value(&spec).expect("serializes");
+        let mut fields: Vec<&str> = written.as_object().expect("an object").keys().map(String::as_str).collect();
+        let mut listed: Vec<&str> = GateField::ALL.iter().map(|f| f.name()).chain(DECISION_FIELDS).collect();
+        fields.sort();
+        listed.sort();
+        assert_eq!(fields, listed);
+    }
 }

@@ -1,7 +1,7 @@
 //! The CRD types: the contract users write against.
 pub mod approval;
+pub mod approval_inbox;
 pub mod cron;
-pub mod inbox;
 pub mod notify;
 pub mod policy;
 pub mod shared;
@@ -10,12 +10,12 @@ mod validation;
 pub mod volumes;
 pub mod workflow;
 
-pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, Vote, WorkflowRef};
+pub use approval::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Decision, GateField, Vote, WorkflowRef};
+pub use approval_inbox::{ApprovalInbox, ApprovalInboxSpec, ApprovalInboxStatus, InboxItem, InboxSubject, SubjectKind};
 pub use cron::{ConcurrencyPolicy, CronWorkflow, CronWorkflowSpec, CronWorkflowStatus};
-pub use inbox::{ApprovalInbox, ApprovalInboxSpec, ApprovalInboxStatus, InboxItem, InboxSubject, SubjectKind};
 pub use notify::{NotificationChannel, NotificationEvent, NotifySpec};
 pub use policy::{SelfApproval, WorkflowPolicy, WorkflowPolicySpec};
-pub use shared::{Approvers, InputSpec, InputType, OnTimeout, RejectWhen};
+pub use shared::{Approvers, Gate, InputSpec, InputType, OnTimeout, RejectWhen};
 pub use template::{ParameterSpec, ResolvedTemplate, WorkflowTemplate, WorkflowTemplateRef, WorkflowTemplateSpec};
 pub use volumes::{Volume, VolumeMount, Workspace};
 pub use workflow::{

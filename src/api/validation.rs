@@ -187,22 +187,7 @@ pub fn input_spec_rules() -> Value {
 /// one request and is final. `input` is checked by the ValidatingAdmissionPolicy: CRD rules
 /// cannot see inside it.
 pub fn approval_spec_rules() -> Value {
-    let set_by_controller = [
-        "workflowRef",
-        "step",
-        "item",
-        "message",
-        "approvers",
-        "inputs",
-        "timeoutSeconds",
-        "onTimeout",
-        "expiresAt",
-        "selfApproval",
-        "requiredApprovals",
-        "rejectWhen",
-        "notify",
-        "escalatesAt",
-    ];
+    let set_by_controller = super::approval::GateField::ALL.map(|f| f.name());
     let immutable = set_by_controller
         .iter()
         .map(|f| format!("has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})"))

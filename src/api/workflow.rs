@@ -10,8 +10,6 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::policy::SelfApproval;
-use super::shared::{Approvers, InputSpec, OnTimeout, RejectWhen};
 use super::volumes::{MAX_VOLUMES, Volume, VolumeMount, Workspace};
 
 /// Annotation on a Workflow naming the user who created it, written by the API server (the
@@ -369,36 +367,9 @@ pub struct SuspendStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub message: Option<String>,
-    /// Who may decide. Empty: anyone whom RBAC lets patch approvals.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvers: Option<Approvers>,
-    /// Typed input the person supplies; checked by the API server when it is given.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]), length(max = 32))]
-    pub inputs: Vec<InputSpec>,
-    /// Seconds until the gate expires. Unset: it never expires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub timeout_seconds: Option<i64>,
-    /// What expiry means for the step: `Reject` (default; the step fails) or `Approve` (the step
-    /// succeeds with the inputs' defaults and `decision: Expired`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_timeout: Option<OnTimeout>,
-    /// `Forbid`: the user who created the Workflow may not decide this gate, even if listed
-    /// (separation of duties). The namespace's WorkflowPolicy can forbid it for every gate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub self_approval: Option<SelfApproval>,
-    /// Distinct approvers who must approve (a quorum, e.g. 2 for four eyes). Default 1. Above 1,
-    /// each person's decision is recorded as their vote (`spec.votes.<user>` of the Approval).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 64))]
-    pub required_approvals: Option<i32>,
-    /// When a quorum gate is rejected: `QuorumUnreachable` (default) or `AnyReject` (a veto).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reject_when: Option<RejectWhen>,
-    /// Whom to tell that the gate waits, reminders, and escalation to more approvers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<super::notify::NotifySpec>,
+    /// The gate's shape, shared with the Approval it opens.
+    #[serde(flatten)]
+    pub gate: super::shared::Gate,
 }
 
 /// How a container step's failed attempts are retried.

@@ -14,8 +14,9 @@ use tracing::{instrument, warn};
 use super::pods::LABEL_WORKFLOW;
 use super::{Context, Error, Written, grants};
 use crate::api::{Approval, ApprovalPhase, StepPhase, Workflow};
+use crate::engine::event::Event;
 use crate::engine::gate;
-use crate::engine::plan::{self, Event};
+use crate::engine::plan;
 
 /// The operator's one watch of Approvals: its store and the stream `run` consumes. `changed` is
 /// woken after every change has reached the store.

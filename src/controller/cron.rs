@@ -18,7 +18,7 @@ use crate::api::cron::{ANNOTATION_SCHEDULED, ActiveWorkflow, LABEL_CRON};
 use crate::api::{CronWorkflow, CronWorkflowStatus, Workflow, WorkflowPhase};
 use crate::engine::conditions;
 use crate::engine::cron::{self, Decision, Run, RunState, Schedule};
-use crate::engine::plan::Event;
+use crate::engine::event::Event;
 
 /// Watches CronWorkflows and the Workflows they own (by label, so only theirs are seen).
 pub async fn run(ctx: Arc<Context>) {

@@ -13,14 +13,14 @@ use crate::engine::names;
 
 /// The Role and RoleBinding for an Approval, or None when it lists no approvers. Pure.
 pub fn build(a: &Approval) -> Option<(Role, RoleBinding)> {
-    let approvers = a.spec.approvers.clone().filter(|p| !p.is_empty())?;
+    let approvers = a.spec.gate.approvers.clone().filter(|p| !p.is_empty())?;
     grant(a, names::grant_name(&a.name_any(), a.metadata.uid.as_deref()?), &approvers)
 }
 
 /// The grant for the escalation approvers, once the gate escalated (`status.escalatedAt`). Pure.
 pub fn build_escalated(a: &Approval) -> Option<(Role, RoleBinding)> {
     a.status.as_ref()?.escalated_at.as_ref()?;
-    let approvers = a.spec.notify.as_ref()?.escalation.as_ref()?.approvers.clone();
+    let approvers = a.spec.gate.notify.as_ref()?.escalation.as_ref()?.approvers.clone();
     if approvers.is_empty() {
         return None;
     }
@@ -126,7 +126,10 @@ mod tests {
         let mut a = Approval::new(
             "wf-review",
             ApprovalSpec {
-                approvers: Some(Approvers { users: vec!["alice".into()], groups: vec!["legal".into()] }),
+                gate: crate::api::Gate {
+                    approvers: Some(Approvers { users: vec!["alice".into()], groups: vec!["legal".into()] }),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );
@@ -143,7 +146,7 @@ mod tests {
         );
         assert_eq!(role.metadata.owner_references.unwrap()[0].uid, "uid");
         assert!(role.metadata.name.unwrap().starts_with("hitl-approve-wf-review-"));
-        a.spec.approvers = None;
+        a.spec.gate.approvers = None;
         assert!(build(&a).is_none());
     }
 }

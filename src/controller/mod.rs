@@ -4,7 +4,7 @@ pub mod approval;
 pub mod cron;
 pub mod grants;
 pub mod guard;
-pub mod inbox;
+pub mod inbox_writer;
 mod mounts;
 pub mod notify;
 mod observe;
@@ -24,7 +24,8 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::Workflow;
-use crate::engine::plan::Event;
+use crate::engine::event::Event;
+use crate::error_category::ErrorCategory;
 
 /// Operator settings, from flags and environment.
 #[derive(Clone, Debug)]
@@ -93,18 +94,20 @@ impl Error {
         }
     }
 
-    /// Every category [`Error::category`] can return (metrics start each at zero).
-    pub const CATEGORIES: [&'static str; 5] = ["Forbidden", "TooLarge", "KubeError", "CreateFailed", "NameTaken"];
-
     pub fn category(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    fn kind(&self) -> ErrorCategory {
         match (self, self.status()) {
-            (_, Some(s)) if missing_right(s) => "Forbidden",
-            (Error::Kube(e) | Error::Create(e), _) if too_large(e) => "TooLarge",
-            (Error::Kube(_), _) => "KubeError",
-            (Error::Create(_), _) => "CreateFailed",
-            (Error::NotOwned(_), _) => "NameTaken",
+            (_, Some(s)) if missing_right(s) => ErrorCategory::Forbidden,
+            (Error::Kube(e) | Error::Create(e), _) if too_large(e) => ErrorCategory::TooLarge,
+            (Error::Kube(_), _) => ErrorCategory::KubeError,
+            (Error::Create(_), _) => ErrorCategory::CreateFailed,
+            (Error::NotOwned(_), _) => ErrorCategory::NameTaken,
         }
     }
+
     /// Retrying the same create will not help, so its step fails: the object is invalid (400/422),
     /// admission refused it (403, e.g. Pod Security), or its name is taken by another owner.
     /// An exceeded quota (also 403) can clear up, and so can a right the operator lacks (RBAC's
@@ -399,7 +402,7 @@ async fn run_in(
     let delivery = async { futures::join!(channels, notify::run_workers(ctx.clone(), jobs)) };
     let inboxes = async {
         if ctx.config.inboxes {
-            inbox::run(ctx.clone(), approvals, changed).await
+            inbox_writer::run(ctx.clone(), approvals, changed).await
         } else {
             futures::future::pending().await
         }

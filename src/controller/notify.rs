@@ -22,7 +22,7 @@ use super::Context;
 use crate::api::notify::{DeliveryState, NotificationRecord, SecretKeyRef, SmtpTls};
 use crate::api::{Approval, NotificationChannel};
 use crate::engine::conditions;
-use crate::engine::notify::{self as plan, Due, Step};
+use crate::engine::notify::{self, Due, Step};
 
 /// Notifications waiting for a worker; beyond this the Approval controller tries again later.
 const QUEUE: usize = 1024;
@@ -74,7 +74,7 @@ impl Notifier {
     /// Queues what `a` owes its channels now; returns when to look again (a reminder, an
     /// escalation, a retry).
     pub fn schedule(&self, a: &Approval, now: Timestamp) -> Option<Timestamp> {
-        let (due, mut next) = plan::reached(a, now);
+        let (due, mut next) = notify::reached(a, now);
         if due.is_empty() {
             return next;
         }
@@ -85,7 +85,7 @@ impl Notifier {
             for d in due.iter().filter(|d| wanted.as_ref().is_none_or(|w| w.is_empty() || w.contains(&d.event))) {
                 let stored = records.iter().find(|r| r.key == d.key && r.channel == channel);
                 let record = self.newest(stored, &d.key, &channel);
-                match plan::next_step(record.as_ref(), now) {
+                match notify::next_step(record.as_ref(), now) {
                     Step::Done => {}
                     Step::RetryAt(at) => next = Some(next.map_or(at, |n| n.min(at))),
                     Step::Send { attempt } => self.enqueue(Job {
@@ -103,7 +103,7 @@ impl Notifier {
 
     /// The gate's channels: those it names, or the namespace's defaults.
     fn channels_of(&self, a: &Approval, namespace: &str) -> Vec<String> {
-        match a.spec.notify.as_ref().and_then(|n| n.channels.clone()) {
+        match a.spec.gate.notify.as_ref().and_then(|n| n.channels.clone()) {
             Some(named) => named,
             None => self
                 .channels
@@ -198,7 +198,7 @@ async fn deliver(ctx: &Context, http: &reqwest::Client, job: &Job) {
             warn!(approval = %job.approval, channel = %job.channel, attempt = job.attempt, error = %e, "notification failed")
         }
     }
-    let record = plan::record_attempt(&job.due.key, &job.channel, job.attempt, result, Timestamp::now());
+    let record = notify::record_attempt(&job.due.key, &job.channel, job.attempt, result, Timestamp::now());
     ctx.notifier.remember(&record);
     if let Err(e) = persist(ctx, &approvals, &job.approval, record).await {
         // Not recorded: the next look at the Approval sends it again, with the same key.
@@ -223,8 +223,8 @@ async fn send(
     job: &Job,
     channel: &NotificationChannel,
 ) -> Result<(), String> {
-    let page = plan::page_url(channel.spec.approval_url_template.as_deref(), a);
-    let message = plan::render(a, &job.due, page.as_deref(), Timestamp::now());
+    let page = notify::page_url(channel.spec.approval_url_template.as_deref(), a);
+    let message = notify::render(a, &job.due, page.as_deref(), Timestamp::now());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &job.namespace);
     if let Some(w) = &channel.spec.webhook {
         let url = match (&w.url, &w.url_secret_ref) {
@@ -238,7 +238,7 @@ async fn send(
             .post(url)
             .header("Content-Type", "application/cloudevents+json; charset=utf-8")
             .header("Idempotency-Key", &job.due.key)
-            .header("X-Hitl-Signature", plan::signature(&key, &body))
+            .header("X-Hitl-Signature", notify::signature(&key, &body))
             .body(body);
         return post(request).await;
     }
@@ -269,7 +269,7 @@ async fn email(
     ctx: &Context,
     secrets: &Api<Secret>,
     e: &crate::api::notify::EmailChannel,
-    message: &plan::Message,
+    message: &notify::Message,
     key: &str,
 ) -> Result<(), String> {
     use lettre::message::{Mailbox, header::ContentType};

@@ -10,7 +10,8 @@ use kube::{Resource, ResourceExt};
 
 use super::{Context, Error, Written};
 use crate::api::{ResolvedTemplate, Workflow, WorkflowPhase, WorkflowTemplate};
-use crate::engine::plan::{self, Event, Plan};
+use crate::engine::event::Event;
+use crate::engine::plan::{self, Plan};
 use crate::engine::template;
 
 /// What a Workflow runs in this pass.
@@ -26,7 +27,7 @@ pub enum Run {
 /// The Workflow as it runs. One with a template reference runs its recorded template spec; on
 /// its first pass the template is read fresh from the API server (never a cache), resolved and
 /// recorded, so every later pass and every restart runs exactly what was recorded.
-pub async fn effective(ctx: &Context, wf: Arc<Workflow>) -> Result<Run, Error> {
+pub async fn effective(ctx: &Context, wf: Arc<Workflow>, now: jiff::Timestamp) -> Result<Run, Error> {
     let Some(reference) = wf.spec.workflow_template_ref.clone() else { return Ok(Run::This(wf)) };
     let status = wf.status.clone().unwrap_or_default();
     if status.template.is_some() {
@@ -35,7 +36,6 @@ pub async fn effective(ctx: &Context, wf: Arc<Workflow>) -> Result<Run, Error> {
     if status.phase.is_some_and(WorkflowPhase::is_terminal) {
         return Ok(Run::This(wf));
     }
-    let now = jiff::Timestamp::now();
     let api: Api<WorkflowTemplate> = Api::namespaced(ctx.client.clone(), &wf.namespace().unwrap_or_default());
     let Some(found) = api.get_opt(&reference.name).await.map_err(Error::Kube)? else {
         let message = format!(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ObjectMeta, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -14,9 +15,11 @@ use tracing::{info, instrument, warn};
 use super::pods::{self, LABEL_WORKFLOW, MANAGER};
 use super::{Context, Error, Written};
 use crate::api::{Approval, SelfApproval, StepPhase, Workflow, WorkflowPolicy};
+use crate::engine::approval_request::ApprovalRequest;
+use crate::engine::event::Event;
 use crate::engine::gate;
 use crate::engine::names;
-use crate::engine::plan::{self, ApprovalRequest, Event};
+use crate::engine::plan;
 
 /// Watches Workflows and the Approvals they own, and is woken by the changes of their step Pods
 /// that matter (see `step_pods`).
@@ -109,12 +112,14 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
         // Our own newer write is on its way through the watch; act on that instead.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
+    // The pass's one reading of the clock: every decision below is made at this time.
+    let now = jiff::Timestamp::now();
     let own = wf.clone();
-    let wf = match super::templates::effective(&ctx, wf).await? {
+    let wf = match super::templates::effective(&ctx, wf, now).await? {
         super::templates::Run::This(wf) => wf,
         super::templates::Run::Later(action) => return Ok(action),
         super::templates::Run::Fail(plan) => {
-            return match persist(&ctx, &own, &plan).await? {
+            return match persist(&ctx, &own, &plan, now).await? {
                 Persisted::Recorded(action) | Persisted::Not(action) => Ok(action),
             };
         }
@@ -122,18 +127,18 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     let apis = Apis::new(&ctx, &wf);
     let (pods, approvals) = gather(&ctx, &apis, &wf).await?;
     // Off the async runtime, and a panic fails this Workflow only (see guard).
-    let mut plan = super::guard::plan(wf.clone(), pods.clone(), approvals, jiff::Timestamp::now()).await;
+    let mut plan = super::guard::plan(wf.clone(), pods.clone(), approvals, now).await;
     if plan.delete_workflow {
         return delete_finished(&apis, &ctx, &wf).await;
     }
     // Children first, so the status never names an object that does not exist.
-    if let Some(retry) = apply_children(&apis, &ctx, &wf, &mut plan).await? {
+    if let Some(retry) = apply_children(&apis, &ctx, &wf, &mut plan, now).await? {
         return Ok(retry);
     }
-    if let Some(retry) = cancel_gates(&apis, &ctx, &plan).await? {
+    if let Some(retry) = cancel_gates(&apis, &ctx, &plan, now).await? {
         return Ok(retry);
     }
-    match persist(&ctx, &wf, &plan).await? {
+    match persist(&ctx, &wf, &plan, now).await? {
         Persisted::Recorded(action) => {
             release_pods(&apis, &ctx, &plan, &pods).await?;
             Ok(action)
@@ -235,8 +240,9 @@ async fn apply_children(
     ctx: &Context,
     wf: &Workflow,
     plan: &mut plan::Plan,
+    now: Timestamp,
 ) -> Result<Option<Action>, Error> {
-    if !create_workspace(apis, ctx, wf, plan).await? {
+    if !create_workspace(apis, ctx, wf, plan, now).await? {
         return Ok(None);
     }
     for req in plan.create_pods.clone() {
@@ -246,16 +252,14 @@ async fn apply_children(
             if !e.fails_step() {
                 return Err(e);
             }
-            plan.fail_step(&req.step, req.item, "PodCreateFailed", e.to_string(), jiff::Timestamp::now());
+            plan.fail_step(&req.step, req.item, "PodCreateFailed", e.to_string(), now);
         }
     }
     for req in plan.create_approvals.clone() {
         match open_gate(apis, ctx, wf, &req).await {
             Ok(Opened::Yes) => {}
             Ok(Opened::AfterOldOneGoes) => return Ok(Some(Action::requeue(Duration::from_millis(500)))),
-            Err(e) if e.fails_step() => {
-                plan.fail_step(&req.step, req.item, "ApprovalCreateFailed", e.to_string(), jiff::Timestamp::now())
-            }
+            Err(e) if e.fails_step() => plan.fail_step(&req.step, req.item, "ApprovalCreateFailed", e.to_string(), now),
             Err(e) => return Err(e),
         }
     }
@@ -272,7 +276,13 @@ async fn apply_children(
 
 /// Creates the run's workspace claim if the plan asks for it. A claim the API server refuses
 /// (invalid, forbidden) fails the run before any Pod starts: false, and the plan is now that.
-async fn create_workspace(apis: &Apis, ctx: &Context, wf: &Workflow, plan: &mut plan::Plan) -> Result<bool, Error> {
+async fn create_workspace(
+    apis: &Apis,
+    ctx: &Context,
+    wf: &Workflow,
+    plan: &mut plan::Plan,
+    now: Timestamp,
+) -> Result<bool, Error> {
     let Some(claim) = plan.create_workspace.as_deref().and_then(|name| super::workspace::claim(wf, name)) else {
         return Ok(true);
     };
@@ -281,7 +291,7 @@ async fn create_workspace(apis: &Apis, ctx: &Context, wf: &Workflow, plan: &mut 
         Ok(()) => Ok(true),
         Err(e) if e.fails_step() => {
             let message = format!("spec.workspace: PersistentVolumeClaim {}: {e}", claim.name_any());
-            *plan = plan::abort(wf, "WorkspaceCreateFailed", message, jiff::Timestamp::now());
+            *plan = plan::abort(wf, "WorkspaceCreateFailed", message, now);
             Ok(false)
         }
         Err(e) => Err(e),
@@ -289,10 +299,10 @@ async fn create_workspace(apis: &Apis, ctx: &Context, wf: &Workflow, plan: &mut 
 }
 
 /// Gates this pass gave up on can no longer be decided.
-async fn cancel_gates(apis: &Apis, ctx: &Context, plan: &plan::Plan) -> Result<Option<Action>, Error> {
+async fn cancel_gates(apis: &Apis, ctx: &Context, plan: &plan::Plan, now: Timestamp) -> Result<Option<Action>, Error> {
     for name in &plan.cancel_approvals {
         let Some(a) = apis.approvals.get_opt(name).await.map_err(Error::Kube)? else { continue };
-        let Some(status) = gate::cancelled(&a, jiff::Timestamp::now()) else { continue };
+        let Some(status) = gate::cancelled(&a, now) else { continue };
         let mut next = a.clone();
         next.status = Some(status);
         if let Written::Stale = super::write_status(ctx, &next, "approval_status").await? {
@@ -306,8 +316,8 @@ async fn cancel_gates(apis: &Apis, ctx: &Context, plan: &plan::Plan) -> Result<O
 }
 
 /// Writes the status the plan computed (when it changed) and its Events; requeues at the plan's
-/// next deadline.
-async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Persisted, Error> {
+/// next deadline (the wait until it is measured from the clock as it is then, not from `now`).
+async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan, now: Timestamp) -> Result<Persisted, Error> {
     if wf.status.as_ref() != Some(&plan.status) {
         let mut next = wf.clone();
         next.status = Some(plan.status.clone());
@@ -315,7 +325,7 @@ async fn persist(ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Pers
             Ok(Written::Stale) => return Ok(Persisted::Not(Action::requeue(Duration::from_millis(100)))),
             Ok(Written::Done) => {}
             Err(Error::Kube(e)) if super::too_large(&e) => {
-                return fail_too_large(ctx, wf, plan, e).await.map(Persisted::Not);
+                return fail_too_large(ctx, wf, plan, e, now).await.map(Persisted::Not);
             }
             Err(e) => return Err(e),
         }
@@ -339,9 +349,10 @@ async fn fail_too_large(
     wf: &Workflow,
     plan: &plan::Plan,
     refused: kube::Error,
+    now: Timestamp,
 ) -> Result<Action, Error> {
     warn!(error = %refused, "the Workflow's status is too large for the API server; failing the run");
-    let (status, waiting) = plan::too_large(wf, &plan.status, jiff::Timestamp::now());
+    let (status, waiting) = plan::too_large(wf, &plan.status, now);
     let mut next = wf.clone();
     next.status = Some(status);
     if let Written::Stale = super::write_status(ctx, &next, "workflow_status").await? {
@@ -351,7 +362,7 @@ async fn fail_too_large(
     ctx.event(wf, &Event { warning: true, reason: "StatusTooLarge", note }).await;
     let apis = Apis::new(ctx, wf);
     let cancel = plan::Plan { cancel_approvals: waiting, ..plan.clone() };
-    cancel_gates(&apis, ctx, &cancel).await?;
+    cancel_gates(&apis, ctx, &cancel, now).await?;
     Ok(Action::await_change())
 }
 
@@ -367,7 +378,7 @@ enum Opened {
 async fn open_gate(apis: &Apis, ctx: &Context, wf: &Workflow, req: &ApprovalRequest) -> Result<Opened, Error> {
     let mut spec = req.spec();
     if namespace_forbids_self_approval(apis).await? {
-        spec.self_approval = Some(SelfApproval::Forbid);
+        spec.gate.self_approval = Some(SelfApproval::Forbid);
     }
     let mut labels: std::collections::BTreeMap<String, String> = [
         (LABEL_WORKFLOW.to_string(), names::workflow_label(&wf.name_any())),

@@ -5,9 +5,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use std::collections::BTreeMap;
 
-use super::plan::{ApprovalRequest, Event};
+use super::approval_request::ApprovalRequest;
+use super::event::Event;
 use super::{conditions, inputs, quorum};
-use crate::api::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, SelfApproval};
+use crate::api::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, GateField, SelfApproval};
 
 /// The Approval's next status, an Event if something happened, and when to look again.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,9 +44,9 @@ impl<'a> Deciders<'a> {
     pub fn of(a: &'a Approval) -> Self {
         let spec = &a.spec;
         Deciders {
-            approvers: spec.approvers.as_ref(),
+            approvers: spec.gate.approvers.as_ref(),
             escalated: escalated_approvers(a),
-            self_approval: spec.self_approval,
+            self_approval: spec.gate.self_approval,
             created_by: spec.workflow_ref.created_by.as_deref(),
         }
     }
@@ -83,7 +84,7 @@ impl<'a> Deciders<'a> {
 /// writes status).
 pub fn escalated_approvers(a: &Approval) -> Option<&Approvers> {
     a.status.as_ref()?.escalated_at.as_ref()?;
-    Some(&a.spec.notify.as_ref()?.escalation.as_ref()?.approvers)
+    Some(&a.spec.gate.notify.as_ref()?.escalation.as_ref()?.approvers)
 }
 
 /// The gate's deadline: recorded at creation from the step's start; older Approvals count from
@@ -92,6 +93,7 @@ fn expires_at(a: &Approval, now: Timestamp) -> Option<Time> {
     a.spec.expires_at.clone().or_else(|| {
         let created = a.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
         a.spec
+            .gate
             .timeout_seconds
             .map(|s| Time(created.saturating_add(SignedDuration::from_secs(s)).unwrap_or(Timestamp::MAX)))
     })
@@ -110,7 +112,7 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
         return GateDecision { status, event: None, requeue_at: None };
     }
     status.phase = Some(ApprovalPhase::Pending);
-    status.approvers = a.spec.approvers.as_ref().filter(|p| !p.is_empty()).map(|p| p.summary());
+    status.approvers = a.spec.gate.approvers.as_ref().filter(|p| !p.is_empty()).map(|p| p.summary());
     status.expires_at = expires_at(a, now);
     // A decision first seen after the deadline does not count, whatever the object says about
     // when it was written: people can write managedFields, so only our own clock is trusted.
@@ -126,7 +128,7 @@ pub fn evaluate(a: &Approval, now: Timestamp) -> GateDecision {
         },
     });
     let mut problem = None;
-    let required = a.spec.required_approvals.filter(|&n| n > 1);
+    let required = a.spec.gate.required_approvals.filter(|&n| n > 1);
     match (decision, expired) {
         (_, false) if required.is_some() => {
             let (told, trouble) = quorum::evaluate(a, required.expect("checked"), &mut status, now);
@@ -179,12 +181,12 @@ fn check_decision(a: &Approval, d: Decision) -> Result<(), (&'static str, String
     if let Some(why) = Deciders::of(a).refusal(&a.spec) {
         return Err(("NotAnApprover", why));
     }
+    let given = a.spec.input.clone().unwrap_or_default();
     match d {
-        Decision::Approve => inputs::resolve(&a.spec.inputs, &a.spec.input.clone().unwrap_or_default())
-            .map(|_| ())
-            .map_err(|e| ("InputInvalid", e)),
-        Decision::Reject => Ok(()),
+        Decision::Approve => inputs::resolve(&a.spec.gate.inputs, &given).map(drop),
+        Decision::Reject => inputs::check_given(&a.spec.gate.inputs, &given),
     }
+    .map_err(|e| ("InputInvalid", e))
 }
 
 /// What a waiting step makes of its Approval.
@@ -227,7 +229,7 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
     {
         return Outcome::NotAccepted("the decision was not seen before the gate expired".into());
     }
-    if let Some(required) = expected.required_approvals.filter(|&n| n > 1) {
+    if let Some(required) = expected.gate.required_approvals.filter(|&n| n > 1) {
         return quorum::outcome(expected, a, required, decided);
     }
     if sent_decision(&a.spec) != Some(decided) {
@@ -238,18 +240,22 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
         return Outcome::NotAccepted("the decider in its status differs from the one in its spec".into());
     }
     let step_deciders = Deciders {
-        approvers: expected.approvers.as_ref(),
+        approvers: expected.gate.approvers.as_ref(),
         escalated: escalation_counts(expected, &status).then(|| escalated_approvers(a)).flatten(),
-        self_approval: a.spec.self_approval,
+        self_approval: a.spec.gate.self_approval,
         created_by: expected.workflow.created_by.as_deref(),
     };
     if let Some(why) = step_deciders.refusal(&a.spec) {
         return Outcome::NotAccepted(why);
     }
     let decided_by = if spec_decider.is_empty() { "someone".to_string() } else { spec_decider };
+    let given = a.spec.input.clone().unwrap_or_default();
     match decided {
-        Decision::Reject => Outcome::Rejected { decided_by },
-        Decision::Approve => match inputs::resolve(&expected.inputs, &a.spec.input.clone().unwrap_or_default()) {
+        Decision::Reject => match inputs::check_given(&expected.gate.inputs, &given) {
+            Ok(()) => Outcome::Rejected { decided_by },
+            Err(e) => Outcome::NotAccepted(e),
+        },
+        Decision::Approve => match inputs::resolve(&expected.gate.inputs, &given) {
             Ok(values) => Outcome::Approved { values, decided_by },
             Err(e) => Outcome::NotAccepted(e),
         },
@@ -270,30 +276,34 @@ fn escalation_counts(expected: &ApprovalRequest, status: &ApprovalStatus) -> boo
 /// forbidden), never laxer.
 pub fn mismatch(expected: &ApprovalRequest, spec: &ApprovalSpec) -> Option<String> {
     let want = expected.spec();
-    let mut fields = vec![];
-    let mut differs = |name: &'static str, same: bool| {
-        if !same {
-            fields.push(name);
-        }
-    };
-    differs("workflowRef", spec.workflow_ref == want.workflow_ref);
-    differs("step", spec.step == want.step);
-    differs("item", spec.item == want.item);
-    differs("message", spec.message == want.message);
-    differs("approvers", spec.approvers.clone().filter(|a| !a.is_empty()) == want.approvers);
-    differs("inputs", spec.inputs == want.inputs);
-    differs("timeoutSeconds", spec.timeout_seconds == want.timeout_seconds);
-    differs("onTimeout", spec.on_timeout.unwrap_or_default() == want.on_timeout.unwrap_or_default());
-    differs("expiresAt", spec.expires_at == want.expires_at);
-    differs("requiredApprovals", spec.required_approvals == want.required_approvals);
-    differs("rejectWhen", spec.reject_when == want.reject_when);
-    differs("notify", spec.notify == want.notify);
-    differs("escalatesAt", spec.escalates_at == want.escalates_at);
-    differs(
-        "selfApproval",
-        want.self_approval != Some(SelfApproval::Forbid) || spec.self_approval == Some(SelfApproval::Forbid),
-    );
+    let fields: Vec<&str> =
+        GateField::ALL.into_iter().filter(|&f| !same(f, spec, &want)).map(GateField::name).collect();
     (!fields.is_empty()).then(|| format!("{} differ", fields.join(", ")))
+}
+
+/// Whether one of the controller's fields of `spec` is as the gate expects (`want`). Empty
+/// approvers are none, and an unset `onTimeout` is its default; the namespace's policy may have
+/// made a gate stricter (self-approval forbidden), never laxer.
+fn same(field: GateField, spec: &ApprovalSpec, want: &ApprovalSpec) -> bool {
+    match field {
+        GateField::WorkflowRef => spec.workflow_ref == want.workflow_ref,
+        GateField::Step => spec.step == want.step,
+        GateField::Item => spec.item == want.item,
+        GateField::Message => spec.message == want.message,
+        GateField::Approvers => spec.gate.approvers.clone().filter(|a| !a.is_empty()) == want.gate.approvers,
+        GateField::Inputs => spec.gate.inputs == want.gate.inputs,
+        GateField::TimeoutSeconds => spec.gate.timeout_seconds == want.gate.timeout_seconds,
+        GateField::OnTimeout => spec.gate.on_timeout.unwrap_or_default() == want.gate.on_timeout.unwrap_or_default(),
+        GateField::ExpiresAt => spec.expires_at == want.expires_at,
+        GateField::SelfApproval => {
+            want.gate.self_approval != Some(SelfApproval::Forbid)
+                || spec.gate.self_approval == Some(SelfApproval::Forbid)
+        }
+        GateField::RequiredApprovals => spec.gate.required_approvals == want.gate.required_approvals,
+        GateField::RejectWhen => spec.gate.reject_when == want.gate.reject_when,
+        GateField::Notify => spec.gate.notify == want.gate.notify,
+        GateField::EscalatesAt => spec.escalates_at == want.escalates_at,
+    }
 }
 
 /// Marks a status as not acted on: condition `Accepted=False` with `reason`, `Decided` as it was.
@@ -349,13 +359,16 @@ mod tests {
         let mut a = Approval::new(
             "wf-review",
             ApprovalSpec {
-                approvers: Some(Approvers {
-                    users: approvers.iter().map(|s| s.to_string()).collect(),
-                    groups: groups.iter().map(|s| s.to_string()).collect(),
-                }),
-                inputs: serde_json::from_value(json!([{"name": "verdict", "enum": ["sign"], "required": true}]))
-                    .unwrap(),
-                timeout_seconds: Some(60),
+                gate: crate::api::Gate {
+                    approvers: Some(Approvers {
+                        users: approvers.iter().map(|s| s.to_string()).collect(),
+                        groups: groups.iter().map(|s| s.to_string()).collect(),
+                    }),
+                    inputs: serde_json::from_value(json!([{"name": "verdict", "enum": ["sign"], "required": true}]))
+                        .unwrap(),
+                    timeout_seconds: Some(60),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );
@@ -434,6 +447,43 @@ mod tests {
         // The same problem seen again records no second Event.
         a.status = Some(evaluate(&a, t(5)).status);
         assert!(evaluate(&a, t(6)).event.is_none());
+    }
+
+    /// A rejection's input is checked as an approval's is (the admission policy refuses it too),
+    /// except that nothing is required.
+    #[test]
+    fn a_rejection_with_input_the_gate_does_not_ask_for_is_not_acted_on() {
+        let mut a = gate(&["alice"], &[]);
+        a.spec.decision = Some(Decision::Reject);
+        a.spec.decided_by = Some("alice".into());
+        a.spec.input = Some(serde_json::from_value(json!({"colour": "red"})).unwrap());
+        let d = evaluate(&a, t(5));
+        assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
+        assert!(d.status.message.unwrap().contains("input colour: not asked for by this gate"));
+        a.spec.input = Some(BTreeMap::new());
+        assert_eq!(evaluate(&a, t(5)).status.phase, Some(ApprovalPhase::Rejected), "required is for approvals");
+
+        let expected = ApprovalRequest {
+            name: "wf-review".into(),
+            workflow: a.spec.workflow_ref.clone(),
+            step: a.spec.step.clone(),
+            item: None,
+            message: None,
+            gate: a.spec.gate.clone(),
+            expires_at: None,
+            escalates_at: None,
+        };
+        let mut a = Approval { spec: expected.spec(), ..a };
+        a.spec.decision = Some(Decision::Reject);
+        a.spec.decided_by = Some("alice".into());
+        a.spec.input = Some(serde_json::from_value(json!({"verdict": null})).unwrap());
+        a.status = Some(ApprovalStatus {
+            phase: Some(ApprovalPhase::Rejected),
+            decided_by: Some("alice".into()),
+            decided_at: Some(Time(t(5))),
+            ..Default::default()
+        });
+        assert!(matches!(outcome(&expected, &a, t(6)), Outcome::NotAccepted(e) if e.contains("null is not one")));
     }
 
     #[test]

@@ -50,11 +50,24 @@ pub fn check_value(spec: &InputSpec, value: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a whole input object and returns it with defaults filled in.
-pub fn resolve(specs: &[InputSpec], given: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Value>, String> {
+/// Checks what a person supplied with any decision, Approve or Reject, as the admission policy
+/// `hitl-approval-input` does: nothing the gate does not ask for (A-INPUT-UNKNOWN), no null
+/// (A-INPUT-NULL), and every value valid for its input (A-INPUT-VALUE). Whether the required
+/// inputs are there matters only to an approval (`resolve`).
+pub fn check_given(specs: &[InputSpec], given: &BTreeMap<String, Value>) -> Result<(), String> {
     if let Some(unknown) = given.keys().find(|k| !specs.iter().any(|s| &s.name == *k)) {
         return Err(format!("input {unknown}: not asked for by this gate"));
     }
+    if let Some((name, _)) = given.iter().find(|(_, v)| v.is_null()) {
+        return Err(format!("input {name}: needs a value; null is not one"));
+    }
+    specs.iter().filter_map(|s| Some((s, given.get(&s.name)?))).try_for_each(|(s, v)| check_value(s, v))
+}
+
+/// Checks the input of an approval and returns it with defaults filled in: `check_given`, and
+/// every required input present or defaulted (A-INPUT-REQUIRED).
+pub fn resolve(specs: &[InputSpec], given: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Value>, String> {
+    check_given(specs, given)?;
     let mut out = BTreeMap::new();
     for spec in specs {
         match given.get(&spec.name).or(spec.default.as_ref()) {
@@ -132,6 +145,23 @@ mod tests {
         for (input, want) in cases {
             let err = resolve(&specs(), &given(input.clone())).unwrap_err();
             assert!(err.starts_with(want), "{input}: got {err:?}, want {want:?}");
+        }
+    }
+
+    /// The cases the API server's admission must answer alike (tests/admission.rs runs them
+    /// there): input is checked on a rejection too, only "required" is for approvals alone.
+    #[test]
+    fn admission_cases_agree_with_the_policy() {
+        let table: Value =
+            serde_json::from_str(include_str!("../../tests/cases/gate_input.json")).expect("the case table");
+        let specs: Vec<InputSpec> = serde_json::from_value(table["inputs"].clone()).unwrap();
+        for case in table["cases"].as_array().unwrap() {
+            let given: BTreeMap<String, Value> = serde_json::from_value(case["input"].clone()).unwrap_or_default();
+            let checked = match case["decision"].as_str() {
+                Some("Approve") => resolve(&specs, &given).map(drop),
+                _ => check_given(&specs, &given),
+            };
+            assert_eq!(checked.is_ok(), case["accepted"] == true, "{}: {checked:?}", case["name"]);
         }
     }
 

@@ -60,7 +60,7 @@ pub fn reached(a: &Approval, now: Timestamp) -> (Vec<Due>, Option<Timestamp>) {
 /// When the gate escalates: as recorded (the step's start plus the delay); an Approval without
 /// the record counts from its creation.
 pub fn escalates_at(a: &Approval) -> Option<Timestamp> {
-    let after = a.spec.notify.as_ref()?.escalation.as_ref()?.after_seconds;
+    let after = a.spec.gate.notify.as_ref()?.escalation.as_ref()?.after_seconds;
     if let Some(at) = &a.spec.escalates_at {
         return Some(at.0);
     }
@@ -77,7 +77,7 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 /// The latest reminder due by `now` (its key suffix), and when the next one falls due.
 fn latest_reminder(a: &Approval, created: Timestamp, now: Timestamp) -> (Option<String>, Option<Timestamp>) {
-    let Some(r) = a.spec.notify.as_ref().and_then(|n| n.reminders.as_ref()) else { return (None, None) };
+    let Some(r) = a.spec.gate.notify.as_ref().and_then(|n| n.reminders.as_ref()) else { return (None, None) };
     let deadline = a.spec.expires_at.as_ref().map(|t| t.0);
     let mut times: Vec<(Timestamp, String)> = vec![];
     if let Some(every) = r.every_seconds.filter(|&s| s > 0) {
@@ -178,8 +178,8 @@ pub fn render(a: &Approval, due: &Due, page: Option<&str>, now: Timestamp) -> Me
     let name = a.metadata.name.clone().unwrap_or_default();
     let status = a.status.clone().unwrap_or_default();
     let spec = &a.spec;
-    let approvers = spec.approvers.as_ref().map(|p| p.summary()).filter(|s| !s.is_empty());
-    let escalation = spec.notify.as_ref().and_then(|n| n.escalation.as_ref()).map(|e| e.approvers.summary());
+    let approvers = spec.gate.approvers.as_ref().map(|p| p.summary()).filter(|s| !s.is_empty());
+    let escalation = spec.gate.notify.as_ref().and_then(|n| n.escalation.as_ref()).map(|e| e.approvers.summary());
     let escalated = status.escalated_at.is_some();
     let who = match (&approvers, &escalation) {
         (Some(a), Some(e)) if escalated => format!("{a}, and since escalation {e}"),
@@ -195,9 +195,9 @@ pub fn render(a: &Approval, due: &Due, page: Option<&str>, now: Timestamp) -> Me
     let waiting =
         matches!(due.event, NotificationEvent::Requested | NotificationEvent::Reminder | NotificationEvent::Escalated);
     if waiting {
-        if !spec.inputs.is_empty() {
+        if !spec.gate.inputs.is_empty() {
             lines.push("Inputs:".into());
-            lines.extend(spec.inputs.iter().map(|i| format!("  - {}", describe_input(i))));
+            lines.extend(spec.gate.inputs.iter().map(|i| format!("  - {}", describe_input(i))));
         }
         lines.push(format!("Who may decide: {who}"));
         if let Some(d) = deadline {
@@ -220,8 +220,8 @@ pub fn render(a: &Approval, due: &Due, page: Option<&str>, now: Timestamp) -> Me
     let data = json!({
         "namespace": ns, "name": name, "uid": a.metadata.uid,
         "workflow": spec.workflow_ref.name, "step": spec.step,
-        "message": spec.message, "inputs": spec.inputs,
-        "approvers": spec.approvers, "escalationApprovers": spec.notify.as_ref().and_then(|n| n.escalation.as_ref()).map(|e| &e.approvers),
+        "message": spec.message, "inputs": spec.gate.inputs,
+        "approvers": spec.gate.approvers, "escalationApprovers": spec.gate.notify.as_ref().and_then(|n| n.escalation.as_ref()).map(|e| &e.approvers),
         "escalated": escalated, "expiresAt": spec.expires_at,
         "phase": status.phase, "decision": spec.decision, "decidedBy": status.decided_by,
         "input": spec.input, "comment": spec.comment, "votes": status.votes,
@@ -297,6 +297,7 @@ pub fn decide_command(a: &Approval) -> String {
     let name = a.metadata.name.clone().unwrap_or_default();
     let inputs: String = a
         .spec
+        .gate
         .inputs
         .iter()
         .filter(|i| i.required)
@@ -351,10 +352,13 @@ mod tests {
         let mut a = Approval::new(
             "wf.review",
             ApprovalSpec {
-                approvers: Some(Approvers { users: vec!["alice".into()], groups: vec![] }),
                 expires_at: Some(Time(t(3600))),
-                timeout_seconds: Some(3600),
-                notify: Some(notify),
+                gate: crate::api::Gate {
+                    approvers: Some(Approvers { users: vec!["alice".into()], groups: vec![] }),
+                    timeout_seconds: Some(3600),
+                    notify: Some(notify),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );
@@ -436,7 +440,7 @@ mod tests {
         a.spec.message = Some("Scan flagged 3 clauses".into());
         a.spec.workflow_ref.name = "wf".into();
         a.spec.step = "review".into();
-        a.spec.inputs = vec![InputSpec {
+        a.spec.gate.inputs = vec![InputSpec {
             name: "verdict".into(),
             enum_: vec!["sign".into(), "redact".into()],
             required: true,

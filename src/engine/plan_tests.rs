@@ -8,7 +8,8 @@ use kube::api::ObjectMeta;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::plan::{ApprovalRequest, Plan, plan};
+use super::approval_request::ApprovalRequest;
+use super::plan::{Plan, plan};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{Approval, ApprovalPhase, ApprovalStatus, Decision, StepPhase, Workflow, WorkflowPhase};
@@ -523,7 +524,7 @@ fn an_approval_that_does_not_hold_up_is_never_acted_on() {
     let req = open(&mut w);
     let approve = |input: serde_json::Value, by: &str| decided(&req, ApprovalPhase::Approved, input, by, at(5));
     let mut laxer = approve(json!({"verdict": "sign"}), "bob");
-    laxer.spec.approvers = None;
+    laxer.spec.gate.approvers = None;
     let mut no_spec_decision = approve(json!({"verdict": "sign"}), "alice");
     no_spec_decision.spec.input = None;
     let mut other_decider = approve(json!({"verdict": "sign"}), "alice");
@@ -531,7 +532,7 @@ fn an_approval_that_does_not_hold_up_is_never_acted_on() {
     let mut seen_late = approve(json!({"verdict": "sign"}), "alice");
     seen_late.status.as_mut().unwrap().decided_at = Some(Time(at(3601)));
     let mut longer = pending(&req);
-    longer.spec.timeout_seconds = Some(999_999);
+    longer.spec.gate.timeout_seconds = Some(999_999);
     let cases = [
         (laxer, "approvers differ"),
         (approve(json!({"verdict": "sign"}), "bob"), "bob is not among the approvers (alice)"),

@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::approval_request::ApprovalRequest;
+use super::event::Event;
 use super::gate::{Deciders, Outcome};
 use super::inputs;
-use super::plan::{ApprovalRequest, Event};
-use crate::api::{Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, RejectWhen, Vote};
+use crate::api::{
+    Approval, ApprovalPhase, ApprovalSpec, ApprovalStatus, Approvers, Decision, InputSpec, RejectWhen, Vote,
+};
 
 /// A quorum gate's votes, counting only those its deciders allow.
 #[derive(Debug, Default, PartialEq)]
@@ -22,8 +25,10 @@ pub struct Tally {
     pub refused: Vec<String>,
 }
 
-/// Counts `votes` (in user order) as `deciders` allow them.
-pub fn tally(deciders: &Deciders, votes: &BTreeMap<String, Vote>) -> Tally {
+/// Counts `votes` (in user order) as `deciders` allow them. A rejecting vote's input must hold up
+/// as on any decision (`inputs::check_given`; what approving votes carry is checked once the
+/// quorum is reached).
+pub fn tally(deciders: &Deciders, specs: &[InputSpec], votes: &BTreeMap<String, Vote>) -> Tally {
     let mut t = Tally::default();
     for (user, vote) in votes {
         let as_decision = ApprovalSpec {
@@ -36,7 +41,10 @@ pub fn tally(deciders: &Deciders, votes: &BTreeMap<String, Vote>) -> Tally {
             continue;
         }
         match vote.decision {
-            Decision::Reject => t.rejecters.push(user.clone()),
+            Decision::Reject => match inputs::check_given(specs, &vote.input.clone().unwrap_or_default()) {
+                Ok(()) => t.rejecters.push(user.clone()),
+                Err(e) => t.refused.push(format!("{user}'s rejection: {e}")),
+            },
             Decision::Approve => {
                 let input = vote.input.clone().unwrap_or_default();
                 if t.approvers.is_empty() {
@@ -91,13 +99,13 @@ pub fn evaluate(
     now: Timestamp,
 ) -> (Option<Event>, Option<(&'static str, String)>) {
     // Escalation is refused on quorum gates (CRD rule), so only the gate's own approvers vote.
-    let t = tally(&Deciders { escalated: None, ..Deciders::of(a) }, &a.spec.votes);
+    let t = tally(&Deciders { escalated: None, ..Deciders::of(a) }, &a.spec.gate.inputs, &a.spec.votes);
     status.votes = Some(format!("{}/{required}", t.approvers.len()));
-    let reject_when = a.spec.reject_when.unwrap_or_default();
+    let reject_when = a.spec.gate.reject_when.unwrap_or_default();
     let problem = t.refused.first().map(|why| ("NotAnApprover", why.clone()));
-    match quorum(required, reject_when, a.spec.approvers.as_ref(), &t) {
+    match quorum(required, reject_when, a.spec.gate.approvers.as_ref(), &t) {
         Quorum::Open => (None, problem),
-        Quorum::Reached => match inputs::resolve(&a.spec.inputs, &t.input) {
+        Quorum::Reached => match inputs::resolve(&a.spec.gate.inputs, &t.input) {
             Err(e) => (None, Some(("InputInvalid", e))),
             Ok(_) => {
                 let by = t.approvers.join(", ");
@@ -121,15 +129,15 @@ pub fn evaluate(
 /// A quorum gate's outcome, counted again from its votes against the step's own approvers.
 pub fn outcome(expected: &ApprovalRequest, a: &Approval, required: i32, decided: Decision) -> Outcome {
     let deciders = Deciders {
-        approvers: expected.approvers.as_ref(),
+        approvers: expected.gate.approvers.as_ref(),
         escalated: None,
-        self_approval: a.spec.self_approval,
+        self_approval: a.spec.gate.self_approval,
         created_by: expected.workflow.created_by.as_deref(),
     };
-    let t = tally(&deciders, &a.spec.votes);
-    let reject_when = expected.reject_when.unwrap_or_default();
-    match (quorum(required, reject_when, expected.approvers.as_ref(), &t), decided) {
-        (Quorum::Reached, Decision::Approve) => match inputs::resolve(&expected.inputs, &t.input) {
+    let t = tally(&deciders, &expected.gate.inputs, &a.spec.votes);
+    let reject_when = expected.gate.reject_when.unwrap_or_default();
+    match (quorum(required, reject_when, expected.gate.approvers.as_ref(), &t), decided) {
+        (Quorum::Reached, Decision::Approve) => match inputs::resolve(&expected.gate.inputs, &t.input) {
             Ok(values) => Outcome::Approved { values, decided_by: t.approvers.join(", ") },
             Err(e) => Outcome::NotAccepted(e),
         },
@@ -165,13 +173,28 @@ mod tests {
             ("carol".to_string(), vote(Decision::Approve, &["legal"], serde_json::json!({"v": "redact"}))),
             ("dave".to_string(), vote(Decision::Reject, &[], serde_json::json!(null))),
         ]);
-        let t = tally(&deciders, &votes);
+        let t = tally(&deciders, &[], &votes);
         assert_eq!(t.approvers, ["alice"]);
         assert_eq!(t.rejecters, ["dave"]);
         assert_eq!(t.refused.len(), 2, "bob is not listed, carol's input differs: {:?}", t.refused);
         assert_eq!(quorum(2, RejectWhen::QuorumUnreachable, Some(&approvers), &t), Quorum::Open, "groups: unknown");
         assert!(matches!(quorum(2, RejectWhen::AnyReject, Some(&approvers), &t), Quorum::Failed(_)));
         assert_eq!(quorum(1, RejectWhen::AnyReject, Some(&approvers), &t), Quorum::Reached);
+    }
+
+    /// As the admission policy refuses it: a rejection carries no input the gate does not ask for.
+    #[test]
+    fn a_rejecting_vote_with_input_the_gate_does_not_ask_for_does_not_count() {
+        let approvers = Approvers { users: vec!["a".into(), "b".into()], groups: vec![] };
+        let deciders = Deciders { approvers: Some(&approvers), escalated: None, self_approval: None, created_by: None };
+        let specs: Vec<InputSpec> = serde_json::from_value(serde_json::json!([{"name": "v"}])).unwrap();
+        let votes = BTreeMap::from([
+            ("a".to_string(), vote(Decision::Reject, &[], serde_json::json!({"colour": "red"}))),
+            ("b".to_string(), vote(Decision::Reject, &[], serde_json::json!({"v": "no"}))),
+        ]);
+        let t = tally(&deciders, &specs, &votes);
+        assert_eq!(t.rejecters, ["b"]);
+        assert!(t.refused[0].starts_with("a's rejection: input colour: not asked for"), "{:?}", t.refused);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use kube::{Client, Config};
 use sha2::Sha256;
 
-use crate::inbox::Identity;
+use crate::inbox_reader::Identity;
 
 /// Name of the session cookie in local mode. Browsers keep cookies per host, not per port, so
 /// two servers on 127.0.0.1 (two people, two contexts) need names of their own.

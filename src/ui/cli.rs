@@ -9,7 +9,7 @@ use kube::{Client, Config};
 
 use super::access::{self, Mode, Proxy};
 use super::{Ui, serve};
-use crate::inbox::whoami;
+use crate::inbox_reader::whoami;
 
 /// The flags of `kubectl hitl ui` and `hitl-operator ui`.
 #[derive(clap::Args, Debug, Clone)]

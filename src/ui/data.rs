@@ -9,8 +9,8 @@ use kube::{Api, Client};
 
 use super::view::{Decided, Inbox};
 use crate::api::{Approval, InboxItem};
-use crate::engine::inbox::item;
-use crate::inbox::{Identity, merge, my_inboxes};
+use crate::engine::inbox_contents::item;
+use crate::inbox_reader::{Identity, merge, my_inboxes};
 
 /// Decided gates shown under "Recently decided".
 const RECENT: usize = 20;
@@ -37,8 +37,9 @@ async fn listable(client: &Client, namespaces: &[String]) -> Result<Vec<Approval
 /// escalated, as the admission policy counts them.
 pub fn lists(a: &Approval, me: &Identity) -> bool {
     let escalated = a.status.as_ref().is_some_and(|s| s.escalated_at.is_some());
-    let escalation = a.spec.notify.as_ref().and_then(|n| n.escalation.as_ref()).filter(|_| escalated);
+    let escalation = a.spec.gate.notify.as_ref().and_then(|n| n.escalation.as_ref()).filter(|_| escalated);
     a.spec
+        .gate
         .approvers
         .iter()
         .chain(escalation.map(|e| &e.approvers))
@@ -71,7 +72,7 @@ pub async fn may_decide(client: &Client, a: &Approval, me: &Identity) -> bool {
     if Decided::of(a).is_some() || a.spec.votes.contains_key(&me.user) {
         return false;
     }
-    match &a.spec.approvers {
+    match &a.spec.gate.approvers {
         Some(ap) if !ap.is_empty() => lists(a, me),
         _ => may_patch(client, a).await,
     }

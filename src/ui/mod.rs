@@ -28,7 +28,7 @@ use kube::{Api, Client};
 use self::access::{Mode, csrf_token, same};
 use self::form::Typed;
 use crate::api::{Approval, Workflow};
-use crate::inbox::Identity;
+use crate::inbox_reader::Identity;
 
 /// The server's state: how people are authenticated, and its secret.
 pub struct Ui {
@@ -234,7 +234,7 @@ async fn decide(
     };
     let api: Api<Approval> = Api::namespaced(c.client.clone(), &ns);
     let inputs = match api.get(&name).await {
-        Ok(a) => a.spec.inputs,
+        Ok(a) => a.spec.gate.inputs,
         Err(e) => return render_gate(&ui, &c, &ns, &name, &typed, Some(said(&e))).await,
     };
     let patch = form::patch(&decision, &inputs, &typed);

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::form::{self, Typed};
 use super::html::{esc, page, seg};
 use crate::api::{Approval, ApprovalPhase, Decision, InboxItem, Workflow};
-use crate::inbox::Identity;
+use crate::inbox_reader::Identity;
 
 /// A gate someone decided, for "Recently decided".
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ impl Decided {
     pub fn of(a: &Approval) -> Option<Self> {
         let status = a.status.clone().unwrap_or_default();
         let recorded = status.phase.filter(|p| *p != ApprovalPhase::Pending).map(|p| format!("{p:?}"));
-        let single = a.spec.required_approvals.is_none_or(|n| n <= 1);
+        let single = a.spec.gate.required_approvals.is_none_or(|n| n <= 1);
         let sent = a.spec.decision.filter(|_| single).map(|d| match d {
             Decision::Approve => "Approved".to_string(),
             Decision::Reject => "Rejected".to_string(),
@@ -237,7 +237,7 @@ fn decision_form(a: &Approval, f: &GateForm) -> String {
          <div class=\"buttons\"><button class=\"approve\" name=\"decision\" value=\"Approve\" id=\"approve\">Approve</button>\
          <button class=\"reject\" name=\"decision\" value=\"Reject\" id=\"reject\">Reject</button></div></form>",
         csrf = esc(f.csrf),
-        fields = form::fields(&a.spec.inputs, f.typed),
+        fields = form::fields(&a.spec.gate.inputs, f.typed),
     )
 }
 
@@ -359,7 +359,10 @@ mod tests {
                 workflow_ref: WorkflowRef { name: "wf".into(), ..Default::default() },
                 step: "review".into(),
                 message: Some("<b>sign?</b>".into()),
-                inputs: vec![InputSpec { name: "verdict".into(), ..Default::default() }],
+                gate: crate::api::Gate {
+                    inputs: vec![InputSpec { name: "verdict".into(), ..Default::default() }],
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );
@@ -409,7 +412,7 @@ mod tests {
         assert!(!page.contains("id=\"approve\""), "no second decision: {page}");
         assert!(page.contains("Approved</span> by alice"), "{page}");
         let mut quorum = gate_approval(ApprovalPhase::Pending);
-        quorum.spec.required_approvals = Some(2);
+        quorum.spec.gate.required_approvals = Some(2);
         quorum.spec.decision = Some(Decision::Approve);
         assert_eq!(Decided::of(&quorum), None, "a vote on a quorum gate is not the outcome");
     }

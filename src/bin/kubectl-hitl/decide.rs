@@ -55,7 +55,7 @@ pub async fn send(client: &Client, ns: &str, name: &str, patch: &Value) -> anyho
 
 /// The sentence for a person: who decided, or on a quorum gate that the vote counts.
 pub fn sentence(a: &Approval, name: &str, decision: &str) -> String {
-    match a.spec.required_approvals {
+    match a.spec.gate.required_approvals {
         // A quorum gate: the API server recorded the decision as this person's vote.
         Some(needed) if needed > 1 => {
             format!("approval {name}: your vote is recorded ({} cast, {needed} approvals needed)", a.spec.votes.len())

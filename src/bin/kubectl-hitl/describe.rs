@@ -38,7 +38,7 @@ pub fn render_in(a: &Approval, wf: Option<&Workflow>, now: Timestamp) -> String 
     inputs(&mut out, a);
     who_may_decide(&mut out, a);
     field(&mut out, "Expires", &expiry(a, now));
-    field(&mut out, "On timeout", &format!("{:?}", spec.on_timeout.unwrap_or_default()));
+    field(&mut out, "On timeout", &format!("{:?}", spec.gate.on_timeout.unwrap_or_default()));
     votes(&mut out, a);
     decision(&mut out, a);
     if status.phase == Some(ApprovalPhase::Pending) {
@@ -75,12 +75,12 @@ fn sub(out: &mut String, label: &str, value: &str) {
 }
 
 fn inputs(out: &mut String, a: &Approval) {
-    if a.spec.inputs.is_empty() {
+    if a.spec.gate.inputs.is_empty() {
         field(out, "Inputs", NONE);
         return;
     }
     field(out, "Inputs", "");
-    for i in &a.spec.inputs {
+    for i in &a.spec.gate.inputs {
         let _ = writeln!(out, "  {}", describe_input(i));
     }
 }
@@ -88,19 +88,19 @@ fn inputs(out: &mut String, a: &Approval) {
 fn who_may_decide(out: &mut String, a: &Approval) {
     let spec = &a.spec;
     field(out, "Who may decide", "");
-    match spec.approvers.as_ref().filter(|p| !p.is_empty()) {
+    match spec.gate.approvers.as_ref().filter(|p| !p.is_empty()) {
         Some(p) => {
             sub(out, "Users", &list(&p.users));
             sub(out, "Groups", &list(&p.groups));
         }
         None => sub(out, "Approvers", "anyone allowed to patch approvals in this namespace"),
     }
-    sub(out, "Required approvals", &spec.required_approvals.unwrap_or(1).to_string());
-    if spec.required_approvals.is_some_and(|n| n > 1) {
-        sub(out, "Rejected when", &format!("{:?}", spec.reject_when.unwrap_or_default()));
+    sub(out, "Required approvals", &spec.gate.required_approvals.unwrap_or(1).to_string());
+    if spec.gate.required_approvals.is_some_and(|n| n > 1) {
+        sub(out, "Rejected when", &format!("{:?}", spec.gate.reject_when.unwrap_or_default()));
     }
     sub(out, "Self-approval", &self_approval(a));
-    if let Some(e) = spec.notify.as_ref().and_then(|n| n.escalation.as_ref()) {
+    if let Some(e) = spec.gate.notify.as_ref().and_then(|n| n.escalation.as_ref()) {
         let when = match a.status.as_ref().and_then(|s| s.escalated_at.as_ref()) {
             Some(t) => format!("escalated at {}", t.0),
             None => format!("after {}s", e.after_seconds),
@@ -111,7 +111,7 @@ fn who_may_decide(out: &mut String, a: &Approval) {
 
 fn self_approval(a: &Approval) -> String {
     let creator = a.spec.workflow_ref.created_by.as_deref().unwrap_or("unknown");
-    match a.spec.self_approval.unwrap_or_default() {
+    match a.spec.gate.self_approval.unwrap_or_default() {
         SelfApproval::Allow => format!("Allow (the Workflow's creator, {creator}, may decide if listed)"),
         SelfApproval::Forbid => format!("Forbid (the Workflow's creator, {creator}, may not decide)"),
     }
@@ -131,7 +131,7 @@ fn expiry(a: &Approval, now: Timestamp) -> String {
 }
 
 fn votes(out: &mut String, a: &Approval) {
-    let needed = a.spec.required_approvals.unwrap_or(1);
+    let needed = a.spec.gate.required_approvals.unwrap_or(1);
     if needed <= 1 && a.spec.votes.is_empty() {
         return;
     }
@@ -160,7 +160,7 @@ fn vote_line(v: &Vote) -> String {
 fn decision(out: &mut String, a: &Approval) {
     let status = a.status.clone().unwrap_or_default();
     let Some(d) = a.spec.decision else {
-        if a.spec.required_approvals.is_none_or(|n| n <= 1) {
+        if a.spec.gate.required_approvals.is_none_or(|n| n <= 1) {
             field(out, "Decision", NONE);
         }
         return;
@@ -203,24 +203,27 @@ mod tests {
                 workflow_ref: WorkflowRef { name: "ship".into(), uid: "u".into(), created_by: Some("admin".into()) },
                 step: "go".into(),
                 message: Some("Ship release 1.2?".into()),
-                approvers: Some(Approvers { users: vec!["alice".into()], groups: vec!["legal".into()] }),
-                inputs: vec![
-                    InputSpec {
-                        name: "priority".into(),
-                        type_: InputType::Integer,
-                        required: true,
-                        minimum: Some(1.0),
-                        maximum: Some(5.0),
-                        default: Some(3.into()),
-                        ..Default::default()
-                    },
-                    InputSpec {
-                        name: "channel".into(),
-                        enum_: vec!["stable".into(), "beta".into()],
-                        ..Default::default()
-                    },
-                    InputSpec { name: "ticket".into(), pattern: Some("^OPS-[0-9]+$".into()), ..Default::default() },
-                ],
+                gate: hitl_operator::api::Gate {
+                    approvers: Some(Approvers { users: vec!["alice".into()], groups: vec!["legal".into()] }),
+                    inputs: vec![
+                        InputSpec {
+                            name: "priority".into(),
+                            type_: InputType::Integer,
+                            required: true,
+                            minimum: Some(1.0),
+                            maximum: Some(5.0),
+                            default: Some(3.into()),
+                            ..Default::default()
+                        },
+                        InputSpec {
+                            name: "channel".into(),
+                            enum_: vec!["stable".into(), "beta".into()],
+                            ..Default::default()
+                        },
+                        InputSpec { name: "ticket".into(), pattern: Some("^OPS-[0-9]+$".into()), ..Default::default() },
+                    ],
+                    ..Default::default()
+                },
                 expires_at: Some(Time(t(3600))),
                 ..Default::default()
             },
@@ -302,8 +305,8 @@ mod tests {
     #[test]
     fn a_quorum_gate_lists_each_vote() {
         let mut a = gate();
-        a.spec.required_approvals = Some(2);
-        a.spec.self_approval = Some(SelfApproval::Forbid);
+        a.spec.gate.required_approvals = Some(2);
+        a.spec.gate.self_approval = Some(SelfApproval::Forbid);
         a.spec.votes = [(
             "carol".to_string(),
             Vote { decision: Decision::Approve, input: None, comment: Some("ok".into()), groups: vec![] },

@@ -86,7 +86,7 @@ fn emit(text: &str) -> anyhow::Result<()> {
 /// plus what they may list in the namespace; `-A` lists every pending gate (needs the right).
 async fn pending(client: Client, ns: &str, all: bool, output: Option<Format>) -> anyhow::Result<()> {
     let Some(format) = output else {
-        return emit(&hitl_operator::inbox::pending(&client, ns, all).await?);
+        return emit(&hitl_operator::inbox_reader::pending(&client, ns, all).await?);
     };
     let gates: Vec<Approval> = if all {
         Api::<Approval>::all(client)
@@ -104,12 +104,12 @@ async fn pending(client: Client, ns: &str, all: bool, output: Option<Format>) ->
 /// The Approvals behind the caller's inbox entries and the namespace's pending gates they may
 /// list, each read by name (a listed approver may `get` their gate).
 async fn waiting_for_me(client: &Client, ns: &str) -> anyhow::Result<Vec<Approval>> {
-    use hitl_operator::inbox;
-    let me = inbox::whoami(client).await?;
-    let mut items = inbox::my_gates(client, &me).await?;
-    items.extend(inbox::listed_gates(client, Some(ns)).await?.unwrap_or_default());
+    use hitl_operator::inbox_reader;
+    let me = inbox_reader::whoami(client).await?;
+    let mut items = inbox_reader::my_gates(client, &me).await?;
+    items.extend(inbox_reader::listed_gates(client, Some(ns)).await?.unwrap_or_default());
     let mut gates = vec![];
-    for item in inbox::merge(items) {
+    for item in inbox_reader::merge(items) {
         match Api::<Approval>::namespaced(client.clone(), &item.namespace).get_opt(&item.name).await {
             Ok(Some(a)) => gates.push(a),
             Ok(None) => {}

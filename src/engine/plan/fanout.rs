@@ -5,8 +5,15 @@
 
 use serde_json::Value;
 
-use super::*;
-use crate::api::ItemStatus;
+use super::ctx::{BUSY_RETRY, Ctx, t};
+use super::scope::scope;
+use super::suspend::approval_request;
+use super::{kinds, pass};
+use crate::api::{ItemStatus, Step, StepPhase, StepStatus, Workflow, workflow::PodGcStrategy};
+use crate::engine::approval_request::ApprovalRequest;
+use crate::engine::event::Event;
+use crate::engine::expr::EvalError;
+use crate::engine::{foreach, names};
 
 /// One pass over a forEach step: resolve its list, see what became of the items in flight, start
 /// more, and end the step once they are done. `failing`: the run is failing.
@@ -60,15 +67,7 @@ fn observe_items(
         }
         // A failed item fails the step: no retries, no new items; Pods in flight finish.
         let failing = failing || st.items.iter().any(|it| it.phase == StepPhase::Failed);
-        with_item(ctx, step, st, i, list, |ctx, tmp| match (tmp.phase, step.kind()) {
-            (StepPhase::Running, Some(StepKind::Container)) => observe_container(ctx, step, tmp, steps, failing),
-            (StepPhase::Waiting, _) if failing => {
-                ctx.plan.cancel_approvals.extend(tmp.approval_name.clone());
-                ctx.finish(tmp, StepPhase::Omitted, Some("WorkflowFailed"), None);
-            }
-            (StepPhase::Waiting, _) => wait_on_gate(ctx, step, tmp),
-            _ => {}
-        });
+        with_item(ctx, step, st, i, list, |ctx, tmp| kinds::observe(ctx, step, tmp, steps, failing));
     }
 }
 
@@ -86,7 +85,7 @@ fn start_items(
     while foreach::may_start(&st.items, list.len(), parallelism, failing) > 0 {
         let i = st.items.len();
         st.items.push(ItemStatus::default());
-        with_item(ctx, step, st, i, list, |ctx, tmp| start_step(ctx, step, tmp, steps));
+        with_item(ctx, step, st, i, list, |ctx, tmp| kinds::start(ctx, step, tmp, steps));
         if st.items[i].phase == StepPhase::Pending {
             // Not evaluated yet (too many runaway evaluations): the next pass tries again.
             st.items.pop();
@@ -202,10 +201,10 @@ fn conclude(ctx: &mut Ctx<'_>, st: &mut StepStatus, total: usize, failing: bool)
 pub(super) fn stop_for_deadline(ctx: &mut Ctx<'_>, step: &Step, st: &mut StepStatus) {
     for i in 0..st.items.len() {
         if !st.items[i].phase.is_terminal() {
-            with_item(ctx, step, st, i, &[], super::stop_for_deadline);
+            with_item(ctx, step, st, i, &[], pass::stop_for_deadline);
         }
     }
-    super::stop_for_deadline(ctx, st);
+    pass::stop_for_deadline(ctx, st);
 }
 
 /// The Pods of a forEach step's items in flight (their current attempts).

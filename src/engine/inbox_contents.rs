@@ -80,7 +80,7 @@ fn listed_on(a: &Approval) -> BTreeMap<InboxSubject, bool> {
         subjects.extend(listed(escalated).map(|s| (s, true)));
     }
     // Listed on the gate itself wins over escalation.
-    if let Some(approvers) = &a.spec.approvers {
+    if let Some(approvers) = &a.spec.gate.approvers {
         subjects.extend(listed(approvers).map(|s| (s, false)));
     }
     subjects
@@ -101,6 +101,7 @@ pub fn item(a: &Approval, escalated: bool) -> InboxItem {
         message: a.spec.message.as_deref().map(|m| shorten(m, MAX_MESSAGE)),
         inputs: a
             .spec
+            .gate
             .inputs
             .iter()
             .map(|i| if i.required { format!("{}*", i.name) } else { i.name.clone() })
@@ -368,24 +369,27 @@ mod tests {
                 workflow_ref: WorkflowRef { name: format!("{name}-wf"), ..Default::default() },
                 step: "review".into(),
                 message: Some(format!("message of {name}")),
-                approvers: Some(Approvers {
-                    users: users.iter().map(|s| s.to_string()).collect(),
-                    groups: groups.iter().map(|s| s.to_string()).collect(),
-                }),
+                gate: crate::api::Gate {
+                    approvers: Some(Approvers {
+                        users: users.iter().map(|s| s.to_string()).collect(),
+                        groups: groups.iter().map(|s| s.to_string()).collect(),
+                    }),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );
         a.metadata.namespace = Some(ns.into());
         a.status = Some(ApprovalStatus {
             phase: Some(ApprovalPhase::Pending),
-            approvers: Some(a.spec.approvers.as_ref().unwrap().summary()),
+            approvers: Some(a.spec.gate.approvers.as_ref().unwrap().summary()),
             ..Default::default()
         });
         a
     }
 
     fn escalating(mut a: Approval, to_users: &[&str], escalated: bool) -> Approval {
-        a.spec.notify = Some(NotifySpec {
+        a.spec.gate.notify = Some(NotifySpec {
             escalation: Some(Escalation {
                 after_seconds: 60,
                 approvers: Approvers { users: to_users.iter().map(|s| s.to_string()).collect(), groups: vec![] },
@@ -438,7 +442,7 @@ mod tests {
         unstamped.status = None;
         assert!(waits_for(&unstamped).is_empty(), "not yet checked against its Workflow");
         let mut open = a.clone();
-        open.spec.approvers = None;
+        open.spec.gate.approvers = None;
         assert!(waits_for(&open).is_empty(), "a gate for whoever RBAC allows names nobody");
     }
 
@@ -473,7 +477,7 @@ mod tests {
     fn items_summarise_the_gate_within_bounds() {
         let mut a = gate("ns", "g", &["alice"], &[]);
         a.spec.message = Some("x".repeat(10_000));
-        a.spec.inputs = vec![
+        a.spec.gate.inputs = vec![
             InputSpec { name: "verdict".into(), required: true, ..Default::default() },
             InputSpec { name: "notes".into(), ..Default::default() },
         ];

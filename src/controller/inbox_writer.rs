@@ -3,7 +3,7 @@
 //! it can let them `get` one object by name: this controller writes what waits for them there.
 //!
 //! Level-triggered and debounced: any change to an Approval or an inbox wakes it, it waits a
-//! moment for more, then computes every inbox from the Approval store (`engine::inbox`) and
+//! moment for more, then computes every inbox from the Approval store (`engine::inbox_contents`) and
 //! writes only the inboxes that differ. A periodic pass repairs anything missed.
 
 use std::collections::HashSet;
@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use super::pods::{LABEL_MANAGED_BY, MANAGER};
 use super::{Context, Error, grants};
 use crate::api::{Approval, ApprovalInbox, ApprovalInboxSpec, ApprovalInboxStatus};
-use crate::engine::inbox::{self, Change};
+use crate::engine::inbox_contents::{self, Change};
 use crate::engine::names;
 
 /// How long to wait after a change for more before computing: a Workflow opening ten gates, or a
@@ -98,15 +98,15 @@ async fn pass(
         return Ok(true);
     }
     let scope = ctx.config.namespace.as_deref();
-    let gone = namespaces.gone(ctx, inbox::foreign_namespaces(&existing, scope)).await?;
+    let gone = namespaces.gone(ctx, inbox_contents::foreign_namespaces(&existing, scope)).await?;
     let gates = approvals.state();
-    let since = jiff::Timestamp::now().as_second() - inbox::RECENT_SECONDS;
-    let desired = inbox::contents(gates.iter().map(|a| a.as_ref()), since);
+    let since = jiff::Timestamp::now().as_second() - inbox_contents::RECENT_SECONDS;
+    let desired = inbox_contents::contents(gates.iter().map(|a| a.as_ref()), since);
     // One inbox that cannot be written (say, a stranger's ClusterRole holds its grant's name)
     // must not hold up the others: each is tried, the first failure reported.
     let mut again = false;
     let mut failed = None;
-    for change in inbox::plan(&existing, desired, scope, &gone) {
+    for change in inbox_contents::plan(&existing, desired, scope, &gone) {
         match apply(ctx, change, granted).await {
             Ok(a) => again |= a,
             Err(e) => failed = failed.or(Some(e)),
@@ -268,7 +268,7 @@ pub fn grant(inbox: &ApprovalInbox) -> Option<(ClusterRole, ClusterRoleBinding)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::inbox::{group, inbox_name, user};
+    use crate::engine::inbox_contents::{group, inbox_name, user};
 
     #[test]
     fn the_grant_lets_exactly_the_subject_read_exactly_its_inbox() {

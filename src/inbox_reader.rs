@@ -9,7 +9,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
 use crate::api::{Approval, ApprovalInbox, ApprovalInboxStatus, InboxItem};
-use crate::engine::inbox::{self, group, inbox_name, user};
+use crate::engine::inbox_contents::{self, group, inbox_name, user};
 
 /// Who the API server says the caller is.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +72,7 @@ pub async fn listed_gates(client: &Client, namespace: Option<&str>) -> Result<Op
             list.items
                 .iter()
                 .filter(|a| a.status.as_ref().and_then(|s| s.phase) == Some(crate::api::ApprovalPhase::Pending))
-                .map(|a| inbox::item(a, false))
+                .map(|a| inbox_contents::item(a, false))
                 .collect(),
         )),
         Err(kube::Error::Api(s)) if s.code == 403 => Ok(None),
@@ -85,7 +85,7 @@ pub fn merge(items: Vec<InboxItem>) -> Vec<InboxItem> {
     let mut items = items;
     items.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     items.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
-    inbox::merge(&[], items, None, &Default::default()).items
+    inbox_contents::merge(&[], items, None, &Default::default()).items
 }
 
 /// The gates as a table, or a sentence when there are none.
