@@ -306,8 +306,7 @@ EOF
   for i in $(seq "$NODE_VOLUMES"); do
     mkdir -p "$NODE_ROOT/volumes/pv-$i"
     chmod 1777 "$NODE_ROOT/volumes/pv-$i"
-    kubectl_as admin apply --warnings-as-errors=false -f - >/dev/null 2>"$STATE_DIR/node/pv.err" <<EOF ||
-      { cat "$STATE_DIR/node/pv.err" >&2; return 1; }
+    kubectl_as admin apply --warnings-as-errors=false -f - >/dev/null 2>"$STATE_DIR/node/pv.err" <<EOF || { cat "$STATE_DIR/node/pv.err" >&2; return 1; }
 apiVersion: v1
 kind: PersistentVolume
 metadata: {name: real-local-$i, labels: {hitl.dev/node: real}}
