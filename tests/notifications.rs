@@ -554,3 +554,38 @@ fn without_the_namespace_owners_consent_the_operator_reads_no_secret() {
     allow_secrets(&ns.name);
     rx.wait("/hook", "/requested");
 }
+
+#[test]
+fn malformed_receiver_urls_are_refused_at_apply_and_checked_again_before_sending() {
+    let ns = test_namespace("notify-urls");
+    let hook = |url: &str| {
+        format!(
+            "apiVersion: hitl.dev/v1alpha1\nkind: NotificationChannel\nmetadata: {{name: bad}}\nspec:\n  webhook:\n    \
+             url: \"{url}\"\n    signingSecretRef: {{name: key, key: key}}\n"
+        )
+    };
+    // The schema's pattern saw only the prefix; the URL is parsed now, by the API server.
+    for url in ["http://exa mple.com/x", "http://", "https://[::1", "https://:8080/x"] {
+        let refused = apply_refused(&ns.name, &hook(url));
+        assert!(
+            refused.contains("spec.webhook.url")
+                && refused.contains("must be a URL: http:// or https://, then a host name"),
+            "{url}: {refused}"
+        );
+    }
+    for url in ["https://audit.example.com/hitl?x=1", "http://127.0.0.1:8080/", "https://[::1]:8443/hook"] {
+        apply(&ns.name, &hook(url));
+    }
+
+    // A URL from a Secret is seen only by the operator: it parses it before sending anything.
+    allow_secrets(&ns.name);
+    secret(&ns.name, "chat", &[("url", "http://exa mple.com/hook")]);
+    channel(&ns.name, "chat", "  slack:\n    urlSecretRef: {name: chat, key: url}\n");
+    let _op = Operator::start(&ns.name);
+    apply(&ns.name, &gate_workflow("w", "          channels: [chat]", "        timeoutSeconds: 600\n"));
+    let error = wait_for("the refusal recorded", WAIT, || {
+        records(&ns.name, "w.review").iter().find_map(|r| r["lastError"].as_str().map(str::to_string))
+    });
+    assert_eq!(error, "slack: the URL is not an http:// or https:// URL with a host");
+    assert!(!error.contains("exa mple"), "the URL (a credential) is never told");
+}

@@ -453,3 +453,209 @@ fn behind_the_proxy_the_server_acts_as_the_person_and_ignores_headers_from_anyon
     assert_eq!(decided["spec"]["decidedBy"], "carol");
     assert_eq!(decided["spec"]["decidedByGroups"], serde_json::json!(["legal"]));
 }
+
+/// The headers every answer must carry, whatever it is (a page, a refusal, a file, a 404).
+fn assert_secured(r: &Response, what: &str) {
+    let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP: {r:?}"));
+    for part in ["frame-ancestors 'none'", "default-src 'none'", "script-src 'self'", "style-src 'self'"] {
+        assert!(csp.contains(part), "{what}: CSP without {part}: {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains('*'), "{what}: {csp}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{what}");
+}
+
+/// A page that shows gates, decisions or who someone is: never kept in a cache.
+fn assert_not_cached(r: &Response, what: &str) {
+    assert_secured(r, what);
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+}
+
+#[test]
+fn every_answer_of_the_local_server_carries_the_security_headers() {
+    let ns = test_namespace("ui-headers");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    apply(ns, &review_workflow("headed"));
+    wait_pending(ns, "headed.review");
+    let alice = UiServer::local("alice", ns);
+    let gate = format!("/gates/{ns}/headed.review");
+    let host = format!("attacker.example:{}", alice.addr.port());
+    assert_secured(&http(None, alice.addr, "GET", "/", &[("Host", &host)], ""), "421 wrong host");
+    assert_not_cached(&http(None, alice.addr, "GET", &gate, &[], ""), "401 no session");
+    assert_not_cached(&http(None, alice.addr, "GET", "/?token=0000", &[], ""), "401 wrong secret");
+    let path = alice.url.trim_start_matches(&alice.base()).to_string();
+    assert_not_cached(&http(None, alice.addr, "GET", &path, &[], ""), "303 session start");
+    let cookie = session_cookie(&alice);
+    let c = [("Cookie", cookie.as_str())];
+    assert_not_cached(&http(None, alice.addr, "GET", "/", &c, ""), "inbox");
+    let page = http(None, alice.addr, "GET", &gate, &c, "");
+    assert_eq!(page.status, 200);
+    assert_not_cached(&page, "gate");
+    // Bob may read the run (alice may not: her 403 page is checked too).
+    assert_not_cached(&http(None, alice.addr, "GET", &format!("/runs/{ns}/headed"), &c, ""), "run, refused");
+    let_bob_watch(ns);
+    let bob = UiServer::local("bob", ns);
+    let bob_cookie = session_cookie(&bob);
+    let run = http(None, bob.addr, "GET", &format!("/runs/{ns}/headed"), &[("Cookie", &bob_cookie)], "");
+    assert_eq!(run.status, 200, "{}", run.body);
+    assert_not_cached(&run, "run");
+    assert_not_cached(&http(None, alice.addr, "GET", &format!("/gates/{ns}/nope"), &c, ""), "404 from the API server");
+    assert_not_cached(&form_post(&alice, &gate, &c, "decision=Approve"), "403 CSRF");
+    assert_secured(&http(None, alice.addr, "GET", "/no/such/route", &c, ""), "404 of the router");
+    assert_secured(&http(None, alice.addr, "GET", "/healthz", &[], ""), "healthz");
+    // The pages' own style and script are files the policy allows, nothing inline.
+    for body in [&page.body, &run.body] {
+        assert!(!body.contains("<style") && !body.contains(" style=\"") && !body.contains("<script>"), "{body}");
+    }
+    assert!(run.body.contains("<script src=\"/assets/live.js\""), "{}", run.body);
+    for (asset, kind) in [("/assets/style.css", "text/css"), ("/assets/live.js", "text/javascript")] {
+        let r = http(None, alice.addr, "GET", asset, &[], "");
+        assert_eq!(r.status, 200, "{asset}");
+        assert!(r.header("content-type").is_some_and(|t| t.starts_with(kind)), "{asset}: {r:?}");
+        assert_secured(&r, asset);
+    }
+}
+
+/// An attacker's page on another port of 127.0.0.1 (same site: the SameSite=Strict session
+/// cookie goes along), framing `target`.
+fn attacker_page(target: &str) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = format!(
+        "<!doctype html><html><body><h1>Win a prize</h1>\
+         <iframe id=\"victim\" src=\"{target}\" width=\"900\" height=\"700\"></iframe></body></html>"
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn another_local_port_cannot_frame_the_live_gate_form() {
+    let ns = test_namespace("ui-frame");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    apply(ns, &review_workflow("framed"));
+    wait_pending(ns, "framed.review");
+    let alice = UiServer::local("alice", ns);
+    let gate = format!("{}/gates/{ns}/framed.review", alice.base());
+    let browser = Browser::start();
+    browser.goto(&alice.url);
+    browser.goto(&gate);
+    browser.find("#approve");
+
+    let attacker = attacker_page(&gate);
+    browser.goto(&format!("http://{attacker}/"));
+    browser.find("#victim");
+    // Give the frame every chance to load; then look inside it.
+    std::thread::sleep(Duration::from_secs(3));
+    browser.frame(Some(0));
+    let mut rendered = false;
+    for _ in 0..20 {
+        rendered |= browser.exists("#approve") || browser.exists("form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let inside = browser.text("body");
+    browser.frame(None);
+    screenshot(&browser, "framed-gate");
+    assert!(!rendered, "the gate form rendered inside another site's frame: {inside}");
+    assert!(!inside.contains("Approve") && !inside.contains("Signed in as"), "{inside}");
+    assert_eq!(approval(ns, "framed.review")["status"]["phase"], "Pending");
+}
+
+#[test]
+fn enter_in_a_field_decides_nothing_only_a_click_does() {
+    let ns = test_namespace("ui-enter");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    apply(ns, &review_workflow("keyed"));
+    wait_pending(ns, "keyed.review");
+    let alice = UiServer::local("alice", ns);
+    let browser = Browser::start();
+    browser.goto(&alice.url);
+    browser.goto(&format!("{}/gates/{ns}/keyed.review", alice.base()));
+    browser.click("#in-0 option[value=sign]");
+    // The page's stylesheet still applies under the CSP: Approve is green, not a grey default.
+    let colour = browser.script("return getComputedStyle(document.getElementById('approve')).color");
+    assert_eq!(colour.as_str(), Some("rgb(255, 255, 255)"), "the stylesheet did not load");
+    // A marker that a navigation (a submitted form) would wipe out.
+    browser.script("window.stillHere = true; return null");
+    for field in ["#in-1", "#comment"] {
+        browser.type_into(field, "2");
+        browser.keys("\u{E007}");
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(browser.script("return window.stillHere === true"), true, "Enter in {field} submitted the form");
+    }
+    browser.type_into("#in-1", "2\u{E007}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(browser.script("return window.stillHere === true"), true, "Enter while typing submitted the form");
+    let a = approval(ns, "keyed.review");
+    assert_eq!(a["status"]["phase"], "Pending", "{a}");
+    assert!(a["spec"]["decision"].is_null(), "nothing decided: {a}");
+
+    browser.click("#approve");
+    browser.wait_text("#outcome", "Approved", WAIT);
+    assert_eq!(approval(ns, "keyed.review")["spec"]["input"]["priority"], 2);
+}
+
+#[test]
+fn behind_the_proxy_system_users_and_unusable_groups_are_refused_in_words() {
+    let ns = test_namespace("ui-proxy-names");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    // The gate lists only the group ops, which the chart's ServiceAccount may not impersonate
+    // (its ui.impersonation.groups is [legal]).
+    apply(ns, &review_workflow("opsgate").replace("users: [alice], groups: [legal]", "groups: [ops]"));
+    wait_pending(ns, "opsgate.review");
+    let server = UiServer::start(
+        &ui_service_account(ns),
+        &["--auth-proxy", "--listen", "127.0.0.1:0", "--trusted-proxy", "127.0.0.2"],
+    );
+    let proxy: IpAddr = "127.0.0.2".parse().unwrap();
+    let gate = format!("/gates/{ns}/opsgate.review");
+    let as_user = |user: &'static str, groups: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![("X-Forwarded-User", user), ("X-Forwarded-Groups", groups)]
+    };
+    assert_not_cached(&http(Some("127.0.0.3".parse().unwrap()), server.addr, "GET", "/", &[], ""), "401 stranger");
+
+    // A name the API server keeps for its own components: refused before any API call.
+    for user in ["system:kube-controller-manager", "system:serviceaccount:kube-system:default", "system:anonymous"] {
+        for path in ["/", gate.as_str()] {
+            let r = http(Some(proxy), server.addr, "GET", path, &as_user(user, ""), "");
+            assert_eq!(r.status, 403, "{user} {path}: {}", r.body);
+            assert!(r.body.contains("reserved for") && r.body.contains(user), "{}", r.body);
+            assert_not_cached(&r, "403 system user");
+        }
+    }
+    let mut h = as_user("system:kube-controller-manager", "");
+    h.push(("Content-Type", "application/x-www-form-urlencoded"));
+    let post = http(Some(proxy), server.addr, "POST", &gate, &h, "decision=Approve&input.verdict=sign");
+    assert_eq!(post.status, 403, "{}", post.body);
+    assert!(post.body.contains("reserved for"), "{}", post.body);
+
+    // Carol in ops: the API server refuses to take that group from this server, and the inbox
+    // says so in its words instead of "Nothing waits for you".
+    let inbox = http(Some(proxy), server.addr, "GET", "/", &as_user("carol", "ops"), "");
+    assert_not_cached(&inbox, "inbox, unusable group");
+    assert!(!inbox.body.contains("Nothing waits for you"), "{}", inbox.body);
+    assert_eq!(inbox.status, 403, "{}", inbox.body);
+    assert!(inbox.body.contains("would not act as carol in the groups [ops]"), "{}", inbox.body);
+    assert!(inbox.body.contains("is forbidden") && inbox.body.contains("impersonate"), "{}", inbox.body);
+    // In a group it may pass on, her inbox is an inbox.
+    let legal = http(Some(proxy), server.addr, "GET", "/", &as_user("carol", "legal"), "");
+    assert_eq!(legal.status, 200, "{}", legal.body);
+    assert_not_cached(&legal, "inbox");
+    assert_eq!(approval(ns, "opsgate.review")["status"]["phase"], "Pending");
+}

@@ -75,6 +75,10 @@ pub struct WebhookChannel {
     /// Where to POST (http or https). Use `urlSecretRef` instead when the URL holds a token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), regex(pattern = r"^https?://"))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isURL(self) && url(self).getHostname() != ''",
+        "message": "must be a URL: http:// or https://, then a host name, then an optional port and path (no spaces)",
+    }]))]
     pub url: Option<String>,
     /// The URL, read from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +86,18 @@ pub struct WebhookChannel {
     /// The HMAC-SHA256 key the body is signed with (required: a receiver must be able to tell
     /// the operator's messages from anyone's).
     pub signing_secret_ref: SecretKeyRef,
+}
+
+/// The receiver's URL, checked again before anything is sent (the API server checks `url` at
+/// apply; a URL from a Secret is checked only here). The error never contains the URL: it may
+/// be the credential.
+pub fn receiver_url(text: &str) -> Result<reqwest::Url, String> {
+    let bad = || "the URL is not an http:// or https:// URL with a host".to_string();
+    let url = reqwest::Url::parse(text.trim()).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    Ok(url)
 }
 
 /// A Slack-compatible incoming webhook; its URL is the credential, so it lives in a Secret.
@@ -230,4 +246,19 @@ pub enum DeliveryState {
     Pending,
     Delivered,
     Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receiver_urls_are_parsed_not_prefix_matched() {
+        assert!(receiver_url("https://audit.example.com/hitl").is_ok());
+        assert!(receiver_url("http://127.0.0.1:8080/x?y=1").is_ok());
+        for bad in ["http://exa mple.com/x", "http://", "https://[::1", "ftp://example.com/", "example.com"] {
+            let e = receiver_url(bad).unwrap_err();
+            assert!(!e.contains("example") && !e.contains("::1"), "the error names no URL: {e}");
+        }
+    }
 }

@@ -232,6 +232,7 @@ async fn send(
             (Some(u), None) => u.clone(),
             (None, None) => return Err("webhook: set url or urlSecretRef".into()),
         };
+        let url = crate::api::notify::receiver_url(&url).map_err(|e| format!("webhook: {e}"))?;
         let key = secret_bytes(&secrets, &w.signing_secret_ref).await?;
         let body = serde_json::to_vec(&message.cloud_event).expect("JSON");
         let request = http
@@ -244,6 +245,7 @@ async fn send(
     }
     if let Some(s) = &channel.spec.slack {
         let url = secret_text(&secrets, &s.url_secret_ref).await?;
+        let url = crate::api::notify::receiver_url(&url).map_err(|e| format!("slack: {e}"))?;
         let body = serde_json::to_vec(&serde_json::json!({"text": message.text})).expect("JSON");
         let request = http.post(url).header("Content-Type", "application/json").header("Idempotency-Key", &job.due.key);
         return post(request.body(body)).await;

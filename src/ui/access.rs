@@ -92,6 +92,12 @@ impl Proxy {
     }
 }
 
+/// A user name the API server reserves for itself (`system:` components, nodes, service
+/// accounts, `system:anonymous`): a proxy's identity provider must never be able to name one.
+pub fn reserved_user(user: &str) -> bool {
+    user.starts_with("system:")
+}
+
 /// A random secret, hex, from the operating system.
 pub fn secret() -> String {
     let mut bytes = [0u8; 32];
@@ -173,6 +179,15 @@ mod tests {
         assert_eq!(me, Identity { user: "carol".into(), groups: vec!["legal".into(), "ops".into()] });
         assert_eq!(proxy().identity("10.0.0.7".parse().unwrap(), &h), None);
         assert_eq!(proxy().identity("127.0.0.1".parse().unwrap(), &headers(&[("x-forwarded-groups", "legal")])), None);
+    }
+
+    #[test]
+    fn user_names_the_api_server_reserves_are_refused() {
+        assert!(reserved_user("system:kube-controller-manager"));
+        assert!(reserved_user("system:serviceaccount:kube-system:default"));
+        assert!(reserved_user("system:anonymous"));
+        assert!(!reserved_user("carol"));
+        assert!(!reserved_user("carol@system.example"));
     }
 
     #[test]

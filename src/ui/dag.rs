@@ -13,11 +13,12 @@ const GAP_X: usize = 40;
 const GAP_Y: usize = 16;
 
 fn phase_colour(phase: &str) -> &'static str {
+    // Classes of the stylesheet, not style attributes: the CSP allows no inline style.
     match phase {
-        "Succeeded" => "var(--ok)",
-        "Failed" => "var(--bad)",
-        "Running" | "Waiting" | "Retrying" => "var(--wait)",
-        _ => "var(--line)",
+        "Succeeded" => "c-ok",
+        "Failed" => "c-bad",
+        "Running" | "Waiting" | "Retrying" => "c-wait",
+        _ => "c-idle",
     }
 }
 
@@ -65,8 +66,8 @@ pub fn svg(steps: &[Step], on_exit: &[Step], statuses: &[StepStatus]) -> String 
         let p = phase.get(step.name.as_str()).copied().unwrap_or("Pending");
         let (x, y) = at[i];
         out.push_str(&format!(
-            "<g><title>{name}: {p}</title><rect x=\"{x1}\" y=\"{y1}\" width=\"{w}\" height=\"{h}\" rx=\"6\" style=\"stroke:{c}\"/>\
-             <text x=\"{tx}\" y=\"{ty1}\">{name}</text><text x=\"{tx}\" y=\"{ty2}\" style=\"fill:{c}\">{p}</text></g>",
+            "<g><title>{name}: {p}</title><rect x=\"{x1}\" y=\"{y1}\" width=\"{w}\" height=\"{h}\" rx=\"6\" class=\"{c}\"/>\
+             <text x=\"{tx}\" y=\"{ty1}\">{name}</text><text x=\"{tx}\" y=\"{ty2}\" class=\"{c}\">{p}</text></g>",
             name = esc(&step.name),
             x1 = x + 1,
             y1 = y + 1,

@@ -80,6 +80,10 @@ pub async fn may_decide(client: &Client, a: &Approval, me: &Identity) -> bool {
 
 /// The inbox: the person's inboxes, plus what they may list, split into decide and watch.
 pub async fn inbox(client: &Client, me: &Identity, namespaces: &[String]) -> Result<Inbox, kube::Error> {
+    // First ask who the API server takes the person for. When it will not take them at all (in
+    // proxy mode: a group the server may not impersonate), every read below is refused with 403,
+    // which the reads take as "nothing for you": the inbox would look empty. Its words instead.
+    crate::inbox_reader::whoami(client).await?;
     let inboxes = my_inboxes(client, me).await?;
     let mut decide: Vec<InboxItem> = inboxes.iter().flat_map(|s| s.items.clone()).collect();
     let listed = listable(client, namespaces).await?;

@@ -1,5 +1,6 @@
 //! HTML escaping and the page frame every page shares: one stylesheet, no scripts but the
-//! optional live update, readable on a phone and with a screen reader.
+//! optional live update, readable on a phone and with a screen reader. Both are served as files
+//! (`/assets/...`), never inline, so the Content-Security-Policy allows no inline code at all.
 
 use std::fmt::Write as _;
 
@@ -32,7 +33,8 @@ pub fn seg(text: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
+/// The stylesheet, served at `STYLE_PATH`.
+pub const STYLE: &str = r#"
 :root{color-scheme:light dark;--fg:#1b1f24;--bg:#fff;--muted:#57606a;--line:#d0d7de;--ok:#1a7f37;--bad:#cf222e;--wait:#9a6700;--accent:#0969da}
 @media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--bg:#0d1117;--muted:#9198a1;--line:#3d444d;--ok:#3fb950;--bad:#f85149;--wait:#d29922;--accent:#4493f8}}
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,sans-serif;color:var(--fg);background:var(--bg)}
@@ -53,14 +55,30 @@ button.approve{background:var(--ok);color:#fff;border-color:var(--ok)}button.rej
 .alert{border:2px solid var(--bad);border-radius:6px;padding:10px 12px;margin:12px 0}.notice{border:2px solid var(--ok);border-radius:6px;padding:10px 12px;margin:12px 0}
 svg.dag{max-width:100%;height:auto}svg.dag text{font:13px system-ui,sans-serif;fill:var(--fg)}svg.dag rect{fill:var(--bg);stroke-width:2}
 svg.dag .edge{stroke:var(--muted);fill:none}
+svg.dag rect.c-ok{stroke:var(--ok)}svg.dag rect.c-bad{stroke:var(--bad)}svg.dag rect.c-wait{stroke:var(--wait)}svg.dag rect.c-idle{stroke:var(--line)}
+svg.dag text.c-ok{fill:var(--ok)}svg.dag text.c-bad{fill:var(--bad)}svg.dag text.c-wait{fill:var(--wait)}svg.dag text.c-idle{fill:var(--line)}
 "#;
+
+/// Where the stylesheet is served.
+pub const STYLE_PATH: &str = "/assets/style.css";
+
+/// The run page's live update, served at `LIVE_PATH`: swaps in the fragment the server streams.
+pub const LIVE: &str = "const run = document.getElementById('run');\n\
+new EventSource(location.pathname + '/events').onmessage = e => { run.innerHTML = JSON.parse(e.data); };\n";
+
+/// Where the live update's script is served.
+pub const LIVE_PATH: &str = "/assets/live.js";
+
+/// The policy on every answer: nothing inline, nothing from elsewhere, never in a frame.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// A whole page: `who` is the person the page acts as, shown in the header.
 pub fn page(title: &str, who: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · hitl</title><style>{STYLE}</style></head><body>\
+         <title>{title} · hitl</title><link rel=\"stylesheet\" href=\"{STYLE_PATH}\"></head><body>\
          <a class=\"skip\" href=\"#main\">Skip to content</a>\
          <header><strong><a href=\"/\">hitl</a></strong><nav aria-label=\"Main\"><a href=\"/\">Inbox</a></nav>\
          <span class=\"who\">Signed in as <span id=\"who\">{who}</span></span></header>\

@@ -57,7 +57,32 @@ pub fn router(ui: Shared) -> Router {
         .route("/runs/{ns}/{name}", get(run_page))
         .route("/runs/{ns}/{name}/events", get(run_events))
         .route("/healthz", get(|| async { "ok" }))
+        .route(html::STYLE_PATH, get(|| async { asset("text/css; charset=utf-8", html::STYLE) }))
+        .route(html::LIVE_PATH, get(|| async { asset("text/javascript; charset=utf-8", html::LIVE) }))
         .with_state(ui)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// A file the pages load (no secret in it: served to anyone, like the 401 page).
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// The headers every answer carries, whatever route (or none) made it: no framing (clickjacking),
+/// no inline or foreign code, no sniffing, no referrer to other sites, and nothing kept in caches: the pages
+/// show gates and decisions.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(html::CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on the page's
+    // own form posts, which the CSRF check must refuse.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Serves until the listener fails.
@@ -107,6 +132,17 @@ impl Ui {
                         "No authenticated user: this server takes identities only from its authenticating proxy.",
                     ));
                 };
+                if access::reserved_user(&me.user) {
+                    return Err(refused_boxed(
+                        StatusCode::FORBIDDEN,
+                        "Refused",
+                        &format!(
+                            "The proxy named the user \"{}\": names beginning with \"system:\" are reserved for \
+                             Kubernetes itself (its components, nodes and service accounts) and are never impersonated.",
+                            me.user
+                        ),
+                    ));
+                }
                 let client = proxy
                     .client_for(&me)
                     .map_err(|e| refused_boxed(StatusCode::INTERNAL_SERVER_ERROR, "No client", &e.to_string()))?;
@@ -157,6 +193,18 @@ async fn inbox_page(
     };
     match data::inbox(&c.client, &c.me, &ui.namespaces).await {
         Ok(view) => Html(with_csrf(view::inbox(&view, now()), &csrf_token(&ui.secret, &c.me))).into_response(),
+        // The API server would not act as this person at all (in proxy mode: a group this server
+        // may not impersonate): say who was asked for, then the server's words.
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("impersonate") => {
+            let text = format!(
+                "The API server would not act as {} in the groups [{}]: {}",
+                c.me.user,
+                c.me.groups.join(", "),
+                s.message
+            );
+            let page = with_csrf(view::problem("Inbox", &c.me.user, &text), &csrf_token(&ui.secret, &c.me));
+            (StatusCode::FORBIDDEN, Html(page)).into_response()
+        }
         Err(e) => problem_page(&ui, &c, "Inbox", &e),
     }
 }

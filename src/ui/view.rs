@@ -232,10 +232,14 @@ fn refusal(f: &GateForm) -> String {
 
 fn decision_form(a: &Approval, f: &GateForm) -> String {
     // novalidate: the API server judges every value, in one dialect, and says why.
+    // Enter in a field submits the form with its default button, the first submit button: that
+    // one is disabled (and hidden), so Enter decides nothing; only a click on Approve or Reject
+    // (or Space/Enter on the focused button) does.
     format!(
-        "<form method=\"post\" novalidate><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{fields}\
-         <div class=\"buttons\"><button class=\"approve\" name=\"decision\" value=\"Approve\" id=\"approve\">Approve</button>\
-         <button class=\"reject\" name=\"decision\" value=\"Reject\" id=\"reject\">Reject</button></div></form>",
+        "<form method=\"post\" novalidate><button type=\"submit\" id=\"no-implicit-submit\" disabled hidden aria-hidden=\"true\" tabindex=\"-1\"></button>\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{fields}\
+         <div class=\"buttons\"><button type=\"submit\" class=\"approve\" name=\"decision\" value=\"Approve\" id=\"approve\">Approve</button>\
+         <button type=\"submit\" class=\"reject\" name=\"decision\" value=\"Reject\" id=\"reject\">Reject</button></div></form>",
         csrf = esc(f.csrf),
         fields = form::fields(&a.spec.gate.inputs, f.typed),
     )
@@ -330,7 +334,8 @@ pub fn run(wf: &Workflow, me: &str) -> String {
     let name = wf.metadata.name.clone().unwrap_or_default();
     let body = format!(
         "<h1>Run {n}</h1><p class=\"meta\">in {ns}</p><div id=\"run\" aria-live=\"polite\">{fragment}</div>\
-         <script>new EventSource(location.pathname + '/events').onmessage = e => document.getElementById('run').innerHTML = JSON.parse(e.data);</script>",
+         <script src=\"{live}\" defer></script>",
+        live = super::html::LIVE_PATH,
         n = esc(&name),
         ns = esc(&ns),
         fragment = run_fragment(wf),

@@ -292,6 +292,11 @@ impl Browser {
         self.session_call("POST", "/execute/sync", json!({"script": script, "args": []}))
     }
 
+    /// Switches into the page's `index`th frame (None: back to the top page).
+    pub fn frame(&self, index: Option<u64>) {
+        self.session_call("POST", "/frame", json!({"id": index}));
+    }
+
     /// Resizes the window (CSS pixels), e.g. to a phone's 390 x 844.
     pub fn resize(&self, width: u32, height: u32) {
         self.session_call("POST", "/window/rect", json!({"width": width, "height": height}));
