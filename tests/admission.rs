@@ -179,6 +179,31 @@ fn the_spec_is_frozen_once_the_run_starts_except_suspend() {
         "admin",
         &["-n", &ns.name, "patch", "workflow", "frozen", "--type=merge", "-p", r#"{"spec":{"suspend":true}}"#],
     );
+    // An editor of the namespace's Workflows slips an exit step into admin's started run: it
+    // would run inside that run, as its Pod. Refused like any other spec change.
+    kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            &ns.name,
+            "create",
+            "role",
+            "workflow-editor",
+            "--verb=get,list,patch,update",
+            "--resource=workflows.hitl.dev",
+        ],
+    );
+    kubectl_ok(
+        "admin",
+        &["-n", &ns.name, "create", "rolebinding", "carol-edits", "--role=workflow-editor", "--user=carol"],
+    );
+    let exit_step = r#"{"spec":{"onExit":[{"name":"after","container":{"image":"busybox:1.36","args":["true"]}}]}}"#;
+    let out = kubectl("carol", &["-n", &ns.name, "patch", "workflow", "frozen", "--type=merge", "-p", exit_step]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "carol added an exit step to a started run");
+    assert!(err.contains("spec cannot change once the run has started"), "{err}");
+    let stored = get_json(&ns.name, "workflow", "frozen").unwrap();
+    assert!(stored["spec"]["onExit"].is_null(), "{}", stored["spec"]);
 }
 
 #[test]

@@ -240,34 +240,43 @@ fn workflow_name_rule() -> ValidationRule {
     }
 }
 
+/// Fields of a Workflow's spec that may not change once the run has started: every field but
+/// those of [`SPEC_FIELDS_MUTABLE_WHILE_RUNNING`]. A test fails when the spec gains a field that is
+/// in neither list, so a new field cannot slip past the freeze.
+pub const SPEC_FIELDS_FROZEN_WHILE_RUNNING: [&str; 11] = [
+    "params",
+    "serviceAccountName",
+    "activeDeadlineSeconds",
+    "ttlSecondsAfterFinished",
+    "podTemplate",
+    "podGC",
+    "volumes",
+    "workspace",
+    "steps",
+    "workflowTemplateRef",
+    "onExit",
+];
+/// What a person may still change in a started run: pausing it.
+pub const SPEC_FIELDS_MUTABLE_WHILE_RUNNING: [&str; 1] = ["suspend"];
+
 /// The Workflow's spec may not change once the run has started, except `suspend`. This needs the
 /// status, which only a rule on the root of the schema can see.
 pub fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    let frozen = [
-        "params",
-        "serviceAccountName",
-        "activeDeadlineSeconds",
-        "ttlSecondsAfterFinished",
-        "podTemplate",
-        "podGC",
-        "volumes",
-        "workspace",
-        "steps",
-        "workflowTemplateRef",
-    ]
-    .iter()
-    .map(|f| {
-        format!(
-            "has(self.spec.{f}) == has(oldSelf.spec.{f}) && (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f})"
-        )
-    })
-    .collect::<Vec<_>>()
-    .join(" && ");
+    let frozen = SPEC_FIELDS_FROZEN_WHILE_RUNNING
+        .iter()
+        .map(|f| {
+            format!(
+                "has(self.spec.{f}) == has(oldSelf.spec.{f}) && (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ");
     let root_rule = ValidationRule {
         rule: format!("!has(oldSelf.status) || !has(oldSelf.status.startedAt) || ({frozen})"),
-        message: Some(
-            "spec cannot change once the run has started; only spec.suspend may (create a new Workflow instead)".into(),
-        ),
+        message: Some(format!(
+            "spec cannot change once the run has started; only spec.{} may (create a new Workflow instead)",
+            SPEC_FIELDS_MUTABLE_WHILE_RUNNING.join(", spec.")
+        )),
         ..Default::default()
     };
     for version in &mut crd.spec.versions {
@@ -297,4 +306,24 @@ pub fn with_cron_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefin
         }
     }
     crd
+}
+
+#[cfg(test)]
+mod frozen_spec_tests {
+    use super::*;
+
+    /// Every field of the Workflow's spec, as the CRD publishes it, is either frozen once the run
+    /// starts or named as changeable: a field added without that decision fails here.
+    #[test]
+    fn every_spec_field_is_frozen_or_named_changeable() {
+        let crd = crate::api::crds().into_iter().find(|c| c.spec.names.kind == "Workflow").expect("Workflow CRD");
+        let schema = crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
+        let spec = &schema.properties.as_ref().unwrap()["spec"];
+        let mut fields: Vec<&str> = spec.properties.as_ref().unwrap().keys().map(String::as_str).collect();
+        fields.sort();
+        let mut decided: Vec<&str> =
+            SPEC_FIELDS_FROZEN_WHILE_RUNNING.iter().chain(&SPEC_FIELDS_MUTABLE_WHILE_RUNNING).copied().collect();
+        decided.sort();
+        assert_eq!(fields, decided, "decide for each spec field whether it may change while the run goes on");
+    }
 }
