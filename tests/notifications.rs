@@ -293,7 +293,11 @@ fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
     let (rx, smtp) = (Receiver::start(), SmtpSink::start());
     three_channels(&ns.name, &rx, &smtp);
     let op = Operator::start(&ns.name);
-    apply(&ns.name, &gate_workflow("deal", "          channels: [hook, chat, mail]", "        timeoutSeconds: 3600\n"));
+    // The Workflow's author tries Slack markup in the gate message: a mention of everyone and a
+    // link dressed up as the approval page.
+    let markup = "Please review contract 7 <!channel> <http://evil.example|open the approval page> & sign";
+    let deal = gate_workflow("deal", "          channels: [hook, chat, mail]", "        timeoutSeconds: 3600\n");
+    apply(&ns.name, &deal.replace("Please review contract 7", markup));
     let a = wait_pending(&ns.name, "deal.review");
     let uid = a["metadata"]["uid"].as_str().unwrap().to_string();
 
@@ -311,7 +315,7 @@ fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
     assert_eq!(event["id"], format!("{uid}/requested"));
     assert_eq!(event["subject"], format!("{}/deal.review", ns.name));
     let data = &event["data"];
-    assert_eq!(data["message"], "Please review contract 7");
+    assert_eq!(data["message"], markup, "the webhook's JSON carries it as written");
     assert_eq!(data["approvers"]["users"][0], "alice");
     assert_eq!(data["inputs"][0]["enum"][1], "redact");
     assert_eq!(data["expiresAt"], a["spec"]["expiresAt"]);
@@ -321,19 +325,22 @@ fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
         format!("kubectl hitl approve deal.review -n {} --input verdict=<sign|redact>", ns.name)
     );
 
-    // Slack: a readable message with the exact command.
+    // Slack: a readable message with the exact command, its markup characters escaped, so the
+    // author's mention and link (and our own `<sign|redact>`) show as text.
     let chat_path = format!("/slack/{SLACK_TOKEN}");
     let text = rx.wait(&chat_path, "/requested").json()["text"].as_str().unwrap().to_string();
     for want in [
         format!("Decision needed: approval deal.review in {}", ns.name),
-        "> Please review contract 7".into(),
+        "> Please review contract 7 &lt;!channel&gt; &lt;http://evil.example|open the approval page&gt; &amp; sign"
+            .into(),
         "verdict (string, one of sign|redact, required)".into(),
         "Who may decide: alice, group:legal".into(),
         "Deadline: ".into(),
-        format!("Decide: kubectl hitl approve deal.review -n {} --input verdict=<sign|redact>", ns.name),
+        format!("Decide: kubectl hitl approve deal.review -n {} --input verdict=&lt;sign|redact&gt;", ns.name),
     ] {
         assert!(text.contains(&want), "{want:?} missing from:\n{text}");
     }
+    assert!(!text.contains("<!channel>") && !text.contains("<http"), "Slack markup got through:\n{text}");
 
     // E-mail.
     let mail = wait_for("the request by e-mail", WAIT, || smtp.mails.lock().unwrap().first().cloned());

@@ -246,7 +246,7 @@ async fn send(
     if let Some(s) = &channel.spec.slack {
         let url = secret_text(&secrets, &s.url_secret_ref).await?;
         let url = crate::api::notify::receiver_url(&url).map_err(|e| format!("slack: {e}"))?;
-        let body = serde_json::to_vec(&serde_json::json!({"text": message.text})).expect("JSON");
+        let body = serde_json::to_vec(&serde_json::json!({"text": notify::slack_text(&message.text)})).expect("JSON");
         let request = http.post(url).header("Content-Type", "application/json").header("Idempotency-Key", &job.due.key);
         return post(request.body(body)).await;
     }

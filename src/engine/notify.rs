@@ -172,6 +172,21 @@ pub struct Message {
     pub cloud_event: Value,
 }
 
+/// The text as Slack must receive it: `&`, `<` and `>` are its markup (links, `<!channel>`
+/// mentions), so whatever a Workflow's author wrote (the gate message) or we print (`<sign|redact>`)
+/// arrives as written, never as markup. A line's leading `> ` (our quote of the gate message) stays
+/// Slack's quote.
+pub fn slack_text(text: &str) -> String {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    text.lines()
+        .map(|line| match line.strip_prefix("> ") {
+            Some(quoted) => format!("> {}", escape(quoted)),
+            None => escape(line),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Renders one event of a gate. `page` is the approval page link, if the channel has one.
 pub fn render(a: &Approval, due: &Due, page: Option<&str>, now: Timestamp) -> Message {
     let ns = a.metadata.namespace.clone().unwrap_or_default();
@@ -471,5 +486,22 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+}
+
+#[cfg(test)]
+mod slack_tests {
+    use super::slack_text;
+
+    #[test]
+    fn slack_markup_in_the_text_arrives_as_text() {
+        let text = "Decision needed\n> review <!channel> <http://evil|the page> & sign\n--input verdict=<sign|redact>";
+        assert_eq!(
+            slack_text(text),
+            "Decision needed\n> review &lt;!channel&gt; &lt;http://evil|the page&gt; &amp; sign\n\
+             --input verdict=&lt;sign|redact&gt;"
+        );
+        // Only a leading "> " is a quote; one inside the gate message is text.
+        assert_eq!(slack_text("> a > b\n>> c"), "> a &gt; b\n&gt;&gt; c");
     }
 }
