@@ -20,7 +20,7 @@ NODE_SOCK=$NODE_RUN/containerd.sock
 NODE_PAUSE_IMAGE=registry.k8s.io/pause:3.10
 NODE_BUSYBOX_IMAGE=docker.io/library/busybox:1.36
 NODE_VOLUMES=8   # PersistentVolumes of class real-local, recycled when released
-NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables conntrack)
+NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables conntrack curl)
 
 # The state directory of the local cluster whose real node this host runs, if that cluster still
 # runs: one real node fits on a host, and another cluster's must be left alone.
@@ -49,7 +49,7 @@ node_unavailable() {
 
 node_installed() {
   command -v containerd >/dev/null && command -v runc >/dev/null && command -v iptables >/dev/null &&
-    command -v conntrack >/dev/null && [ -x /usr/lib/cni/bridge ] && [ -x /bin/busybox ]
+    command -v conntrack >/dev/null && command -v curl >/dev/null && [ -x /usr/lib/cni/bridge ] && [ -x /bin/busybox ]
 }
 
 # Debian's packages: the container runtime, the CNI plugins, iptables for kube-proxy, and the
