@@ -313,7 +313,7 @@ async fn email(
 async fn secret_bytes(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Vec<u8>, String> {
     let secret = match secrets.get_opt(&r.name).await {
         Ok(Some(s)) => s,
-        Ok(None) => return Err(format!("Secret {} not found", r.name)),
+        Ok(None) => return Err(no_secret_key(r)),
         Err(kube::Error::Api(s)) if s.code == 403 => {
             return Err(format!(
                 "the operator may not read Secret {}: a namespace owner allows it by binding the ClusterRole \
@@ -325,8 +325,14 @@ async fn secret_bytes(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Vec<u8>
     };
     match secret.data.as_ref().and_then(|d| d.get(&r.key)) {
         Some(ByteString(bytes)) if !bytes.is_empty() => Ok(bytes.clone()),
-        _ => Err(format!("Secret {} has no key {}", r.name, r.key)),
+        _ => Err(no_secret_key(r)),
     }
+}
+
+/// One message whether the Secret or only its key is missing: a channel's writer, who may not
+/// read Secrets, must not learn from the recorded error which Secrets and keys exist.
+fn no_secret_key(r: &SecretKeyRef) -> String {
+    format!("Secret {} with a non-empty key {} is not there (either may be missing)", r.name, r.key)
 }
 
 async fn secret_text(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<String, String> {
