@@ -212,3 +212,39 @@ fn a_workspace_is_shared_by_two_steps() {
     let volume = kubectl_ok("admin", &["-n", ns.name(), "get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}"]);
     assert!(volume.starts_with("real-local-"), "bound to a real directory on the node: {volume}");
 }
+
+/// The kubelet answers only whom the API server authorizes: no anonymous access, and a user of
+/// the cluster's CA (alice's client certificate) is refused logs and exec unless RBAC gives her
+/// `nodes/proxy`. Admin (system:masters) is let in, so the refusals are the kubelet's judgement.
+#[test]
+fn the_kubelet_refuses_who_the_api_server_would_refuse() {
+    real_node();
+    let dir = std::env::temp_dir().join(common::unique_name("kubelet-attack"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The user's client certificate and key, as PEM files, from their kubeconfig.
+    let credentials = |user: &str| {
+        let (cert, key) = (dir.join(format!("{user}.crt")), dir.join(format!("{user}.key")));
+        for (file, field) in [(&cert, "client-certificate-data"), (&key, "client-key-data")] {
+            let script = format!(
+                "{} --kubeconfig {} config view --raw -o 'jsonpath={{.users[0].user.{field}}}' | base64 -d > {}",
+                common::kubectl_bin().display(),
+                common::kubeconfig(user).display(),
+                file.display()
+            );
+            assert!(std::process::Command::new("sh").args(["-c", &script]).status().unwrap().success(), "{script}");
+        }
+        (cert, key)
+    };
+    let ask = |creds: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "https://10.89.0.1:10250/pods"]);
+        if let Some((cert, key)) = creds {
+            curl.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        String::from_utf8_lossy(&curl.output().expect("run curl").stdout).into_owned()
+    };
+    assert_eq!(ask(None), "401", "anonymous");
+    assert_eq!(ask(Some(&credentials("alice"))), "403", "alice, who may not proxy to nodes");
+    assert_eq!(ask(Some(&credentials("admin"))), "200", "admin, whom RBAC allows");
+    let _ = std::fs::remove_dir_all(&dir);
+}
