@@ -250,18 +250,22 @@ node_network_up() {
 # The API server listens on every address so the node's Pods reach it; only this host and those
 # Pods may connect.
 node_guard_apiserver() {
-  local port=$1
-  iptables -I INPUT -p tcp --dport "$port" -m addrtype ! --src-type LOCAL ! -s "$NODE_POD_CIDR" \
-    -m comment --comment hitl-apiserver-guard -j DROP
-  echo "$port" >"$NODE_RUN/guarded.port"
+  # shellcheck disable=SC2046 # the rule is words on purpose
+  iptables -I INPUT $(node_guard_rule "$1")
+  echo "$1" >"$NODE_RUN/guarded.port"
+}
+
+# The guard rule for the API server's PORT, as iptables arguments (one word each), for -I and -D.
+node_guard_rule() {
+  echo "-p tcp --dport $1 -m addrtype ! --src-type LOCAL ! -s $NODE_POD_CIDR -m comment --comment hitl-apiserver-guard -j DROP"
 }
 
 node_network_down() {
   local port ns
   if [ -s "$NODE_RUN/guarded.port" ]; then
     port=$(cat "$NODE_RUN/guarded.port")
-    iptables -D INPUT -p tcp --dport "$port" -m addrtype ! --src-type LOCAL ! -s "$NODE_POD_CIDR" \
-      -m comment --comment hitl-apiserver-guard -j DROP 2>/dev/null || true
+    # shellcheck disable=SC2046 # the rule is words on purpose
+    iptables -D INPUT $(node_guard_rule "$port") 2>/dev/null || true
   fi
   for ns in $(ls /var/run/netns 2>/dev/null); do
     case "$ns" in cni-*) grep -qx "$ns" "$NODE_RUN/netns.before" 2>/dev/null || ip netns delete "$ns" 2>/dev/null || true ;; esac
