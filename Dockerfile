@@ -13,16 +13,21 @@ ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 
-# Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or Cargo.lock change.
-# Stub sources stand in for the crate so that `cargo build` compiles the dependencies alone.
+# Dependencies first, in their own layer: it is rebuilt only when a Cargo.toml or Cargo.lock change.
+# Stub sources stand in for the workspace's crates so that `cargo build` compiles the dependencies
+# alone; their fingerprints are removed, so that the real sources are compiled below.
 COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir -p src/bin/kubectl-hitl benches \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && for b in crdgen kubectl-hitl/main; do echo 'fn main() {}' > src/bin/$b.rs; done \
- && echo 'fn main() {}' > benches/latency.rs \
+COPY crates/hitl-api/Cargo.toml crates/hitl-api/
+COPY crates/hitl-engine/Cargo.toml crates/hitl-engine/
+COPY crates/hitl-client/Cargo.toml crates/hitl-client/
+RUN mkdir -p src/bin benches crates/hitl-api/src crates/hitl-engine/src crates/hitl-client/src/bin/kubectl-hitl \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs && echo 'fn main() {}' > src/bin/crdgen.rs \
+ && for b in latency scale; do echo 'fn main() {}' > benches/$b.rs; done \
+ && touch crates/hitl-api/src/lib.rs crates/hitl-engine/src/lib.rs crates/hitl-client/src/lib.rs \
+ && echo 'fn main() {}' > crates/hitl-client/src/bin/kubectl-hitl/main.rs \
  && cargo fetch --locked \
- && cargo build --locked --release --bin hitl-operator \
- && rm -rf src benches target/release/.fingerprint/hitl-operator-*
+ && cargo build --locked --release -p hitl-operator --bin hitl-operator \
+ && rm -rf src benches crates target/release/.fingerprint/hitl-*
 
 COPY . .
 # .dockerignore leaves .git out, so the commit `--version` prints comes in as an argument.

@@ -12,7 +12,7 @@ TEST_THREADS ?= 4
 all: build
 
 build:
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 
 # Regenerate the CRD YAML from the Rust types (a unit test fails when crds/ is stale).
 crds:
@@ -33,7 +33,7 @@ fmt:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) chart-lint
 
 assets:
@@ -59,13 +59,15 @@ demo:
 	hack/demo
 
 test-unit:
-	$(CARGO) test --lib --bins
+	$(CARGO) test --workspace --lib --bins
 
 # Needs a running local cluster (make cluster-up). The page tests need Chromium (hack/install-browser).
 # The operator's image (from the debug build) goes to the real node first, for tests/in_cluster.rs.
+# The plugin is hitl-client's binary, which `cargo test` does not build for the root package's tests:
+# build every binary of the workspace first (tests/common's plugin_bin() refuses a missing or stale one).
 test-integration:
 	hack/install-browser
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 	hack/build-image --profile dev
 	$(CARGO) test --test '*' -- --test-threads=$(TEST_THREADS)
 
@@ -80,7 +82,7 @@ image:
 # The binary is static (glibc's crt-static, as the image's; see hack/build-image) and stripped, so
 # it runs on any Linux of its architecture, musl-based ones included.
 plugin-archive:
-	$(CARGO) rustc --locked --release --bin kubectl-hitl -- -C target-feature=+crt-static -C strip=symbols
+	$(CARGO) rustc --locked --release -p hitl-client --bin kubectl-hitl -- -C target-feature=+crt-static -C strip=symbols
 	hack/plugin-archive
 
 # Release artifacts built here: the plugin archive and its krew manifest (the image: make image).
@@ -89,20 +91,20 @@ release: plugin-archive
 # Latency and API-write figures on the running local cluster (make cluster-up); no assertions.
 # Report on stdout and in target/bench/latency.json.
 bench:
-	$(CARGO) build --release --bins
+	$(CARGO) build --workspace --release --bins
 	$(CARGO) bench --bench latency
 
 # Throughput, API requests and memory under load (N one-Pod Workflows at once, against the bare-Pod
 # limit of the same cluster); HITL_SCALE_N=5000 for the big run. Report on stdout and in
 # target/bench/scale.json. Takes minutes; never part of make test.
 bench-scale:
-	$(CARGO) build --release --bins
+	$(CARGO) build --workspace --release --bins
 	$(CARGO) bench --bench scale
 
 # A forEach of 500 container items at parallelism 10 and 50 on the local cluster (make cluster-up):
 # seconds, Workflow status writes (seen on a watch) and status size. About 1.5 minutes.
 bench-fanout:
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --test fanout -- --ignored --nocapture --test-threads=1 five_hundred_items_measured
 
 # Unit tests, then the integration tests on a fresh local cluster, which is torn down even when

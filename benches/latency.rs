@@ -17,6 +17,10 @@
 //! 3. Approval latency: from the approving merge patch returning to the next step's Pod seen
 //!    `ADDED`.
 //!
+//! 4. The decision path part by part: the means over the run of the approving PATCH (admission
+//!    included), the Approval pass, its status write, the Workflow pass, its Pod create and status
+//!    write, from the API server's and the operator's duration histograms.
+//!
 //! Timings are client-side `Instant`s (Kubernetes timestamps have second precision). Figures
 //! only, no assertions. Knobs: `HITL_BENCH_RUST_LOG` (the operator's `RUST_LOG`),
 //! `HITL_BENCH_OPERATOR_BIN` (another operator binary), `HITL_BENCH_ONLY` (run keys, e.g.
@@ -42,6 +46,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+#[path = "latency/path_parts.rs"]
+mod path_parts;
 
 /// Container steps per Workflow in the transition runs (so `STEPS - 1` transitions each).
 const CHAIN_STEPS: usize = 11;
@@ -248,6 +255,8 @@ async fn measure(
         let before = kubectl.write_counters()?;
         let events_before = b.event_occurrences().await?;
         let ops_before = operator_writes(log);
+        let passes_before = operator_passes(log);
+        let path_before = path_totals(kubectl, log)?;
         let seen_before = b.obs.seen;
         let started = Instant::now();
         let mut res =
@@ -257,9 +266,10 @@ async fn measure(
         let after = kubectl.write_counters()?;
         let events_after = b.event_occurrences().await?;
         res.seen = b.obs.seen.since(seen_before);
-        res.operator_writes = ops_before.zip(operator_writes(log)).map(|(before, after)| {
-            after.into_iter().map(|(k, v)| (k.clone(), v - before.get(&k).copied().unwrap_or(0.0))).collect()
-        });
+        res.operator_writes = ops_before.zip(operator_writes(log)).map(|(before, after)| counted_since(&before, after));
+        res.operator_passes =
+            passes_before.zip(operator_passes(log)).map(|(before, after)| counted_since(&before, after));
+        res.path = path_parts::over_run(&path_before, &path_totals(kubectl, log)?);
         res.elapsed = elapsed;
         res.writes = delta(&before, &after);
         res.events = events_delta(&events_before, &events_after);
@@ -448,6 +458,44 @@ impl Drop for Operator {
 /// The operator's own count of its API writes (`hitl_api_writes_total` by kind, from its
 /// /metrics, whose address it logs at start); None when this operator build does not serve it.
 fn operator_writes(log: &Path) -> Option<BTreeMap<String, f64>> {
+    Some(series(&operator_metrics(log)?, "hitl_api_writes_total", "kind", ""))
+}
+
+/// The operator's passes by controller: those it ran (`hitl_reconciles_total`) and those it
+/// skipped as nothing had changed since its own write (`hitl_passes_skipped_total`, absent from
+/// builds before it).
+fn operator_passes(log: &Path) -> Option<BTreeMap<String, f64>> {
+    let body = operator_metrics(log)?;
+    let mut passes = series(&body, "hitl_reconciles_total", "controller", " run");
+    passes.extend(series(&body, "hitl_passes_skipped_total", "controller", " skipped"));
+    Some(passes)
+}
+
+/// What each series counted between two readings.
+fn counted_since(before: &BTreeMap<String, f64>, after: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after.into_iter().map(|(k, v)| (k.clone(), v - before.get(&k).copied().unwrap_or(0.0))).collect()
+}
+
+/// One counter's series by the value of `label` (with `suffix`), from a /metrics text.
+fn series(body: &str, counter: &str, label: &str, suffix: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(counter)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((parse_labels(labels).remove(label)? + suffix, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The decision path's parts as they stand: the API server's and the operator's histograms.
+fn path_totals(kubectl: &Kubectl, log: &Path) -> anyhow::Result<path_parts::Parts> {
+    let mut parts = path_parts::api_server(&kubectl.run(&["get", "--raw", "/metrics"])?);
+    parts.extend(operator_metrics(log).map(|text| path_parts::operator(&text)).unwrap_or_default());
+    Ok(parts)
+}
+
+/// The operator's /metrics (HTTP answer included), from the address it logs at start.
+fn operator_metrics(log: &Path) -> Option<String> {
     use std::io::{Read, Write};
     let addr = (0..50).find_map(|_| {
         let found = std::fs::read_to_string(log).ok().and_then(|text| {
@@ -465,15 +513,7 @@ fn operator_writes(log: &Path) -> Option<BTreeMap<String, f64>> {
     conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").ok()?;
     let mut body = String::new();
     conn.read_to_string(&mut body).ok()?;
-    let writes: BTreeMap<String, f64> = body
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("hitl_api_writes_total{")?;
-            let (labels, value) = rest.rsplit_once("} ")?;
-            Some((parse_labels(labels).remove("kind")?, value.trim().parse().ok()?))
-        })
-        .collect();
-    body.starts_with("HTTP/1.1 200").then_some(writes)
+    body.starts_with("HTTP/1.1 200").then_some(body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,7 +593,11 @@ struct RunResult {
     seen: Seen,
     writes: BTreeMap<MetricKey, f64>,
     operator_writes: Option<BTreeMap<String, f64>>,
+    /// Passes by controller, run and skipped, over the run.
+    operator_passes: Option<BTreeMap<String, f64>>,
     events: BTreeMap<String, (u64, u64)>,
+    /// The decision path's parts over the run (means), in their order.
+    path: Vec<path_parts::Part>,
 }
 
 struct Bench {
@@ -1137,6 +1181,7 @@ impl Report<'_> {
             }
         }
 
+        self.path_text(&mut o);
         o.push(String::new());
         o.push("API WRITES PER STEP: apiserver_request_total delta (write verbs) over each run / steps run".into());
         o.push("  Writer by resource and verb: the operator creates Pods and writes hitl.dev objects (but".into());
@@ -1216,6 +1261,19 @@ impl Report<'_> {
             }
         }
 
+        let passes: std::collections::BTreeSet<&String> =
+            self.results.iter().filter_map(|(_, r)| r.operator_passes.as_ref()).flat_map(|m| m.keys()).collect();
+        if !passes.is_empty() {
+            o.push("  operator's passes, by controller: run (hitl_reconciles_total) and skipped as nothing".into());
+            o.push("  changed since its own write (hitl_passes_skipped_total)".into());
+            for name in passes {
+                o.push(self.row(&format!("  {name}"), |r| {
+                    let n = r.operator_passes.as_ref().and_then(|m| m.get(name)).copied().unwrap_or(0.0);
+                    format!("{:.3}", n / r.steps as f64)
+                }));
+            }
+        }
+
         o.push(String::new());
         o.push("CROSS-CHECK: cluster-wide counter vs what the bench did or saw in its namespace".into());
         for (spec, r) in self.results {
@@ -1237,6 +1295,21 @@ impl Report<'_> {
             ));
         }
         o.join("\n")
+    }
+
+    /// The decision path part by part, for the runs that approved gates.
+    fn path_text(&self, o: &mut Vec<String>) {
+        o.push(String::new());
+        o.push("DECISION PATH, PART BY PART (means over each run; the API server's histograms are".into());
+        o.push("cluster-wide, the operator's its own; parts overlap: a pass includes its writes)".into());
+        for (spec, r) in self.results.iter().filter(|(_, r)| r.approvals_patched > 0) {
+            o.push(format!("  {}", Self::title(spec)));
+            o.push(format!("    {:<62} {:>9} {:>9}", "part", "mean ms", "per gate"));
+            for part in &r.path {
+                let per_gate = part.count / r.approvals_patched as f64;
+                o.push(format!("    {:<62} {:>9.2} {:>9.2}", part.name, part.mean_ms, per_gate));
+            }
+        }
     }
 
     fn json(&self) -> Value {
@@ -1297,10 +1370,16 @@ impl Report<'_> {
                     "elapsed_s": r.elapsed.as_secs_f64(),
                     "latency": latency,
                     "latencies_ms": r.latencies,
+                    "path_parts": r.path.iter().map(|p| json!({
+                        "part": p.name, "mean_ms": p.mean_ms, "count": p.count,
+                    })).collect::<Vec<_>>(),
                     "apiserver_writes": writes,
                     "namespace_watch_events": seen,
                     "events_by_reporting_controller": events,
                     "operator_api_writes_total": operator_writes,
+                    "operator_passes_per_step": r.operator_passes.as_ref().map(|m| {
+                        m.iter().map(|(k, &n)| (k.clone(), n / r.steps as f64)).collect::<BTreeMap<String, f64>>()
+                    }),
                     "cross_check": {
                         "workflows_created_by_bench": r.workflows,
                         "workflow_posts_counted": c.workflow_posts,

@@ -6,6 +6,8 @@
 //! 3. Five-step Workflows, `HITL_SCALE_CHAINS` at once (and 20 at once): the step gap (a step's
 //!    Pod seen `Succeeded` -> the next step's Pod seen `ADDED`, both in the bench's one Pod watch).
 //! 4. One-gate Workflows approved by a scripted person as soon as they wait.
+//! 5. The decision burst: `HITL_SCALE_BURST` (default 1000) gates wait at once and are all
+//!    approved in one burst: per gate, the approving patch returned -> the next step's Pod seen.
 //!
 //! For each: the API server's `apiserver_request_total` delta by verb and resource, per Workflow
 //! (cluster-wide: the scheduler and kwok are in it too; the bench's own requests are listed), 429s,
@@ -13,8 +15,10 @@
 //! the last RSS figure is with all of them in the operator's caches.
 //!
 //! Knobs: `HITL_SCALE_N` (default 1000), `HITL_SCALE_CHAINS` (default 200), `HITL_SCALE_GATES`
-//! (default 200), `HITL_SCALE_ONLY` (some of `bare,one,ch20,chain,fan,gate`, for a quicker look), `HITL_SCALE_WRAP` (a profiler to run
-//! the operator under). Report on stdout and in `target/bench/scale.json`.
+//! (default 200), `HITL_SCALE_BURST` (default 1000), `HITL_SCALE_ONLY` (some of
+//! `bare,one,ch20,chain,fan,gate,burst`, for a quicker look), `HITL_BENCH_OPERATOR_BIN` (another
+//! operator binary), `HITL_SCALE_WRAP` (a profiler to run the operator under). Report on stdout
+//! and in `target/bench/scale.json`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,6 +33,9 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+
+#[path = "scale/burst.rs"]
+mod burst;
 
 const CREATE_CONCURRENCY: usize = 32;
 const PHASE_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -143,7 +150,9 @@ struct Operator(Child, u16);
 impl Operator {
     fn start(c: &Cluster, ns: &str, log: &Path) -> anyhow::Result<Self> {
         let kubeconfig = output(&c.root, "hack/operator-token", &[])?;
-        let bin = c.root.join("target/release/hitl-operator");
+        // Another build (say, the code before a change) to compare, as `make bench` takes it.
+        let bin = std::env::var_os("HITL_BENCH_OPERATOR_BIN")
+            .map_or_else(|| c.root.join("target/release/hitl-operator"), PathBuf::from);
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let metrics = format!("127.0.0.1:{port}");
         // `HITL_SCALE_WRAP="heaptrack -o target/bench/heap"` runs the operator under a profiler
@@ -242,6 +251,8 @@ struct Phase {
     seconds: f64,
     per_minute: f64,
     gaps_ms: Vec<f64>,
+    /// The decision burst's approving patch returned -> next step's Pod seen, per gate.
+    decisions_ms: Vec<f64>,
     requests: BTreeMap<String, f64>,
     throttled: f64,
     cpu_seconds: f64,
@@ -255,6 +266,7 @@ async fn bench() -> anyhow::Result<()> {
     let n = env_n("HITL_SCALE_N", 1000);
     let chains = env_n("HITL_SCALE_CHAINS", 200);
     let gates = env_n("HITL_SCALE_GATES", 200);
+    let burst = env_n("HITL_SCALE_BURST", 1000);
     let c = Cluster::connect().await?;
     c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", c.root.join("crds").to_str().unwrap()])?;
     c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", c.root.join("config/policy").to_str().unwrap()])?;
@@ -311,6 +323,10 @@ async fn bench() -> anyhow::Result<()> {
         phases.push(workflows(&c, &op, &ns, &label, "gate", gates, &gate, true).await?);
         kept += gates;
     }
+    if wanted("burst") {
+        phases.push(burst::phase(&c, &op, &ns, burst).await?);
+        kept += burst;
+    }
     let (cpu, peak, rss) = op.usage();
     drop(op);
     // A restart lists everything kept: how long until ready, and the memory of the caches alone.
@@ -335,7 +351,7 @@ async fn bench() -> anyhow::Result<()> {
                     "rss_anon_mib": anon, "rss_file_mib": file},
         "phases": phases.iter().map(|p| json!({
             "name": p.name, "count": p.count, "seconds": p.seconds, "per_minute": p.per_minute,
-            "gap_ms": stats(&p.gaps_ms), "requests_per_item": p.requests, "throttled": p.throttled,
+            "gap_ms": stats(&p.gaps_ms), "decision_ms": stats(&p.decisions_ms), "requests_per_item": p.requests, "throttled": p.throttled,
             "operator_cpu_seconds": p.cpu_seconds, "operator_peak_rss_mib": p.peak_rss_mib,
         })).collect::<Vec<_>>(),
     });
@@ -479,6 +495,7 @@ async fn workflows(
         throttled,
         cpu_seconds: cpu - cpu_before,
         peak_rss_mib: peak,
+        ..Default::default()
     })
 }
 
@@ -567,6 +584,15 @@ fn stats(values: &[f64]) -> Value {
     json!({"n": v.len(), "p50": at(0.5), "p99": at(0.99), "max": v[v.len() - 1]})
 }
 
+/// `  what: p50 .. ms, p99 .. ms, max .. ms (n = ..)`, when there are values.
+fn stats_line(what: &str, values_ms: &[f64]) -> Option<String> {
+    let s = stats(values_ms);
+    let at = |q: &str| s[q].as_f64().unwrap_or(0.0);
+    s.is_object().then(|| {
+        format!("  {what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})", at("p50"), at("p99"), at("max"), s["n"])
+    })
+}
+
 fn report(n: usize, phases: &[Phase]) -> String {
     let limit =
         phases.iter().find(|p| p.cpu_seconds == 0.0 && p.name.starts_with("bare")).map_or(0.0, |p| p.per_minute);
@@ -575,15 +601,8 @@ fn report(n: usize, phases: &[Phase]) -> String {
         let share =
             if limit > 0.0 { format!(" ({:.0} % of bare Pods)", 100.0 * p.per_minute / limit) } else { String::new() };
         out.push(format!("\n{}: {} in {:.1} s = {:.0}/min{share}", p.name, p.count, p.seconds, p.per_minute));
-        if let Some(s) = stats(&p.gaps_ms).as_object() {
-            out.push(format!(
-                "  step gap: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
-                s["p50"].as_f64().unwrap_or(0.0),
-                s["p99"].as_f64().unwrap_or(0.0),
-                s["max"].as_f64().unwrap_or(0.0),
-                s["n"]
-            ));
-        }
+        out.extend(stats_line("step gap", &p.gaps_ms));
+        out.extend(stats_line("approving patch returned -> next Pod seen", &p.decisions_ms));
         if p.cpu_seconds > 0.0 {
             out.push(format!("  operator: {:.1} CPU s, peak RSS {:.1} MiB", p.cpu_seconds, p.peak_rss_mib));
         }

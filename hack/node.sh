@@ -187,6 +187,14 @@ failSwapOn: false
 resolvConf: /etc/resolv.conf
 maxPods: 110
 registerWithTaints: []
+# The node shares the host's disk with builds (target/ is tens of GB): the default thresholds
+# (nodefs under 10 %, imagefs under 15 % free) would evict the tests' Pods for the host's sake.
+# Evict only when the disk is truly about to fill.
+evictionHard: {nodefs.available: "1Gi", imagefs.available: "1Gi", nodefs.inodesFree: "1%"}
+# No image garbage collection: no registry is reachable, so an image the kubelet deletes (at 85 %
+# disk by default; containerd 1.6 does not pin the pause image) never comes back, and every Pod on
+# the node then fails to get its sandbox. The images are the few the project builds.
+imageGCHighThresholdPercent: 100
 EOF
   cat >"$dir/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1

@@ -3,6 +3,7 @@
 
 use clap::{Parser, ValueEnum};
 use hitl_operator::controller::{self, Config};
+use hitl_operator::engine::notify_target::{Cidr, ClusterRanges};
 use hitl_operator::leader::{self, LeaseConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -37,12 +38,28 @@ struct Args {
     /// Watching one namespace, the operator keeps that namespace's entries in them.
     #[arg(long, env = "HITL_INBOXES", default_value_t = true, action = clap::ArgAction::Set)]
     inboxes: bool,
+    /// Processes that evaluate CEL expressions (`when`, `{{ }}`, `forEach.list`): evaluations
+    /// at once. Each is stopped at the time limit, and limited in memory (next flag).
+    #[arg(long, env = "HITL_CEL_WORKERS", default_value_t = hitl_operator::sandbox::WORKERS)]
+    cel_workers: usize,
+    /// MiB of memory one evaluation may use; an expression that needs more fails its step.
+    #[arg(long, env = "HITL_CEL_MEMORY_LIMIT_MIB", default_value_t = hitl_operator::sandbox::MEMORY_LIMIT_MIB)]
+    cel_memory_limit_mib: u64,
     /// Seconds a notification may take (connect, send, answer) before it counts as failed.
     #[arg(long, env = "HITL_NOTIFICATION_TIMEOUT", default_value_t = 10)]
     notification_timeout: u64,
     /// Notifications sent at once; a slow channel holds at most these.
     #[arg(long, env = "HITL_NOTIFICATION_WORKERS", default_value_t = 4)]
     notification_workers: u16,
+    /// The cluster's Service address ranges (the API server's `--service-cluster-ip-range`),
+    /// comma-separated. Notifications never reach them unless the namespace owner's
+    /// WorkflowPolicy lists the host.
+    #[arg(long, env = "HITL_SERVICE_CLUSTER_IP_RANGE", value_delimiter = ',', default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: Vec<Cidr>,
+    /// The cluster's Pod address ranges (the controller manager's `--cluster-cidr`),
+    /// comma-separated; kept from notifications as the Service ranges are.
+    #[arg(long, env = "HITL_CLUSTER_CIDR", value_delimiter = ',', default_value = "10.244.0.0/16")]
+    cluster_cidr: Vec<Cidr>,
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "HITL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -76,6 +93,12 @@ enum Mode {
     /// Serve the approval pages behind an authenticating proxy, as the chart's `ui` does (the
     /// same server as `kubectl hitl ui`).
     Ui(hitl_operator::ui::cli::UiArgs),
+    /// An evaluator process, which the operator starts itself (reads requests on stdin).
+    #[command(hide = true)]
+    CelWorker {
+        #[arg(long)]
+        memory_limit_mib: u64,
+    },
 }
 
 impl Args {
@@ -132,9 +155,27 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // An evaluator process stays small: no logging, no async runtime.
+    if let Some(Mode::CelWorker { memory_limit_mib }) = args.command {
+        std::process::exit(hitl_operator::sandbox::worker::serve(memory_limit_mib));
+    }
+    tokio::runtime::Runtime::new()?.block_on(operator(args))
+}
+
+/// Evaluations run in child processes of this program, stopped at their time and memory limits.
+fn install_sandbox(args: &Args) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let sandbox = hitl_operator::sandbox::Sandbox::new(exe, args.cel_workers, args.cel_memory_limit_mib);
+    anyhow::ensure!(
+        hitl_operator::engine::cel_runner::install(std::sync::Arc::new(sandbox)),
+        "an expression was evaluated before the evaluators were set up"
+    );
+    Ok(())
+}
+
+async fn operator(args: Args) -> anyhow::Result<()> {
     init_logging(args.log_format);
     if let Some(Mode::Ui(ui)) = args.command {
         let config = kube::Config::infer().await?;
@@ -142,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
         return hitl_operator::ui::cli::run(config, namespace, ui).await;
     }
     let lease = args.leader_elect.then(|| args.lease()).transpose()?;
+    install_sandbox(&args)?;
     let metrics = std::sync::Arc::new(hitl_operator::metrics::Metrics::default());
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
@@ -155,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
         inboxes: args.inboxes,
         notify_timeout: std::time::Duration::from_secs(args.notification_timeout.max(1)),
         notify_workers: args.notification_workers,
+        notify_ranges: ClusterRanges { services: args.service_cluster_ip_range, pods: args.cluster_cidr },
     };
     let Some(lease) = lease else {
         // Leader before ready: whoever sees /readyz answer also sees hitl_leader 1.

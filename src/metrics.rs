@@ -77,6 +77,7 @@ const FAILING: [&str; 3] = ["workflow", "approval", "pod"];
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ControllerLabel, Counter>,
+    pub skipped: Family<ControllerLabel, Counter>,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Family<ControllerLabel, Histogram>,
     pub writes: Family<WriteLabels, Counter>,
@@ -104,6 +105,12 @@ impl Default for Metrics {
         });
         let writes = Family::<WriteLabels, Counter>::default();
         hitl.register("reconciles", "Reconciles run", reconciles.clone());
+        let skipped = Family::<ControllerLabel, Counter>::default();
+        hitl.register(
+            "passes_skipped",
+            "Passes not run: nothing changed since the operator's own last write",
+            skipped.clone(),
+        );
         hitl.register("reconcile_failures", "Reconciles that failed, by error category", failures.clone());
         hitl.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
         hitl.register("api_writes", "Writes this operator made to the API server", writes.clone());
@@ -140,6 +147,11 @@ impl Default for Metrics {
             "Seconds from a step's start to its end, by step kind and final phase",
             step_duration.clone(),
         );
+        hitl.register(
+            "expression_evaluations_stopped",
+            "CEL evaluations stopped at a limit (time or memory); each failed its step",
+            crate::sandbox::STOPPED.clone(),
+        );
         let leader = Gauge::default();
         hitl.register("leader", "1 while this replica runs the controllers, else 0", leader.clone());
         let build = Family::<BuildLabels, Gauge>::default();
@@ -152,6 +164,7 @@ impl Default for Metrics {
         let m = Self {
             registry,
             reconciles,
+            skipped,
             failures,
             duration,
             writes,
@@ -176,6 +189,10 @@ impl Metrics {
     pub fn reconciled(&self, controller: &'static str, took: Duration) {
         self.reconciles.get_or_create(&ControllerLabel { controller }).inc();
         self.duration.get_or_create(&ControllerLabel { controller }).observe(took.as_secs_f64());
+    }
+
+    pub fn skipped(&self, controller: &'static str) {
+        self.skipped.get_or_create(&ControllerLabel { controller }).inc();
     }
 
     pub fn failed(&self, controller: &'static str, category: &'static str) {
@@ -211,6 +228,8 @@ impl Metrics {
             let _ = self.reconciles.get_or_create(&ControllerLabel { controller });
             let _ = self.duration.get_or_create(&ControllerLabel { controller });
         }
+        // Only the Workflow controller skips passes (see controller::settled).
+        let _ = self.skipped.get_or_create(&ControllerLabel { controller: "workflow" });
         for controller in FAILING {
             for category in ErrorCategory::ALL.map(ErrorCategory::as_str) {
                 let _ = self.failures.get_or_create(&ErrorLabels { controller, category });

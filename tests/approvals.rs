@@ -6,58 +6,55 @@ mod harness;
 
 use std::time::Duration;
 
+use common::fixtures::{self, StepBuilder, container, input, suspend};
 use common::{kubectl_err, kubectl_ok, test_namespace, wait_for};
 use harness::*;
+use hitl_operator::api::{InputType, OnTimeout};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// scan -> review gate (typed inputs, approvers) -> sign | redact, branching on the verdict.
-fn contract(name: &str, gate_extra: &str) -> String {
-    format!(
-        r#"apiVersion: hitl.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  params: [{{name: document, value: "s3://contracts/acme.pdf"}}]
-  steps:
-    - name: scan
-      container: {{image: busybox:1.36}}
-      metadata: {{annotations: {{sim.hitl.dev/message: '{{"flagged": 3}}'}}}}
-    - name: review
-      suspend:
-        message: "Scan flagged {{{{ steps.scan.outputs.flagged }}}} clauses in {{{{ params.document }}}}."
-        approvers: {{users: [alice], groups: [legal]}}
-        inputs:
-          - {{name: verdict, type: string, enum: [sign, redact, reject], required: true}}
-          - {{name: notes, type: string, maxLength: 20}}
-          - {{name: priority, type: integer, default: 3, minimum: 1, maximum: 5}}
-          - {{name: ticket, type: string, pattern: "^T-[0-9]+$"}}
-          - {{name: urgent, type: boolean}}
-          - {{name: score, type: number}}
-{gate_extra}
-    - name: sign
-      dependsOn: [review]
-      when: "steps.review.outputs.verdict == 'sign'"
-      container:
-        image: busybox:1.36
-        args: [echo, "signed by {{{{ steps.review.decidedBy }}}} at priority {{{{ steps.review.outputs.priority }}}}"]
-    - name: redact
-      dependsOn: [review]
-      when: "steps.review.outputs.verdict == 'redact'"
-      container: {{image: busybox:1.36}}
-"#
-    )
+fn contract(name: &str) -> String {
+    let review = suspend("review")
+        .message("Scan flagged {{ steps.scan.outputs.flagged }} clauses in {{ params.document }}.")
+        .approvers_users(["alice"])
+        .approvers_groups(["legal"])
+        .input(input("verdict", InputType::String).one_of(["sign", "redact", "reject"]).required())
+        .input(input("notes", InputType::String).max_length(20))
+        .input(input("priority", InputType::Integer).default(json!(3)).minimum(1.0).maximum(5.0))
+        .input(input("ticket", InputType::String).pattern("^T-[0-9]+$"))
+        .input(input("urgent", InputType::Boolean))
+        .input(input("score", InputType::Number));
+    fixtures::workflow(name)
+        .param("document", "s3://contracts/acme.pdf")
+        .step(container("scan", "busybox:1.36").sim("message", r#"{"flagged": 3}"#))
+        .step(review)
+        .step(
+            container("sign", "busybox:1.36")
+                .depends_on(["review"])
+                .when("steps.review.outputs.verdict == 'sign'")
+                .args([
+                    "echo",
+                    "signed by {{ steps.review.decidedBy }} at priority {{ steps.review.outputs.priority }}",
+                ]),
+        )
+        .step(
+            container("redact", "busybox:1.36").depends_on(["review"]).when("steps.review.outputs.verdict == 'redact'"),
+        )
+        .yaml()
 }
 
-fn gate(name: &str, step: &str, extra: &str) -> String {
-    format!("    - name: {step}\n      dependsOn: []\n      suspend:\n{extra}\n").replace("{name}", name)
+/// A gate that waits from the start, beside the others.
+fn gate(step: &str) -> StepBuilder {
+    suspend(step).depends_on([]).message(step)
 }
 
 #[test]
 fn approving_with_typed_input_resumes_the_run_and_branches() {
     let ns = test_namespace("approve");
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &contract("review", ""));
+    apply(&ns.name, &contract("review"));
     let wf = wait_phase(&ns.name, "review", "Waiting", WAIT);
     assert_eq!(wf["status"]["waitingFor"], "review.review");
     let waiting = wf["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Waiting").unwrap();
@@ -117,7 +114,7 @@ fn approving_with_typed_input_resumes_the_run_and_branches() {
 fn rejecting_fails_the_step_with_the_comment() {
     let ns = test_namespace("reject");
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &contract("deal", ""));
+    apply(&ns.name, &contract("deal"));
     wait_pending(&ns.name, "deal.review");
     patch_approval(
         "carol",
@@ -152,8 +149,11 @@ fn rejecting_fails_the_step_with_the_comment() {
 fn input_alone_approves_a_gate_that_asks_for_input() {
     let ns = test_namespace("inputonly");
     let _op = Operator::start(&ns.name);
-    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: ask}\nspec:\n  steps:\n    - name: budget\n      suspend:\n        inputs: [{name: amount, type: integer, required: true, minimum: 1}]\n    - {name: spend, container: {image: x, args: ['{{ steps.budget.outputs.amount }}']}}\n";
-    apply(&ns.name, yaml);
+    let yaml = fixtures::workflow("ask")
+        .step(suspend("budget").input(input("amount", InputType::Integer).required().minimum(1.0)))
+        .step(container("spend", "x").args(["{{ steps.budget.outputs.amount }}"]))
+        .yaml();
+    apply(&ns.name, &yaml);
     wait_pending(&ns.name, "ask.budget");
     patch_approval("admin", &ns.name, "ask.budget", r#"{"spec":{"input":{"amount":250}}}"#).unwrap();
     let wf = wait_phase(&ns.name, "ask", "Succeeded", WAIT);
@@ -166,12 +166,8 @@ fn input_alone_approves_a_gate_that_asks_for_input() {
 fn parallel_gates_are_decided_independently() {
     let ns = test_namespace("parallel");
     let _op = Operator::start(&ns.name);
-    let yaml = format!(
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: two}}\nspec:\n  steps:\n{}{}    - {{name: ship, dependsOn: [legal, security], container: {{image: x}}}}\n",
-        gate("two", "legal", "        message: legal"),
-        gate("two", "security", "        message: security"),
-    );
-    apply(&ns.name, &yaml);
+    let ship = container("ship", "x").depends_on(["legal", "security"]);
+    apply(&ns.name, &fixtures::workflow("two").steps([gate("legal"), gate("security"), ship]).yaml());
     wait_pending(&ns.name, "two.legal");
     wait_pending(&ns.name, "two.security");
     let wf = wait_phase(&ns.name, "two", "Waiting", WAIT);
@@ -193,13 +189,16 @@ fn parallel_gates_are_decided_independently() {
 fn an_expired_gate_is_never_taken_for_a_decision() {
     let ns = test_namespace("expiry");
     let _op = Operator::start(&ns.name);
-    let yaml = |name: &str, on_timeout: &str| {
-        format!(
-            "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  steps:\n    - name: gate\n      suspend:\n        timeoutSeconds: 2\n        onTimeout: {on_timeout}\n        inputs: [{{name: level, type: integer, default: 2}}]\n    - {{name: after, container: {{image: x, args: ['{{{{ steps.gate.outputs.level }}}} {{{{ steps.gate.outputs.decision }}}}']}}}}\n"
-        )
+    let yaml = |name: &str, on_timeout| {
+        let gate = suspend("gate")
+            .timeout_seconds(2)
+            .on_timeout(on_timeout)
+            .input(input("level", InputType::Integer).default(json!(2)));
+        let after = container("after", "x").args(["{{ steps.gate.outputs.level }} {{ steps.gate.outputs.decision }}"]);
+        fixtures::workflow(name).steps([gate, after]).yaml()
     };
-    apply(&ns.name, &yaml("strict", "Reject"));
-    apply(&ns.name, &yaml("lenient", "Approve"));
+    apply(&ns.name, &yaml("strict", OnTimeout::Reject));
+    apply(&ns.name, &yaml("lenient", OnTimeout::Approve));
 
     let wf = wait_phase(&ns.name, "strict", "Failed", WAIT);
     assert_eq!(step(&wf, "gate")["reason"], "ApprovalExpired");
@@ -228,7 +227,7 @@ fn an_expired_gate_is_never_taken_for_a_decision() {
 fn bad_input_is_refused_at_patch_time_and_the_gate_stays_open() {
     let ns = test_namespace("badinput");
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &contract("bad", ""));
+    apply(&ns.name, &contract("bad"));
     wait_pending(&ns.name, "bad.review");
     let cases = [
         (r#"{"spec":{"decision":"Approve"}}"#, "input verdict: required to approve"),
@@ -302,7 +301,7 @@ fn bad_input_is_refused_at_patch_time_and_the_gate_stays_open() {
 fn a_decision_made_while_the_controller_is_down_is_applied_once() {
     let ns = test_namespace("downtime");
     let mut op = Operator::start(&ns.name);
-    apply(&ns.name, &contract("later", ""));
+    apply(&ns.name, &contract("later"));
     wait_pending(&ns.name, "later.review");
     op.kill();
     patch_approval("alice", &ns.name, "later.review", r#"{"spec":{"decision":"Approve","input":{"verdict":"sign"}}}"#)
@@ -324,7 +323,7 @@ fn a_decision_made_while_the_controller_is_down_is_applied_once() {
 fn deleting_a_waiting_workflow_removes_its_approval_and_grant() {
     let ns = test_namespace("delwait");
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &contract("gone", ""));
+    apply(&ns.name, &contract("gone"));
     wait_pending(&ns.name, "gone.review");
     wait_for("the per-gate grant", WAIT, || grant(&ns.name, "role", "gone.review").map(|_| ()));
     kubectl_ok("admin", &["-n", &ns.name, "delete", "workflow", "gone", "--wait=false"]);
@@ -340,8 +339,8 @@ fn deleting_a_waiting_workflow_removes_its_approval_and_grant() {
 fn a_decision_made_after_expiry_while_the_controller_was_down_does_not_count() {
     let ns = test_namespace("late");
     let mut op = Operator::start(&ns.name);
-    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: late}\nspec:\n  steps:\n    - {name: gate, suspend: {timeoutSeconds: 2}}\n    - {name: after, container: {image: x}}\n";
-    apply(&ns.name, yaml);
+    let yaml = fixtures::workflow("late").step(suspend("gate").timeout_seconds(2)).step(container("after", "x")).yaml();
+    apply(&ns.name, &yaml);
     wait_pending(&ns.name, "late.gate");
     op.kill();
     // Wait out the gate's own deadline, as recorded on it, on this machine's clock (the API
@@ -385,12 +384,7 @@ fn a_decision_made_after_expiry_while_the_controller_was_down_does_not_count() {
 fn when_one_gate_rejects_the_other_waiting_gate_is_cancelled() {
     let ns = test_namespace("cancel");
     let _op = Operator::start(&ns.name);
-    let yaml = format!(
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: two}}\nspec:\n  steps:\n{}{}",
-        gate("two", "legal", "        message: legal"),
-        gate("two", "security", "        message: security"),
-    );
-    apply(&ns.name, &yaml);
+    apply(&ns.name, &fixtures::workflow("two").steps([gate("legal"), gate("security")]).yaml());
     wait_pending(&ns.name, "two.legal");
     wait_pending(&ns.name, "two.security");
     patch_approval("admin", &ns.name, "two.legal", r#"{"spec":{"decision":"Reject"}}"#).unwrap();

@@ -189,8 +189,11 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
     ];
     if per_gate_grants {
+        // Grants, and the evidence grant deleted once its gate is decided (controller/grants.rs);
+        // pods/log only so that Kubernetes lets the operator grant it (it never reads a log).
         rules.push(json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
-                          "verbs": ["get", "create"]}));
+                          "verbs": ["get", "create", "delete"]}));
+        rules.push(json!({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}));
     }
     Value::Array(rules)
 }
@@ -503,7 +506,9 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
             "--leader-election-lease-name=hitl-operator",
             "--leader-election-namespace=hitl-system",
             "--leader-election-lease-duration=15",
-            "--leader-election-renew-grace=5"
+            "--leader-election-renew-grace=5",
+            "--service-cluster-ip-range=10.96.0.0/12",
+            "--cluster-cidr=10.244.0.0/16"
         ])
     );
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
@@ -591,7 +596,9 @@ fn chart_renders_the_sources_and_exactly_the_controllers_rights() {
             "--leader-election-lease-name=team-hitl-operator",
             "--leader-election-namespace=ops",
             "--leader-election-lease-duration=15",
-            "--leader-election-renew-grace=5"
+            "--leader-election-renew-grace=5",
+            "--service-cluster-ip-range=10.96.0.0/12",
+            "--cluster-cidr=10.244.0.0/16"
         ])
     );
     find(&one, "ClusterRole", "team-approver");
@@ -786,6 +793,11 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("patch", "events.events.k8s.io"),
         ("create", "roles.rbac.authorization.k8s.io"),
         ("create", "rolebindings.rbac.authorization.k8s.io"),
+        // The evidence grants go once a gate is decided; the logs are read for no one but the
+        // approvers, through the grant, yet the operator must hold what it grants.
+        ("delete", "roles.rbac.authorization.k8s.io"),
+        ("delete", "rolebindings.rbac.authorization.k8s.io"),
+        ("get", "pods/log"),
     ];
     let never = [
         ("update", "workflows.hitl.dev"),
@@ -803,8 +815,9 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("list", "persistentvolumeclaims"),
         ("create", "pods/exec"),
         ("create", "serviceaccounts/token"),
-        ("delete", "roles.rbac.authorization.k8s.io"),
+        ("update", "roles.rbac.authorization.k8s.io"),
         ("update", "rolebindings.rbac.authorization.k8s.io"),
+        ("list", "roles.rbac.authorization.k8s.io"),
         ("escalate", "roles.rbac.authorization.k8s.io"),
         ("bind", "roles.rbac.authorization.k8s.io"),
         ("create", "events"),

@@ -180,7 +180,11 @@ fn history_limits_suspend_and_status_times() {
     let ready = suspended["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
     assert_eq!(ready["reason"], "Suspended");
     let before = runs(n, "prune").last().map(|r| r.1);
-    std::thread::sleep(Duration::from_secs(5));
+    // A clock on the same schedule, served by the same operator: once it has started two runs
+    // after the suspension was seen, two due times have passed for both (no sleep, no guess).
+    let seen = Timestamp::now();
+    apply_as("admin", n, &cron("clock", "*/2 * * * * *", "", QUICK)).unwrap();
+    wait_runs(n, "clock", "two due times after the suspension", |r| r.iter().filter(|x| x.1 > seen).count() >= 2);
     assert_eq!(runs(n, "prune").last().map(|r| r.1), before, "no run starts while suspended");
 }
 
@@ -233,7 +237,101 @@ fn schedules_open_no_way_around_the_admission_policies() {
         secret.replace("      - ", "    - ")
     );
     let refused = apply_as("bob", n, &forged).unwrap_err();
-    assert!(refused.contains("reads Secret db, which is not allowed here"), "{refused}");
+    assert!(
+        refused.contains("reads Secret db, which is not allowed here")
+            || refused.contains("only the operator creates a CronWorkflow's runs"),
+        "{refused}"
+    );
+}
+
+/// The run a schedule starts is created by the operator, yet bob wrote what it runs and alice
+/// changed it: where the gate forbids self-approval neither may decide it (issue 26.1). Nobody
+/// may rewrite the record of who wrote the CronWorkflow.
+#[test]
+fn a_schedule_does_not_launder_who_wrote_it() {
+    let ns = namespace("cron-authors");
+    let n = ns.name();
+    common::add_user("dave");
+    kubectl_ok("admin", &["-n", n, "create", "rolebinding", "alice-writes", "--role=author", "--user=alice"]);
+    wait_for("alice's rights", WAIT, || {
+        kubectl("alice", &["-n", n, "auth", "can-i", "update", "cronworkflows.hitl.dev"]).status.success().then_some(())
+    });
+    let gate = |message: &str| {
+        format!(
+            "      - {{name: gate, suspend: {{message: {message}, selfApproval: Forbid, approvers: {{users: [alice, bob, dave]}}}}}}\n"
+        )
+    };
+    let extra = "  suspend: true\n  concurrencyPolicy: Forbid\n";
+    apply_as("bob", n, &cron("weekly", "*/2 * * * * *", extra, &gate("ship"))).unwrap();
+    let authors = || {
+        kubectl_ok(
+            "admin",
+            &["-n", n, "get", "cwf", "weekly", "-o", r"jsonpath={.metadata.annotations.hitl\.dev/authors}"],
+        )
+    };
+    assert_eq!(authors(), "bob");
+    // Only the schedule changes: alice did not write what runs.
+    kubectl_ok(
+        "alice",
+        &["-n", n, "patch", "cwf", "weekly", "--type", "merge", "-p", r#"{"spec":{"schedule":"*/3 * * * * *"}}"#],
+    );
+    assert_eq!(authors(), "bob");
+    apply_as("alice", n, &cron("weekly", "*/2 * * * * *", extra, &gate("ship-it"))).unwrap();
+    assert_eq!(authors(), "bob\nalice");
+
+    // Writing or removing the record changes nothing: the API server keeps what it recorded.
+    kubectl_ok("alice", &["-n", n, "annotate", "--overwrite", "cwf", "weekly", "hitl.dev/authors=admin"]);
+    assert_eq!(authors(), "bob\nalice");
+    kubectl_ok("alice", &["-n", n, "annotate", "cwf", "weekly", "hitl.dev/authors-"]);
+    assert_eq!(authors(), "bob\nalice");
+
+    let _op = Operator::start(n);
+    kubectl_ok("bob", &["-n", n, "patch", "cwf", "weekly", "--type", "merge", "-p", r#"{"spec":{"suspend":false}}"#]);
+    let run = wait_runs(n, "weekly", "a run", |r| !r.is_empty())[0].0.clone();
+    let name = wait_for("the gate's Approval", WAIT, || {
+        get_json(n, "workflow", &run).and_then(|w| w["status"]["steps"][0]["approvalName"].as_str().map(String::from))
+    });
+    let gate = wait_pending(n, &name);
+    assert_eq!(gate["spec"]["workflowRef"]["authors"], serde_json::json!(["alice", "bob"]), "{gate}");
+    for author in ["bob", "alice"] {
+        let refused = patch_approval(author, n, &name, r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+        assert!(refused.contains(&format!("you ({author}) wrote what Workflow {run} runs")), "{refused}");
+    }
+    patch_approval("dave", n, &name, r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    wait_phase(n, &run, "Succeeded", WAIT);
+}
+
+/// A Workflow that only looks like a CronWorkflow's run (its label, its name pattern, an owner
+/// reference to it) is refused or ignored: it cannot stop the schedule, move its clock to the
+/// year 2286, or push the real runs out of its history (issue 26.2).
+#[test]
+fn a_look_alike_run_does_not_capture_the_schedule() {
+    let ns = namespace("cron-lookalike");
+    let n = ns.name();
+    let _op = Operator::start(n);
+    let extra = "  successfulJobsHistoryLimit: 1\n  concurrencyPolicy: Forbid\n";
+    apply_as("admin", n, &cron("review", "*/2 * * * * *", extra, QUICK)).unwrap();
+    let uid = kubectl_ok("admin", &["-n", n, "get", "cwf", "review", "-o", "jsonpath={.metadata.uid}"]);
+    let look_alike = |owner: &str| {
+        format!(
+            "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: review-9999999999\n  labels: {{hitl.dev/cron-workflow: review}}\n{owner}spec:\n  steps: [{{name: gate, suspend: {{message: hold}}}}]\n"
+        )
+    };
+    let owned = format!(
+        "  ownerReferences: [{{apiVersion: hitl.dev/v1alpha1, kind: CronWorkflow, name: review, uid: {uid}, controller: true}}]\n"
+    );
+    let refused = apply_as("bob", n, &look_alike(&owned)).unwrap_err();
+    assert!(refused.contains("only the operator creates a CronWorkflow's runs"), "{refused}");
+    // Without the owner reference it is bob's own Workflow, not a run.
+    apply_as("bob", n, &look_alike("")).unwrap();
+    let first = wait_runs(n, "review", "a finished run", |r| r.iter().any(|(_, _, p)| p == "Succeeded"))[0].0.clone();
+    wait_for("a later run, and the first gone by the history limit", WAIT, || {
+        let runs = runs(n, "review");
+        (runs.iter().all(|(name, _, _)| *name != first) && !runs.is_empty()).then_some(())
+    });
+    assert!(get_json(n, "workflow", "review-9999999999").is_some(), "bob's Workflow is not the schedule's to delete");
+    let last = get_json(n, "cwf", "review").unwrap()["status"]["lastScheduleTime"].as_str().unwrap().to_string();
+    assert!(last.starts_with("20") && !last.starts_with("2286"), "{last}");
 }
 
 #[test]

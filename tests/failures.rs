@@ -6,6 +6,7 @@ mod harness;
 
 use std::time::Duration;
 
+use common::fixtures::{self, StepBuilder, container};
 use common::{kubectl, kubectl_ok, kubectl_stdin, repo_root, test_namespace, unique_name, wait_for};
 use harness::*;
 use serde_json::{Value, json};
@@ -58,10 +59,7 @@ fn a_missing_rbac_right_shows_on_the_workflow_and_clears_once_granted() {
     let ns = test_namespace("norbac");
     let user = operator_without("pods", "create");
     let _op = Operator::start_as(&user, &ns.name, "", &["--leader-elect=false"]);
-    apply(
-        &ns.name,
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n    - {name: a, container: {image: x}}\n",
-    );
+    apply(&ns.name, &fixtures::workflow("w").step(container("a", "x")).yaml());
     let stalled = wait_for("the Workflow to show it is stalled", WAIT, || {
         let wf = workflow(&ns.name, "w");
         condition(&wf, "Stalled").filter(|c| c["status"] == "True").cloned()
@@ -130,10 +128,7 @@ fn a_pod_refused_by_admission_fails_its_step_and_says_why() {
     let limits = json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "small"},
                         "spec": {"limits": [{"type": "Container", "max": {"cpu": "100m"}}]}});
     assert!(kubectl_stdin("admin", &["-n", &ns.name, "apply", "-f", "-"], &limits.to_string()).status.success());
-    apply(
-        &ns.name,
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n    - {name: big, container: {image: x, resources: {limits: {cpu: '2'}}}}\n",
-    );
+    apply(&ns.name, &fixtures::workflow("w").step(container("big", "x").cpu_limit("2")).yaml());
     let wf = wait_phase(&ns.name, "w", "Failed", WAIT);
     let big = step(&wf, "big");
     assert_eq!(big["reason"], "PodCreateFailed");
@@ -153,16 +148,15 @@ fn a_status_too_large_for_etcd_fails_the_run_with_the_reason() {
     let _op = Operator::start(&ns.name);
     let output = format!("{{\"blob\": \"{}\"}}", "o".repeat(4000));
     // 1.4 MiB of spec, in env values the schema allows (at most 16 KiB each).
-    let big_env =
-        json!((0..88).map(|i| json!({"name": format!("BIG{i}"), "value": "v".repeat(16_000)})).collect::<Vec<_>>());
-    let steps: Vec<Value> = (0..24)
-        .map(|i| json!({"name": format!("s{i}"), "container": {"image": "x", "env": if i == 0 { big_env.clone() } else { json!([]) }},
-                        "metadata": {"annotations": {"sim.hitl.dev/message": output}}}))
-        .collect();
-    let wf = json!({"apiVersion": "hitl.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"}, "spec": {"steps": steps}});
-    let file = repo_root().join("target/test-logs").join(format!("{}-big.json", ns.name));
+    let big_env = |s: StepBuilder| (0..88).fold(s, |s, i| s.env(&format!("BIG{i}"), &"v".repeat(16_000)));
+    let steps = (0..24).map(|i| {
+        let s = container(&format!("s{i}"), "x").sim("message", &output);
+        if i == 0 { big_env(s) } else { s }
+    });
+    let wf = fixtures::workflow("w").steps(steps);
+    let file = repo_root().join("target/test-logs").join(format!("{}-big.yaml", ns.name));
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, wf.to_string()).unwrap();
+    std::fs::write(&file, wf.yaml()).unwrap();
     kubectl_ok("admin", &["-n", &ns.name, "create", "-f", file.to_str().unwrap()]);
     let wf = wait_phase(&ns.name, "w", "Failed", Duration::from_secs(120));
     assert_eq!(wf["status"]["reason"], "StatusTooLarge", "{}", wf["status"]["message"]);

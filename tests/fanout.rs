@@ -7,12 +7,10 @@ mod common;
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufReader;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{kubeconfig, kubectl_bin, kubectl_ok, test_namespace, wait_for};
+use common::watch::Watch;
+use common::{kubectl_ok, test_namespace, wait_for};
 use harness::*;
 use serde_json::Value;
 
@@ -39,47 +37,6 @@ spec:
 "#,
         list = serde_json::to_string(&accounts).unwrap()
     )
-}
-
-/// What a watch saw, as it arrives: a background `kubectl get -w --output-watch-events -o json`.
-struct Watch {
-    child: Child,
-    seen: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Watch {
-    fn start(ns: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(kubectl_bin())
-            .arg("--kubeconfig")
-            .arg(kubeconfig("admin"))
-            .args(["-n", ns, "get", "-w", "--output-watch-events", "-o", "json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get -w");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let seen = Arc::new(Mutex::new(vec![]));
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            for ev in serde_json::Deserializer::from_reader(out).into_iter::<Value>() {
-                let Ok(ev) = ev else { return };
-                sink.lock().unwrap().push(ev);
-            }
-        });
-        Watch { child, seen }
-    }
-
-    fn events(&self) -> Vec<Value> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The most step Pods unfinished at once, and how many were ever seen, from a Pod watch's events
@@ -134,8 +91,8 @@ fn object_bytes(ns: &str, name: &str) -> usize {
 fn fan_out_containers(prefix: &str, items: usize, parallelism: usize) -> (usize, usize, f64, usize) {
     let ns = test_namespace(prefix);
     let _op = Operator::start(&ns.name);
-    let pod_watch = Watch::start(&ns.name, &["pods", "-l", "hitl.dev/workflow=fan,hitl.dev/step=each"]);
-    let wf_watch = Watch::start(&ns.name, &["workflow", "--field-selector", "metadata.name=fan"]);
+    let pod_watch = Watch::start(&["-n", &ns.name, "pods", "-l", "hitl.dev/workflow=fan,hitl.dev/step=each"]);
+    let wf_watch = Watch::start(&["-n", &ns.name, "workflow", "--field-selector", "metadata.name=fan"]);
     let started = Instant::now();
     apply(&ns.name, &containers("fan", items, parallelism));
     let wf = wait_phase(&ns.name, "fan", "Succeeded", Duration::from_secs(600));

@@ -8,9 +8,9 @@
 //! holds a shell, and that binary, extracted, prints the version. `HITL_IMAGE=FILE` inspects an
 //! archive already built instead (e.g. the release one: `make image`).
 //!
-//! The version is written in five places (Cargo.toml, Cargo.lock, the chart's appVersion, the
-//! kustomize image tag, the image's tag); `hack/bump-version` sets them all, and this test fails
-//! when they disagree.
+//! The version is written in five places (Cargo.toml, Cargo.lock (each crate's entry), the chart's
+//! appVersion, the kustomize image tag, the image's tag); `hack/bump-version` sets them all, and
+//! this test fails when they disagree.
 
 mod common;
 
@@ -197,14 +197,20 @@ fn yaml(root: &Path, path: &str) -> Value {
     serde_yaml::from_str(&read(root, path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The `version = "X"` of Cargo.toml's [package] (its first such line).
+/// The `version = "X"` of Cargo.toml's [workspace.package], which every crate inherits (its first
+/// such line).
 fn cargo_version(cargo_toml: &str) -> Option<String> {
     cargo_toml.lines().find_map(quoted_version)
 }
 
 /// The version of this crate's entry in Cargo.lock (the line after its name).
 fn lock_version(cargo_lock: &str) -> Option<String> {
-    let mut lines = cargo_lock.lines().skip_while(|l| *l != "name = \"hitl-operator\"");
+    crate_lock_version(cargo_lock, "hitl-operator")
+}
+
+/// The version of a workspace crate's entry in Cargo.lock.
+fn crate_lock_version(cargo_lock: &str, name: &str) -> Option<String> {
+    let mut lines = cargo_lock.lines().skip_while(|l| *l != format!("name = \"{name}\""));
     lines.nth(1).and_then(quoted_version)
 }
 
@@ -223,6 +229,9 @@ fn versions(root: &Path) -> Vec<(&'static str, String)> {
     let mut found = vec![
         ("Cargo.toml", cargo_version(&read(root, "Cargo.toml")).unwrap_or_default()),
         ("Cargo.lock", lock_version(&read(root, "Cargo.lock")).unwrap_or_default()),
+        ("Cargo.lock hitl-api", crate_lock_version(&read(root, "Cargo.lock"), "hitl-api").unwrap_or_default()),
+        ("Cargo.lock hitl-engine", crate_lock_version(&read(root, "Cargo.lock"), "hitl-engine").unwrap_or_default()),
+        ("Cargo.lock hitl-client", crate_lock_version(&read(root, "Cargo.lock"), "hitl-client").unwrap_or_default()),
         ("Chart.yaml appVersion", text(&chart["appVersion"])),
         ("config/manager/kustomization.yaml newTag", text(&image["newTag"])),
     ];

@@ -17,6 +17,9 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(60);
 const SIGNING_KEY: &str = "s3cret-signing-key";
 const SLACK_TOKEN: &str = "T0KEN-IN-THE-URL";
+/// The one wording of every failure on the network (engine::notify::DELIVERY_FAILED).
+const DELIVERY_FAILED: &str = "not delivered: the receiver could not be reached, did not answer in time, or did \
+                               not accept it (the operator's log has the detail)";
 
 /// What a path answers.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -131,17 +134,19 @@ impl Receiver {
 /// One received e-mail: its recipients and its data (headers and body).
 type Mail = (Vec<String>, String);
 
-/// A plain SMTP sink: records each message's envelope and data.
+/// A plain SMTP sink: records each message's envelope and data, and every AUTH line it was sent.
 #[derive(Clone)]
 struct SmtpSink {
     port: u16,
     mails: Arc<Mutex<Vec<Mail>>>,
+    auth: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpSink {
     fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let sink = SmtpSink { port: listener.local_addr().unwrap().port(), mails: Arc::default() };
+        let sink =
+            SmtpSink { port: listener.local_addr().unwrap().port(), mails: Arc::default(), auth: Arc::default() };
         let me = sink.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -163,7 +168,10 @@ impl SmtpSink {
             }
             let cmd = line.to_ascii_uppercase();
             let reply: &[u8] = if cmd.starts_with("EHLO") {
-                b"250-sink\r\n250 8BITMIME\r\n"
+                b"250-sink\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+            } else if cmd.starts_with("AUTH") {
+                self.auth.lock().unwrap().push(line.trim().to_string());
+                b"235 accepted\r\n"
             } else if cmd.starts_with("RCPT TO:") {
                 rcpt.push(line[8..].trim().to_string());
                 b"250 ok\r\n"
@@ -203,6 +211,22 @@ fn allow_secrets(ns: &str) {
             "--clusterrole=hitl-operator-notification-secrets",
             "--serviceaccount=hitl-system:hitl-operator",
         ],
+    );
+}
+
+/// What a namespace owner does to let channels reach receivers on this host (loopback, which
+/// notifications may not reach otherwise): list the host in WorkflowPolicy/default.
+fn allow_local_receivers(ns: &str) {
+    owner_policy(ns, "notificationHosts: [127.0.0.1]");
+}
+
+/// Writes WorkflowPolicy/default with these spec fields, as the namespace owner.
+fn owner_policy(ns: &str, spec: &str) {
+    apply(
+        ns,
+        &format!(
+            "apiVersion: hitl.dev/v1alpha1\nkind: WorkflowPolicy\nmetadata: {{name: default}}\nspec: {{{spec}}}\n"
+        ),
     );
 }
 
@@ -290,6 +314,7 @@ fn notified(ns: &str, approval_name: &str) -> Option<Value> {
 fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
     let ns = test_namespace("notify");
     allow_secrets(&ns.name);
+    allow_local_receivers(&ns.name);
     let (rx, smtp) = (Receiver::start(), SmtpSink::start());
     three_channels(&ns.name, &rx, &smtp);
     let op = Operator::start(&ns.name);
@@ -395,6 +420,7 @@ fn a_gate_tells_each_channel_what_waits_and_then_who_decided() {
 fn a_failing_receiver_is_retried_a_hanging_one_times_out_and_neither_holds_up_the_other() {
     let ns = test_namespace("notify-retry");
     allow_secrets(&ns.name);
+    allow_local_receivers(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     for (name, path) in [("flaky", "/flaky"), ("stuck", "/stuck"), ("fine", "/fine")] {
@@ -416,16 +442,17 @@ fn a_failing_receiver_is_retried_a_hanging_one_times_out_and_neither_holds_up_th
         records(&ns.name, "w.review").into_iter().find(|r| r["channel"] == "stuck" && r["lastError"].is_string())
     });
     assert_eq!(stuck["state"], "Pending", "{stuck}");
-    assert_eq!(stuck["lastError"], "the receiver did not answer in time");
+    assert_eq!(stuck["lastError"], DELIVERY_FAILED);
     let condition = notified(&ns.name, "w.review").unwrap();
     assert_eq!((condition["status"].as_str(), condition["reason"].as_str()), (Some("False"), Some("Retrying")));
-    assert!(condition["message"].as_str().unwrap().contains("requested to stuck: the receiver did not answer in time"));
+    assert!(condition["message"].as_str().unwrap().contains(&format!("requested to stuck: {DELIVERY_FAILED}")));
 }
 
 #[test]
 fn an_operator_killed_mid_delivery_sends_again_with_the_same_key() {
     let ns = test_namespace("notify-kill");
     allow_secrets(&ns.name);
+    allow_local_receivers(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     signed_webhook(&ns.name, "hook", &rx.url("/hook"), "");
@@ -452,6 +479,7 @@ fn an_operator_killed_mid_delivery_sends_again_with_the_same_key() {
 fn reminders_and_escalation_follow_the_clock_and_admission_enforces_the_escalation() {
     let ns = test_namespace("notify-escalate");
     allow_secrets(&ns.name);
+    allow_local_receivers(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     signed_webhook(&ns.name, "hook", &rx.url("/hook"), "  default: true\n");
@@ -500,6 +528,7 @@ fn reminders_and_escalation_follow_the_clock_and_admission_enforces_the_escalati
 fn a_missing_secret_or_channel_is_told_in_status_and_the_rest_still_goes_out() {
     let ns = test_namespace("notify-missing");
     allow_secrets(&ns.name);
+    allow_local_receivers(&ns.name);
     let rx = Receiver::start();
     secret(&ns.name, "key", &[("key", SIGNING_KEY)]);
     signed_webhook(&ns.name, "ok", &rx.url("/ok"), "");
@@ -545,23 +574,49 @@ fn a_missing_secret_or_channel_is_told_in_status_and_the_rest_still_goes_out() {
 }
 
 #[test]
-fn without_the_namespace_owners_consent_the_operator_reads_no_secret() {
+fn without_the_namespace_owners_consent_nothing_is_read_and_the_message_waits_for_it() {
     let ns = test_namespace("notify-consent");
+    allow_local_receivers(&ns.name);
     let rx = Receiver::start();
     kubectl_ok(
         "admin",
         &["-n", &ns.name, "create", "secret", "generic", "key", &format!("--from-literal=key={SIGNING_KEY}")],
     );
     signed_webhook(&ns.name, "hook", &rx.url("/hook"), "");
+    // The second channel's Secret does not exist yet.
+    channel(
+        &ns.name,
+        "later",
+        &format!("  webhook:\n    url: {}\n    signingSecretRef: {{name: later-key, key: key}}\n", rx.url("/later")),
+    );
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &gate_workflow("w", "          channels: [hook]", ""));
+    apply(&ns.name, &gate_workflow("w", "          channels: [hook, later]", "        timeoutSeconds: 600\n"));
     let refused = wait_for("the refusal to be recorded", WAIT, || {
-        records(&ns.name, "w.review").into_iter().find_map(|r| r["lastError"].as_str().map(String::from))
+        records(&ns.name, "w.review").into_iter().find(|r| r["channel"] == "hook" && r["lastError"].is_string())
     });
-    assert!(refused.starts_with("the operator may not read Secret key: a namespace owner allows it"), "{refused}");
+    let error = refused["lastError"].as_str().unwrap();
+    assert!(error.starts_with("the operator may not read Secret key: a namespace owner allows it"), "{error}");
+    // A configuration cause is no attempt: checked again and again (1, 2, 4 s apart), the record
+    // stays Pending with no attempt counted, where 8 attempts would have given it up for good.
+    let held = wait_for("the refusal checked again four times", WAIT, || {
+        records(&ns.name, "w.review")
+            .into_iter()
+            .find(|r| r["channel"] == "hook" && r["configurationChecks"].as_i64().unwrap_or(0) >= 4)
+    });
+    assert_eq!((held["state"].as_str(), held["attempts"].as_i64()), (Some("Pending"), Some(0)), "{held}");
+    let condition = notified(&ns.name, "w.review").unwrap();
+    assert_eq!(condition["reason"], "WaitingForConfiguration", "{condition}");
     assert!(rx.on("/hook").is_empty(), "nothing sent unsigned");
+    // The owner consents, and creates the missing Secret, while the gate waits: both go out.
     allow_secrets(&ns.name);
     rx.wait("/hook", "/requested");
+    secret(&ns.name, "later-key", &[("key", SIGNING_KEY)]);
+    rx.wait("/later", "/requested");
+    let delivered = wait_for("both delivered", WAIT, || {
+        let r = records(&ns.name, "w.review");
+        (r.len() == 2 && r.iter().all(|r| r["state"] == "Delivered")).then_some(r)
+    });
+    assert!(delivered.iter().all(|r| r["attempts"] == 1), "the one attempt that went out: {delivered:?}");
 }
 
 #[test]
@@ -597,4 +652,239 @@ fn malformed_receiver_urls_are_refused_at_apply_and_checked_again_before_sending
     });
     assert_eq!(error, "slack: the URL is not an http:// or https:// URL with a host");
     assert!(!error.contains("exa mple"), "the URL (a credential) is never told");
+}
+
+/// bob may write NotificationChannels here, and read only the Secrets named in `readable`.
+fn channel_writer_bob(ns: &str, readable: &[&str]) {
+    let verbs = "--verb=get,list,create,update,patch";
+    kubectl_ok("admin", &["-n", ns, "create", "role", "channels", verbs, "--resource=notificationchannels.hitl.dev"]);
+    kubectl_ok("admin", &["-n", ns, "create", "rolebinding", "bob-channels", "--role=channels", "--user=bob"]);
+    if !readable.is_empty() {
+        let names: Vec<String> = readable.iter().map(|n| format!("--resource-name={n}")).collect();
+        let mut args = vec!["-n", ns, "create", "role", "some-secrets", "--verb=get", "--resource=secrets"];
+        args.extend(names.iter().map(String::as_str));
+        kubectl_ok("admin", &args);
+        kubectl_ok("admin", &["-n", ns, "create", "rolebinding", "bob-secrets", "--role=some-secrets", "--user=bob"]);
+    }
+}
+
+fn apply_as(user: &str, ns: &str, yaml: &str) -> Result<String, String> {
+    let out = common::kubectl_stdin(user, &["-n", ns, "apply", "-f", "-"], yaml);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    if out.status.success() { Ok(text(&out.stdout)) } else { Err(text(&out.stderr)) }
+}
+
+fn channel_yaml(name: &str, spec: &str) -> String {
+    format!("apiVersion: hitl.dev/v1alpha1\nkind: NotificationChannel\nmetadata: {{name: {name}}}\nspec:\n{spec}")
+}
+
+#[test]
+fn a_channel_writer_may_name_only_secrets_they_may_read_themselves() {
+    let ns = test_namespace("notify-theft");
+    let n = ns.name.as_str();
+    secret(n, "db-creds", &[("username", "app"), ("password", "db-password")]);
+    secret(n, "hook-key", &[("key", SIGNING_KEY)]);
+    channel_writer_bob(n, &["hook-key"]);
+    // The attack: bob, who may not read db-creds, sends it as SMTP credentials to his own sink.
+    let theft = channel_yaml(
+        "mail",
+        "  email:\n    host: 127.0.0.1\n    port: 2525\n    tls: None\n    from: a@example.com\n    to: [b@example.com]\n    credentialsSecret: db-creds\n",
+    );
+    // A policy is enforced a moment after it is installed: wait for it with dry runs first.
+    wait_for("the channel policy to take effect", WAIT, || {
+        let dry = common::kubectl_stdin("bob", &["-n", n, "apply", "--dry-run=server", "-f", "-"], &theft);
+        (!dry.status.success()).then_some(())
+    });
+    let refused = apply_as("bob", n, &theft).expect_err("bob may not name db-creds");
+    assert!(
+        refused.contains("spec.email.credentialsSecret: you may not get Secret db-creds")
+            && refused.contains(&format!("(kubectl auth can-i get secret/db-creds -n {n})")),
+        "{refused}"
+    );
+    for (field, spec) in [
+        (
+            "spec.webhook.signingSecretRef",
+            "  webhook:\n    url: https://x.example/\n    signingSecretRef: {name: db-creds, key: password}\n",
+        ),
+        (
+            "spec.webhook.urlSecretRef",
+            "  webhook:\n    urlSecretRef: {name: db-creds, key: password}\n    signingSecretRef: {name: hook-key, key: key}\n",
+        ),
+        ("spec.slack.urlSecretRef", "  slack:\n    urlSecretRef: {name: db-creds, key: password}\n"),
+    ] {
+        let refused = apply_as("bob", n, &channel_yaml("c", spec)).expect_err(field);
+        assert!(refused.contains(&format!("{field}: you may not get Secret db-creds")), "{field}: {refused}");
+    }
+    // A Secret bob may read himself is his to name.
+    let own = "  webhook:\n    url: https://x.example/\n    signingSecretRef: {name: hook-key, key: key}\n";
+    apply_as("bob", n, &channel_yaml("own", own)).expect("bob may name hook-key");
+    // The owner's channel names db-creds; bob may not point it elsewhere, though he may label it.
+    apply(n, &theft.replace("name: mail", "name: owners"));
+    let redirect = theft.replace("name: mail", "name: owners").replace("port: 2525", "port: 2526");
+    let refused = apply_as("bob", n, &redirect).expect_err("a redirect of the owner's channel");
+    assert!(refused.contains("spec.email.credentialsSecret: you may not get Secret db-creds"), "{refused}");
+    kubectl_ok("bob", &["-n", n, "label", "notificationchannel", "owners", "team=legal"]);
+}
+
+#[test]
+fn smtp_credentials_go_only_over_tls_unless_the_owner_allows_plain_text() {
+    let ns = test_namespace("notify-plain");
+    let n = ns.name.as_str();
+    allow_secrets(n);
+    allow_local_receivers(n);
+    let smtp = SmtpSink::start();
+    secret(n, "smtp-login", &[("username", "hitl"), ("password", "smtp-password")]);
+    let mail = format!(
+        "  email:\n    host: 127.0.0.1\n    port: {}\n    tls: None\n    from: hitl@example.com\n    to: [legal@example.com]\n    credentialsSecret: smtp-login\n",
+        smtp.port
+    );
+    channel(n, "mail", &mail);
+    let _op = Operator::start(n);
+    apply(n, &gate_workflow("w", "          channels: [mail]", "        timeoutSeconds: 600\n"));
+    let held = wait_for("the refusal recorded", WAIT, || {
+        records(n, "w.review").into_iter().find(|r| r["lastError"].is_string())
+    });
+    assert_eq!(
+        held["lastError"],
+        "email: credentialsSecret is set and tls is None: credentials are sent only over TLS, unless the namespace \
+         owner sets WorkflowPolicy/default spec.allowPlaintextCredentials: true"
+    );
+    assert_eq!((held["state"].as_str(), held["attempts"].as_i64()), (Some("Pending"), Some(0)));
+    assert!(smtp.auth.lock().unwrap().is_empty() && smtp.mails.lock().unwrap().is_empty(), "nothing sent");
+    // The namespace owner accepts plain text for this relay: the held message goes out.
+    owner_policy(n, "notificationHosts: [127.0.0.1], allowPlaintextCredentials: true");
+    wait_for("the mail", WAIT, || smtp.mails.lock().unwrap().first().cloned());
+    assert_eq!(smtp.auth.lock().unwrap().len(), 1, "authenticated once");
+}
+
+#[test]
+fn targets_inside_the_cluster_are_refused_unless_the_owner_lists_the_host() {
+    let ns = test_namespace("notify-ssrf");
+    let n = ns.name.as_str();
+    allow_secrets(n);
+    let rx = Receiver::start();
+    secret(n, "key", &[("key", SIGNING_KEY)]);
+    secret(n, "chat-url", &[("url", &rx.url("/chat"))]);
+    let by_name = format!("http://localhost:{}/by-name", rx.port);
+    for (name, url) in [
+        ("loop", rx.url("/loop")),
+        ("byname", by_name),
+        ("metadata", "http://169.254.169.254/latest/meta-data/".into()),
+        ("service", "https://10.0.0.1/api".into()),
+        ("pod", "http://10.88.1.2:8080/".into()),
+        ("mapped", format!("http://[::ffff:127.0.0.1]:{}/mapped", rx.port)),
+    ] {
+        signed_webhook(n, name, &url, "");
+    }
+    channel(n, "chat", "  slack:\n    urlSecretRef: {name: chat-url, key: url}\n");
+    let smtp = SmtpSink::start();
+    let mail = format!(
+        "  email:\n    host: localhost\n    port: {}\n    tls: None\n    from: a@example.com\n    to: [b@example.com]\n",
+        smtp.port
+    );
+    channel(n, "mail", &mail);
+    let flags = ["--leader-elect=false", "--service-cluster-ip-range=10.0.0.0/24", "--cluster-cidr=10.88.0.0/16"];
+    let _op = Operator::start_with(n, "", &flags);
+    let channels = "          channels: [loop, byname, metadata, service, pod, mapped, chat, mail]";
+    apply(n, &gate_workflow("w", channels, "        timeoutSeconds: 600\n"));
+    let errors = wait_for("eight refusals recorded", WAIT, || {
+        let r = records(n, "w.review");
+        let errors: HashMap<String, String> = r
+            .iter()
+            .filter_map(|r| Some((r["channel"].as_str()?.to_string(), r["lastError"].as_str()?.to_string())))
+            .collect();
+        (errors.len() == 8).then_some(errors)
+    });
+    let tail = "which notifications may not reach; the namespace owner may allow the host in \
+                WorkflowPolicy/default spec.notificationHosts";
+    for (channel, start) in [
+        ("loop", "the target 127.0.0.1 (127.0.0.1) is loopback, ".to_string()),
+        ("byname", "the target localhost (".into()),
+        ("metadata", "the target 169.254.169.254 (169.254.169.254) is link-local (cloud metadata), ".into()),
+        ("service", "the target 10.0.0.1 (10.0.0.1) is in the cluster's Service range, ".into()),
+        ("pod", "the target 10.88.1.2 (10.88.1.2) is in the cluster's Pod range, ".into()),
+        ("mapped", "the target [::ffff:7f00:1] (::ffff:127.0.0.1) is loopback, ".into()),
+        ("chat", "the target 127.0.0.1 (127.0.0.1) is loopback, ".into()),
+        ("mail", "the target localhost (".into()),
+    ] {
+        let e = &errors[channel];
+        assert!(e.starts_with(&start) && e.ends_with(tail), "{channel}: {e}");
+    }
+    assert!(rx.requests.lock().unwrap().is_empty(), "nothing reached the receiver");
+    assert!(smtp.mails.lock().unwrap().is_empty(), "nothing reached the mail sink");
+    // The namespace owner lists the host, while the gate waits: those channels deliver, with
+    // their attempts intact. A name is matched exactly: localhost is still refused.
+    owner_policy(n, "notificationHosts: [127.0.0.1]");
+    rx.wait("/loop", "/requested");
+    rx.wait("/chat", "/requested");
+    let r = wait_for("loop delivered", WAIT, || {
+        records(n, "w.review").into_iter().find(|r| r["channel"] == "loop" && r["state"] == "Delivered")
+    });
+    assert_eq!(r["attempts"], 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(rx.on("/by-name").is_empty() && rx.on("/mapped").is_empty(), "unlisted names stay refused");
+}
+
+#[test]
+fn delivery_errors_do_not_tell_ports_apart() {
+    let ns = test_namespace("notify-ports");
+    let n = ns.name.as_str();
+    allow_secrets(n);
+    allow_local_receivers(n);
+    let rx = Receiver::start();
+    rx.set("/status", Mode::FailTimes(100));
+    rx.set("/hang", Mode::Hang);
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    secret(n, "key", &[("key", SIGNING_KEY)]);
+    signed_webhook(n, "closed", &format!("http://127.0.0.1:{closed}/x"), "");
+    signed_webhook(n, "status", &rx.url("/status"), "");
+    signed_webhook(n, "hang", &rx.url("/hang"), "");
+    let op = Operator::start_with(n, "", &["--leader-elect=false", "--notification-timeout=1"]);
+    apply(n, &gate_workflow("w", "          channels: [closed, status, hang]", "        timeoutSeconds: 600\n"));
+    let errors = wait_for("three failures recorded", WAIT, || {
+        let r = records(n, "w.review");
+        let errors: Vec<String> = r.iter().filter_map(|r| r["lastError"].as_str().map(String::from)).collect();
+        (errors.len() == 3).then_some(errors)
+    });
+    assert!(errors.iter().all(|e| e == DELIVERY_FAILED), "one wording for a closed port, a status, a hang: {errors:?}");
+    // The operator's log keeps the detail for whoever runs it.
+    let log = std::fs::read_to_string(&op.log).unwrap();
+    assert!(log.contains("503 Service Unavailable"), "the detail is logged");
+}
+
+#[test]
+fn a_decided_gate_drops_its_waiting_requests_instead_of_retrying_them() {
+    let ns = test_namespace("notify-stale");
+    let n = ns.name.as_str();
+    allow_secrets(n);
+    allow_local_receivers(n);
+    let rx = Receiver::start();
+    rx.set("/hook", Mode::FailTimes(1000));
+    secret(n, "key", &[("key", SIGNING_KEY)]);
+    signed_webhook(n, "hook", &rx.url("/hook"), "");
+    let _op = Operator::start(n);
+    apply(n, &gate_workflow("w", "          channels: [hook]", "        timeoutSeconds: 600\n"));
+    wait_for("the request failing", WAIT, || {
+        records(n, "w.review").into_iter().find(|r| r["attempts"].as_i64().unwrap_or(0) >= 2)
+    });
+    patch_approval("alice", n, "w.review", r#"{"spec":{"decision":"Approve","input":{"verdict":"sign"}}}"#).unwrap();
+    let dropped = wait_for("the request dropped", WAIT, || {
+        records(n, "w.review")
+            .into_iter()
+            .find(|r| r["key"].as_str().unwrap().ends_with("/requested") && r["state"] == "Dropped")
+    });
+    assert_eq!(dropped["lastError"], "not sent: the gate was decided before it went out");
+    // The channel recovers: it hears of the decision, and never again that a decision is needed.
+    let asked = rx.on("/hook").len();
+    rx.set("/hook", Mode::Ok);
+    rx.wait("/hook", "/decided");
+    std::thread::sleep(Duration::from_secs(3));
+    let since: Vec<String> = rx.on("/hook")[asked..].iter().map(|r| r.headers["idempotency-key"].clone()).collect();
+    assert!(since.iter().all(|k| k.ends_with("/decided")), "only the decision after it: {since:?}");
+    let condition = notified(n, "w.review").unwrap();
+    assert_eq!(condition["status"], "True", "{condition}");
+    assert!(condition["message"].as_str().unwrap().contains("1 dropped as the gate ended first"), "{condition}");
 }

@@ -36,7 +36,7 @@ fn bin_dir() -> PathBuf {
         std::fs::create_dir_all(&dir).unwrap();
         let link = |from: &Path, name: &str| std::os::unix::fs::symlink(from, dir.join(name)).unwrap();
         link(&kubectl_bin(), "kubectl");
-        link(Path::new(env!("CARGO_BIN_EXE_kubectl-hitl")), "kubectl-hitl");
+        link(&common::plugin_bin(), "kubectl-hitl");
         link(&repo_root().join("dist/kubectl_complete-hitl"), "kubectl_complete-hitl");
         dir
     })
@@ -295,7 +295,8 @@ fn read_archive(path: &Path) -> Vec<(String, u32, Vec<u8>)> {
 #[test]
 fn the_release_archive_and_its_krew_manifest() {
     let out = std::env::temp_dir().join(unique_name("plugin-archive"));
-    let binary = env!("CARGO_BIN_EXE_kubectl-hitl");
+    let binary = common::plugin_bin();
+    let binary = binary.to_str().unwrap();
     let run = Command::new(repo_root().join("hack/plugin-archive"))
         .args(["--binary", binary, "--out", out.to_str().unwrap()])
         .output()
@@ -394,4 +395,22 @@ fn the_readme_command_line_section_runs_as_written() {
     assert_eq!(errors.len(), 1, "{run}");
     assert!(errors[0].contains("denied request: input priority: must be of type integer"), "{run}");
     assert_eq!(phase(&workflow(&ns.name, "contract-review")), "Succeeded");
+}
+
+/// alice may decide each item's gate of a forEach step but not read the Workflow: `approve
+/// WF/STEP` cannot find the step's gates, and says how to name an item's gate instead of a bare
+/// "forbidden" (issue 26, "Also").
+#[test]
+fn approving_a_fan_out_by_step_tells_an_approver_to_name_the_items_gate() {
+    let ns = test_namespace("plugin-fan");
+    let _op = Operator::start(&ns.name);
+    apply(
+        &ns.name,
+        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {name: fan}\nspec:\n  params: [{name: accounts, value: '[\"a\",\"b\"]'}]\n  steps:\n    - name: go\n      forEach: {list: params.accounts}\n      suspend: {message: \"keep {{ item }}?\", approvers: {users: [alice]}}\n",
+    );
+    wait_pending(&ns.name, "fan.go.0");
+    let run = hitl("alice", &["approve", "fan/go", "-n", &ns.name]);
+    assert_one_line_error(&run, "each item has its own gate (e.g. fan.go.0)");
+    let run = hitl("alice", &["approve", "fan.go.0", "-n", &ns.name]);
+    assert!(run.ok, "{run}");
 }

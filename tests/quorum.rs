@@ -7,15 +7,16 @@ mod harness;
 use std::process::Command;
 use std::time::Duration;
 
+use common::fixtures::{self, StepBuilder, container, input, suspend};
 use common::{kubeconfig, test_namespace, wait_for};
 use harness::*;
+use hitl_operator::api::InputType;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn gated(name: &str, suspend: &str) -> String {
-    format!(
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  steps:\n    - name: gate\n      suspend: {suspend}\n    - {{name: after, container: {{image: x}}}}\n"
-    )
+/// The gate `gate` (`suspend("gate")`, shaped by the test), then a step after it.
+fn gated(name: &str, gate: StepBuilder) -> String {
+    fixtures::workflow(name).step(gate).step(container("after", "x")).yaml()
 }
 
 fn votes(ns: &str, gate: &str) -> serde_json::Value {
@@ -26,8 +27,11 @@ fn votes(ns: &str, gate: &str) -> serde_json::Value {
 fn two_of_a_group_approve_each_once_with_the_same_input() {
     let ns = test_namespace("quorum");
     let _op = Operator::start(&ns.name);
-    let suspend = "{approvers: {groups: [legal]}, requiredApprovals: 2, inputs: [{name: verdict, enum: [sign, redact], required: true}]}";
-    apply(&ns.name, &gated("w", suspend));
+    let gate = suspend("gate")
+        .approvers_groups(["legal"])
+        .required_approvals(2)
+        .input(input("verdict", InputType::String).one_of(["sign", "redact"]).required());
+    apply(&ns.name, &gated("w", gate));
     wait_pending(&ns.name, "w.gate");
     patch_approval(
         "alice",
@@ -80,7 +84,7 @@ fn two_of_a_group_approve_each_once_with_the_same_input() {
 fn a_rejection_that_makes_the_quorum_unreachable_rejects() {
     let ns = test_namespace("unreach");
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &gated("w", "{approvers: {users: [alice, bob, carol]}, requiredApprovals: 3}"));
+    apply(&ns.name, &gated("w", suspend("gate").approvers_users(["alice", "bob", "carol"]).required_approvals(3)));
     wait_pending(&ns.name, "w.gate");
     patch_approval("alice", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     patch_approval("bob", &ns.name, "w.gate", r#"{"spec":{"decision":"Reject","comment":"no"}}"#).unwrap();
@@ -100,7 +104,7 @@ fn a_rejection_that_makes_the_quorum_unreachable_rejects() {
 fn votes_sent_at_the_same_moment_both_count() {
     let ns = test_namespace("together");
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &gated("w", "{approvers: {users: [alice, carol]}, requiredApprovals: 2}"));
+    apply(&ns.name, &gated("w", suspend("gate").approvers_users(["alice", "carol"]).required_approvals(2)));
     wait_pending(&ns.name, "w.gate");
     let ns_name = ns.name.clone();
     let voters: Vec<_> = ["alice", "carol"]
@@ -121,7 +125,10 @@ fn votes_sent_at_the_same_moment_both_count() {
 fn a_gate_with_one_vote_in_still_expires() {
     let ns = test_namespace("qexpire");
     let _op = Operator::start(&ns.name);
-    apply(&ns.name, &gated("w", "{approvers: {users: [alice, carol]}, requiredApprovals: 2, timeoutSeconds: 3}"));
+    apply(
+        &ns.name,
+        &gated("w", suspend("gate").approvers_users(["alice", "carol"]).required_approvals(2).timeout_seconds(3)),
+    );
     wait_pending(&ns.name, "w.gate");
     patch_approval("alice", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     let wf = wait_phase(&ns.name, "w", "Failed", WAIT);
@@ -133,7 +140,7 @@ fn a_gate_with_one_vote_in_still_expires() {
 fn votes_cast_while_the_operator_is_down_count_once_it_is_back() {
     let ns = test_namespace("qrestart");
     let mut op = Operator::start(&ns.name);
-    apply(&ns.name, &gated("w", "{approvers: {users: [alice, carol]}, requiredApprovals: 2}"));
+    apply(&ns.name, &gated("w", suspend("gate").approvers_users(["alice", "carol"]).required_approvals(2)));
     wait_pending(&ns.name, "w.gate");
     patch_approval("alice", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     wait_for("the first vote counted", WAIT, || {
@@ -141,7 +148,7 @@ fn votes_cast_while_the_operator_is_down_count_once_it_is_back() {
     });
     op.kill();
     // The plugin casts a vote on a quorum gate like any decision.
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-hitl"))
+    let out = Command::new(common::plugin_bin())
         .args(["--kubeconfig", kubeconfig("carol").to_str().unwrap(), "-n", &ns.name, "approve", "w.gate"])
         .output()
         .unwrap();

@@ -13,26 +13,11 @@ use common::{kubectl, kubectl_ok, test_namespace, wait_for};
 use harness::{Operator, apply, patch_approval, pods, step, wait_pending, wait_phase, workflow};
 use serde_json::Value;
 
-const REAL: &str = "real-node-0";
+const REAL: &str = common::REAL_NODE;
 const RUN: Duration = Duration::from_secs(120);
 
-/// Panics, saying how to get one, unless the real node is Ready and its kubelet alive (it renewed
-/// its node Lease lately: no node controller runs here to mark a node whose kubelet died).
 fn real_node() {
-    let how = "`hack/cluster up` starts one on Linux as root (it said why not when it started; \
-               HITL_REAL_NODE=0 turns it off)";
-    let ready =
-        kubectl("admin", &["get", "node", REAL, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
-    assert!(
-        ready.status.success() && ready.stdout == b"True",
-        "the local cluster has no Ready real node {REAL}: {how}. kubectl: {}",
-        String::from_utf8_lossy(&ready.stderr)
-    );
-    let renewed =
-        kubectl_ok("admin", &["-n", "kube-node-lease", "get", "lease", REAL, "-o", "jsonpath={.spec.renewTime}"]);
-    let renewed: jiff::Timestamp = renewed.parse().unwrap_or_else(|e| panic!("renewTime {renewed:?}: {e}"));
-    let age = jiff::Timestamp::now().duration_since(renewed);
-    assert!(age.as_secs() < 40, "the kubelet of {REAL} last renewed its Lease {age:#} ago: it is not running ({how})");
+    common::require_real_node();
 }
 
 /// A Workflow whose step Pods go to the real node: `steps` is the YAML list under `spec.steps`

@@ -13,6 +13,7 @@ mod harness;
 
 use std::time::Duration;
 
+use common::fixtures::{self, container};
 use common::{TestNamespace, kubectl, kubectl_ok, kubectl_stdin, test_namespace, wait_for};
 use harness::*;
 use serde_json::Value;
@@ -67,32 +68,21 @@ fn two_steps_share_the_workspace_which_goes_with_the_run() {
     let _pv = TestVolume::new(n);
     let _op = Operator::start(n);
     kubectl_ok("admin", &["-n", n, "create", "configmap", "settings", "--from-literal=level=debug"]);
-    let yaml = format!(
-        r#"apiVersion: hitl.dev/v1alpha1
-kind: Workflow
-metadata: {{name: build}}
-spec:
-  workspace:
-    volumeClaimTemplate: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}, storageClassName: {n}}}
-  volumes:
-    - {{name: settings, configMap: {{name: settings}}}}
-  steps:
-    - name: write
-      container:
-        image: busybox:1.36
-        workspace: true
-        workingDir: /workspace
-        command: [sh, -c, "echo hello > /workspace/greeting"]
-    - name: read
-      container:
-        image: busybox:1.36
-        workspace: true
-        volumeMounts: [{{name: settings, mountPath: /etc/settings, readOnly: true}}]
-        command: [sh, -c, "cat /workspace/greeting"]
-    - name: plain
-      container: {{image: busybox:1.36}}
-"#
-    );
+    let yaml = fixtures::workflow("build")
+        .workspace(["ReadWriteOnce"], "1Gi", n)
+        .config_map_volume("settings", "settings")
+        .step(container("write", "busybox:1.36").workspace().working_dir("/workspace").command([
+            "sh",
+            "-c",
+            "echo hello > /workspace/greeting",
+        ]))
+        .step(container("read", "busybox:1.36").workspace().mount_read_only("settings", "/etc/settings").command([
+            "sh",
+            "-c",
+            "cat /workspace/greeting",
+        ]))
+        .step(container("plain", "busybox:1.36"))
+        .yaml();
     apply(n, &yaml);
     let wf = wait_phase(n, "build", "Succeeded", WAIT);
     let claim_name = wf["status"]["workspaceClaimName"].as_str().expect("the claim is named in the status").to_string();

@@ -225,3 +225,53 @@ fn kubectl_shows_and_explains_templates() {
     let out = kubectl("admin", &["-n", n, "apply", "--dry-run=server", "-f", sample.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Whoever wrote a template wrote what its runs run: carol (an editor) redirects the review gate
+/// and may then not approve the run alice sends where self-approval is forbidden; bob, who wrote
+/// the template, may not either. A run pinned to the version alice read refuses the changed
+/// template instead of running it (issue 26.4).
+#[test]
+fn a_template_editor_may_not_approve_what_they_changed() {
+    let ns = namespace("tmpl-editor");
+    let n = ns.name();
+    common::add_user("dave");
+    let _op = Operator::start(n);
+    let gated = |approvers: &str| {
+        format!(
+            "apiVersion: hitl.dev/v1alpha1\nkind: WorkflowTemplate\nmetadata: {{name: review}}\nspec:\n  steps:\n    - name: gate\n      suspend: {{message: check, selfApproval: Forbid, approvers: {{users: [{approvers}]}}}}\n"
+        )
+    };
+    apply_as("bob", n, &gated("alice, bob, dave")).unwrap();
+    let read = kubectl_ok("admin", &["-n", n, "get", "wftmpl", "review", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    apply_as("carol", n, &gated("alice, bob, carol, dave")).unwrap();
+    let authors = kubectl_ok(
+        "admin",
+        &["-n", n, "get", "wftmpl", "review", "-o", r"jsonpath={.metadata.annotations.hitl\.dev/authors}"],
+    );
+    assert_eq!(authors, "bob\ncarol");
+
+    let pinned = format!(
+        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata: {{name: pinned}}\nspec:\n  workflowTemplateRef: {{name: review, resourceVersion: \"{read}\"}}\n"
+    );
+    apply_as("alice", n, &pinned).unwrap();
+    let failed = wait_phase(n, "pinned", "Failed", WAIT);
+    assert_eq!(failed["status"]["reason"], "TemplateChanged", "{failed}");
+    assert!(
+        failed["status"]["message"].as_str().unwrap().contains(&format!("was changed since resourceVersion {read}"))
+    );
+
+    apply_as("alice", n, &run("plain", "review", "")).unwrap();
+    let name = wait_for("the gate's Approval", WAIT, || {
+        workflow_opt(n, "plain").and_then(|w| w["status"]["steps"][0]["approvalName"].as_str().map(String::from))
+    });
+    let gate = wait_pending(n, &name);
+    assert_eq!(gate["spec"]["workflowRef"]["authors"], serde_json::json!(["bob", "carol"]), "{gate}");
+    for author in ["carol", "bob"] {
+        let refused = patch_approval(author, n, &name, r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+        assert!(refused.contains(&format!("you ({author}) wrote what Workflow plain runs")), "{refused}");
+    }
+    let refused = patch_approval("alice", n, &name, r#"{"spec":{"decision":"Approve"}}"#).unwrap_err();
+    assert!(refused.contains("you created Workflow plain"), "{refused}");
+    patch_approval("dave", n, &name, r#"{"spec":{"decision":"Approve"}}"#).unwrap();
+    wait_phase(n, "plain", "Succeeded", WAIT);
+}

@@ -29,7 +29,7 @@ struct UiServer {
 
 impl UiServer {
     fn start(kubeconfig_path: &std::path::Path, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-hitl"))
+        let mut child = Command::new(common::plugin_bin())
             .arg("--kubeconfig")
             .arg(kubeconfig_path)
             .args(["ui", "--no-open"])
@@ -163,8 +163,13 @@ fn alice_decides_in_the_browser_bob_only_watches_carol_decides() {
     browser.type_into("input[name='input.priority']", "9");
     browser.type_into("#comment", "clause 4 is fine after all");
     browser.click("#approve");
-    let refusal = browser.wait_text("#refusal", "refused", WAIT);
-    assert!(refusal.contains("priority"), "the server's words name the input: {refusal}");
+    let refusal = browser.wait_text("#refusal", "Refused", WAIT);
+    assert!(refusal.starts_with("Refused: input priority: must be at most 5"), "what matters first: {refusal}");
+    assert!(refusal.contains("ValidatingAdmissionPolicy 'hitl-approval-input'"), "then who said it: {refusal}");
+    browser.find("input[name='input.priority'][aria-invalid='true']");
+    assert!(!browser.exists("select[name='input.verdict'][aria-invalid='true']"), "only the field it names");
+    // alice's grant covers the gate, not the Workflow: no link that would answer forbidden.
+    assert!(browser.text("#run-unreadable").contains("you may not read this Workflow"));
     assert_eq!(browser.value("input[name='input.priority']"), "9");
     assert_eq!(browser.value("select[name='input.verdict']"), "sign");
     assert_eq!(browser.value("#comment"), "clause 4 is fine after all");
@@ -217,7 +222,7 @@ fn alice_decides_in_the_browser_bob_only_watches_carol_decides() {
     );
     assert_eq!(forged.status, 403, "{}", forged.body);
     assert!(
-        forged.body.contains("The API server refused this decision") && forged.body.contains("denied request"),
+        forged.body.contains("<strong>Refused:</strong>") && forged.body.contains("denied request"),
         "{}",
         forged.body
     );
@@ -658,4 +663,110 @@ fn behind_the_proxy_system_users_and_unusable_groups_are_refused_in_words() {
     assert_eq!(legal.status, 200, "{}", legal.body);
     assert_not_cached(&legal, "inbox");
     assert_eq!(approval(ns, "opsgate.review")["status"]["phase"], "Pending");
+}
+
+/// The gate page shows what is approved (issue 22): alice reads the plan's outputs and the end of
+/// its log on the page, as herself, with a `<script>` line shown as text, and the whole log a
+/// click away; bob, who may read the gate but not the log, sees the API server's refusal.
+#[test]
+fn the_gate_page_shows_the_evidence_as_the_person() {
+    common::require_real_node();
+    let ns = test_namespace("ui-evidence");
+    let ns = ns.name();
+    let _op = Operator::start(ns);
+    let_bob_watch(ns);
+    apply(
+        ns,
+        r#"apiVersion: hitl.dev/v1alpha1
+kind: Workflow
+metadata: {name: tf}
+spec:
+  podTemplate: {nodeSelector: {hitl.dev/node: real}}
+  steps:
+    - name: plan
+      container:
+        image: busybox:1.36
+        command: [sh, -c]
+        args:
+          - |
+            for i in $(seq 1 300); do echo "+ aws_iam_role.r$i will be created"; done
+            echo '<script>document.title="owned"</script><img src=x onerror=alert(1)>'
+            echo '{"adds": 300}' > /dev/termination-log
+    - name: approve-apply
+      suspend:
+        message: "Apply this plan to production?"
+        approvers: {users: [alice]}
+        evidence: [{step: plan, logs: true}]
+"#,
+    );
+    let gate = wait_pending(ns, "tf.approve-apply");
+    let pod = gate["spec"]["evidencePods"][0]["pod"].as_str().unwrap().to_string();
+
+    let alice = UiServer::local("alice", ns);
+    let browser = Browser::start();
+    browser.goto(&alice.url);
+    browser.goto(&format!("{}/gates/{ns}/tf.approve-apply", alice.base()));
+    let evidence = browser.wait_text("#evidence", "aws_iam_role.r300 will be created", WAIT);
+    assert!(evidence.contains("301 lines,"), "the whole log's size: {evidence}");
+    assert!(evidence.contains(r#"{"adds":"300"}"#), "the outputs: {evidence}");
+    assert!(evidence.contains(r#"<script>document.title="owned"</script><img src=x onerror=alert(1)>"#), "{evidence}");
+    assert!(!browser.exists("#evidence script") && !browser.exists("#evidence img"), "a log line is text");
+    assert_ne!(browser.script("return document.title"), "owned");
+    screenshot(&browser, "gate-evidence");
+
+    let cookie = session_cookie(&alice);
+    let whole = http(
+        None,
+        alice.addr,
+        "GET",
+        &format!("/gates/{ns}/tf.approve-apply/evidence/{pod}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(whole.status, 200, "{whole:?}");
+    assert_eq!(whole.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert!(
+        whole.body.contains("+ aws_iam_role.r1 will be created") && whole.body.contains("r300 will"),
+        "{}",
+        whole.body
+    );
+    let other = http(
+        None,
+        alice.addr,
+        "GET",
+        &format!("/gates/{ns}/tf.approve-apply/evidence/kube-apiserver"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(other.status, 404, "only the gate's own evidence Pods: {other:?}");
+
+    // bob may read the gate (and the run) but not the plan's log: the page says so in the API
+    // server's words, and the whole log is refused too.
+    let bob = UiServer::local("bob", ns);
+    browser.goto(&bob.url);
+    browser.goto(&format!("{}/gates/{ns}/tf.approve-apply", bob.base()));
+    let refused = browser.wait_text("#evidence", "cannot be shown", WAIT);
+    assert!(refused.contains("forbidden") && refused.contains("bob"), "{refused}");
+    assert!(!refused.contains("aws_iam_role"), "{refused}");
+    let cookie = session_cookie(&bob);
+    let whole = http(
+        None,
+        bob.addr,
+        "GET",
+        &format!("/gates/{ns}/tf.approve-apply/evidence/{pod}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(whole.status, 403, "{whole:?}");
+
+    // alice approves on the page: what it showed her is on the record of her decision.
+    browser.goto(&format!("{}/gates/{ns}/tf.approve-apply", alice.base()));
+    browser.wait_text("#evidence", "301 lines", WAIT);
+    browser.click("#approve");
+    browser.wait_text("#outcome", "Approved", WAIT);
+    let decided = approval(ns, "tf.approve-apply");
+    let seen = decided["spec"]["evidenceSeen"].as_str().unwrap_or_default().to_string();
+    assert!(seen.starts_with(&format!("{pod}: 301 lines, ")), "{decided}");
+    let told = events(ns, "tf.approve-apply");
+    assert!(told.iter().any(|e| e.starts_with("Approved:") && e.contains(&seen)), "{told:?}");
 }

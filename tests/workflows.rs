@@ -6,36 +6,26 @@ mod harness;
 
 use std::time::Duration;
 
+use common::fixtures::{self, StepBuilder, container, sleep, suspend};
 use common::{kubectl_ok, test_namespace, wait_for};
 use harness::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A container step, optionally annotated for the simulated node.
-fn c(name: &str, extra: &str) -> String {
-    format!("    - name: {name}\n      container: {{image: busybox:1.36}}\n{extra}")
+/// A busybox container step; `.sim(..)` annotates it for the simulated node.
+fn c(name: &str) -> StepBuilder {
+    container(name, "busybox:1.36")
 }
 
-fn sim(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::from("      metadata:\n        annotations:\n");
-    for (k, v) in pairs {
-        s.push_str(&format!("          sim.hitl.dev/{k}: '{v}'\n"));
-    }
-    s
-}
-
-fn workflow_yaml(name: &str, steps: &[String]) -> String {
-    format!(
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: {name}\nspec:\n  steps:\n{}",
-        steps.concat()
-    )
+fn workflow_yaml(name: &str, steps: impl IntoIterator<Item = StepBuilder>) -> String {
+    fixtures::workflow(name).steps(steps).yaml()
 }
 
 #[test]
 fn a_sequence_runs_step_after_step() {
     let ns = test_namespace("seq");
     let op = Operator::start(&ns.name);
-    apply(&ns.name, &workflow_yaml("seq", &[c("one", ""), c("two", ""), c("three", "")]));
+    apply(&ns.name, &workflow_yaml("seq", [c("one"), c("two"), c("three")]));
     let out =
         kubectl_ok("admin", &["-n", &ns.name, "wait", "--for=condition=Completed", "--timeout=60s", "workflow/seq"]);
     assert!(out.contains("condition met"), "{out}");
@@ -61,12 +51,12 @@ fn fan_out_and_fan_in() {
     let ns = test_namespace("dag");
     let _op = Operator::start(&ns.name);
     let steps = [
-        c("start", ""),
-        c("left", "      dependsOn: [start]\n"),
-        c("right", &format!("      dependsOn: [start]\n{}", sim(&[("duration", "1s")]))),
-        c("join", "      dependsOn: [left, right]\n"),
+        c("start"),
+        c("left").depends_on(["start"]),
+        c("right").depends_on(["start"]).sim("duration", "1s"),
+        c("join").depends_on(["left", "right"]),
     ];
-    apply(&ns.name, &workflow_yaml("dag", &steps));
+    apply(&ns.name, &workflow_yaml("dag", steps));
     let wf = wait_phase(&ns.name, "dag", "Succeeded", WAIT);
     let join = time(&step(&wf, "join")["startedAt"]);
     for s in ["left", "right"] {
@@ -79,12 +69,15 @@ fn fan_out_and_fan_in() {
 fn an_output_feeds_a_later_steps_args_and_when_skips() {
     let ns = test_namespace("outputs");
     let _op = Operator::start(&ns.name);
-    let yaml = format!(
-        "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: flow\nspec:\n  params:\n    - {{name: document, value: 's3://contracts/acme.pdf'}}\n  steps:\n{}{}{}",
-        c("scan", &sim(&[("message", r#"{"flagged": 3, "verdict": "ok"}"#)])),
-        c("escalate", "      when: \"int(steps.scan.outputs.flagged) > 10\"\n"),
-        "    - name: sign\n      dependsOn: [escalate]\n      container:\n        image: busybox:1.36\n        args: [echo, \"{{ params.document }}: {{ steps.scan.outputs.flagged }} flagged, escalate {{ steps.escalate.phase }}\"]\n",
-    );
+    let yaml = fixtures::workflow("flow")
+        .param("document", "s3://contracts/acme.pdf")
+        .step(c("scan").sim("message", r#"{"flagged": 3, "verdict": "ok"}"#))
+        .step(c("escalate").when("int(steps.scan.outputs.flagged) > 10"))
+        .step(c("sign").depends_on(["escalate"]).args([
+            "echo",
+            "{{ params.document }}: {{ steps.scan.outputs.flagged }} flagged, escalate {{ steps.escalate.phase }}",
+        ]))
+        .yaml();
     apply(&ns.name, &yaml);
     let wf = wait_phase(&ns.name, "flow", "Succeeded", WAIT);
     assert_eq!(step(&wf, "scan")["outputs"]["flagged"], "3");
@@ -99,8 +92,8 @@ fn an_output_feeds_a_later_steps_args_and_when_skips() {
 fn a_failed_attempt_is_retried_until_it_succeeds() {
     let ns = test_namespace("retry");
     let _op = Operator::start(&ns.name);
-    let steps = [c("flaky", &format!("      retries: 3\n{}", sim(&[("fail-attempts", "1,2"), ("exit-code", "7")])))];
-    apply(&ns.name, &workflow_yaml("retry", &steps));
+    let flaky = c("flaky").retries(3).sim("fail-attempts", "1,2").sim("exit-code", "7");
+    apply(&ns.name, &workflow_yaml("retry", [flaky]));
     let wf = wait_phase(&ns.name, "retry", "Succeeded", WAIT);
     assert_eq!(step(&wf, "flaky")["attempts"], 3);
     let pods = pods(&ns.name, "retry");
@@ -115,9 +108,8 @@ fn a_failed_attempt_is_retried_until_it_succeeds() {
 fn retries_wait_out_their_backoff() {
     let ns = test_namespace("backoff");
     let _op = Operator::start(&ns.name);
-    let policy = "      retries: 2\n      retryPolicy: {delaySeconds: 2, factor: 2}\n";
-    let failing = sim(&[("fail-attempts", "1,2"), ("exit-code", "75")]);
-    apply(&ns.name, &workflow_yaml("backoff", &[c("flaky", &format!("{policy}{failing}"))]));
+    let flaky = c("flaky").retries(2).retry_backoff(2, 2.0).sim("fail-attempts", "1,2").sim("exit-code", "75");
+    apply(&ns.name, &workflow_yaml("backoff", [flaky]));
     // (attempt, failed at, retry at) for each retry, and each attempt's start, as they go by.
     let mut retries = std::collections::BTreeMap::new();
     let mut starts = std::collections::BTreeMap::new();
@@ -146,9 +138,9 @@ fn retries_wait_out_their_backoff() {
 fn a_failure_the_retry_condition_does_not_accept_is_final() {
     let ns = test_namespace("retrywhen");
     let _op = Operator::start(&ns.name);
-    let policy = "      retries: 3\n      retryPolicy: {when: 'attempt.exitCode == 75'}\n";
-    let failing = sim(&[("outcome", "Failed"), ("exit-code", "3")]);
-    apply(&ns.name, &workflow_yaml("retrywhen", &[c("flaky", &format!("{policy}{failing}"))]));
+    let flaky =
+        c("flaky").retries(3).retry_when("attempt.exitCode == 75").sim("outcome", "Failed").sim("exit-code", "3");
+    apply(&ns.name, &workflow_yaml("retrywhen", [flaky]));
     let wf = wait_phase(&ns.name, "retrywhen", "Failed", WAIT);
     assert_eq!(step(&wf, "flaky")["attempts"], 1, "exit code 3 is not retried");
     assert_eq!(pods(&ns.name, "retrywhen").len(), 1);
@@ -159,17 +151,11 @@ fn exhausted_retries_fail_the_run_and_omit_what_follows() {
     let ns = test_namespace("fail");
     let _op = Operator::start(&ns.name);
     let steps = [
-        c(
-            "bad",
-            &format!(
-                "      retries: 1\n{}",
-                sim(&[("outcome", "Failed"), ("exit-code", "3"), ("message", "clause 7 unreadable")])
-            ),
-        ),
-        c("after", ""),
-        c("later", "      dependsOn: [after]\n"),
+        c("bad").retries(1).sim("outcome", "Failed").sim("exit-code", "3").sim("message", "clause 7 unreadable"),
+        c("after"),
+        c("later").depends_on(["after"]),
     ];
-    apply(&ns.name, &workflow_yaml("fail", &steps));
+    apply(&ns.name, &workflow_yaml("fail", steps));
     let wf = wait_phase(&ns.name, "fail", "Failed", WAIT);
     let bad = step(&wf, "bad");
     assert_eq!(bad["phase"], "Failed");
@@ -187,8 +173,7 @@ fn exhausted_retries_fail_the_run_and_omit_what_follows() {
 fn an_attempt_past_its_timeout_is_stopped() {
     let ns = test_namespace("timeout");
     let _op = Operator::start(&ns.name);
-    let steps = [c("slow", &format!("      timeoutSeconds: 2\n{}", sim(&[("duration", "5m")])))];
-    apply(&ns.name, &workflow_yaml("timeout", &steps));
+    apply(&ns.name, &workflow_yaml("timeout", [c("slow").timeout_seconds(2).sim("duration", "5m")]));
     let wf = wait_phase(&ns.name, "timeout", "Failed", WAIT);
     assert_eq!(step(&wf, "slow")["reason"], "Timeout");
     let pod = step(&wf, "slow")["podName"].as_str().unwrap().to_string();
@@ -199,8 +184,7 @@ fn an_attempt_past_its_timeout_is_stopped() {
 fn a_pod_deleted_mid_run_is_a_failed_attempt() {
     let ns = test_namespace("poddel");
     let _op = Operator::start(&ns.name);
-    let steps = [c("long", &format!("      retries: 1\n{}", sim(&[("duration", "3s")])))];
-    apply(&ns.name, &workflow_yaml("poddel", &steps));
+    apply(&ns.name, &workflow_yaml("poddel", [c("long").retries(1).sim("duration", "3s")]));
     let first = wait_for("the first attempt's Pod", WAIT, || {
         let wf = workflow(&ns.name, "poddel");
         wf["status"]["steps"][0]["podName"].as_str().map(str::to_string)
@@ -216,8 +200,7 @@ fn a_pod_deleted_mid_run_is_a_failed_attempt() {
 fn deleting_a_workflow_collects_its_pods() {
     let ns = test_namespace("gc");
     let _op = Operator::start(&ns.name);
-    let steps = [c("long", &sim(&[("duration", "5m")]))];
-    apply(&ns.name, &workflow_yaml("gc", &steps));
+    apply(&ns.name, &workflow_yaml("gc", [c("long").sim("duration", "5m")]));
     wait_for("the step Pod", WAIT, || (!pods(&ns.name, "gc").is_empty()).then_some(()));
     kubectl_ok("admin", &["-n", &ns.name, "delete", "workflow", "gc", "--wait=false"]);
     wait_for("garbage collection of the Pod", Duration::from_secs(90), || {
@@ -229,8 +212,8 @@ fn deleting_a_workflow_collects_its_pods() {
 fn a_killed_controller_resumes_without_duplicates() {
     let ns = test_namespace("restart");
     let mut op = Operator::start(&ns.name);
-    let slow = sim(&[("duration", "2s")]);
-    apply(&ns.name, &workflow_yaml("restart", &[c("a", &slow), c("b", &slow), c("c", &slow)]));
+    let slow = |name| c(name).sim("duration", "2s");
+    apply(&ns.name, &workflow_yaml("restart", [slow("a"), slow("b"), slow("c")]));
     wait_for("step a to run", WAIT, || {
         let wf = workflow(&ns.name, "restart");
         (wf["status"]["steps"][0]["phase"] == "Running").then_some(())
@@ -259,13 +242,14 @@ fn a_killed_controller_resumes_without_duplicates() {
 fn a_malformed_workflow_does_not_stop_others() {
     let ns = test_namespace("malformed");
     let _op = Operator::start(&ns.name);
-    let cycle = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: cycle\nspec:\n  steps:\n    - {name: a, dependsOn: [b], container: {image: x}}\n    - {name: b, dependsOn: [a], container: {image: x}}\n";
-    let badcel = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: badcel\nspec:\n  steps:\n    - {name: a, when: 'steps.x.phase ==', container: {image: x}}\n";
-    let badtemplate = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: badtemplate\nspec:\n  steps:\n    - {name: a, container: {image: x, args: ['{{ params. }}']}}\n";
-    apply(&ns.name, cycle);
-    apply(&ns.name, badcel);
-    apply(&ns.name, badtemplate);
-    apply(&ns.name, &workflow_yaml("good", &[c("one", ""), c("two", "")]));
+    // Admission lets these through; the operator's own checks must fail them.
+    let cycle = workflow_yaml("cycle", [container("a", "x").depends_on(["b"]), container("b", "x").depends_on(["a"])]);
+    let badcel = workflow_yaml("badcel", [container("a", "x").when("steps.x.phase ==")]);
+    let badtemplate = workflow_yaml("badtemplate", [container("a", "x").args(["{{ params. }}"])]);
+    apply(&ns.name, &cycle);
+    apply(&ns.name, &badcel);
+    apply(&ns.name, &badtemplate);
+    apply(&ns.name, &workflow_yaml("good", [c("one"), c("two")]));
     for (name, want) in [
         ("cycle", "steps a -> b -> a depend on each other in a cycle"),
         ("badcel", "step a: when: \"steps.x.phase ==\" does not compile"),
@@ -284,8 +268,8 @@ fn a_malformed_workflow_does_not_stop_others() {
 fn sleep_and_spec_suspend() {
     let ns = test_namespace("pause");
     let _op = Operator::start(&ns.name);
-    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: pause\nspec:\n  suspend: true\n  steps:\n    - {name: nap, sleep: 1s}\n    - {name: after, container: {image: x}}\n";
-    apply(&ns.name, yaml);
+    let yaml = fixtures::workflow("pause").suspended().step(sleep("nap", "1s")).step(container("after", "x")).yaml();
+    apply(&ns.name, &yaml);
     let wf = wait_for("the paused run to report", WAIT, || {
         let wf = workflow(&ns.name, "pause");
         (phase(&wf) == "Pending").then_some(wf)
@@ -305,10 +289,13 @@ fn sleep_and_spec_suspend() {
 fn a_finished_run_is_deleted_after_its_ttl_and_a_deadline_stops_a_run() {
     let ns = test_namespace("ttl");
     let _op = Operator::start(&ns.name);
-    let ttl = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: brief\nspec:\n  ttlSecondsAfterFinished: 2\n  steps:\n    - {name: a, container: {image: x}}\n";
-    let deadline = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: late\nspec:\n  activeDeadlineSeconds: 2\n  steps:\n    - {name: slow, container: {image: x}, metadata: {annotations: {sim.hitl.dev/duration: 5m}}}\n    - {name: never, container: {image: x}}\n";
-    apply(&ns.name, ttl);
-    apply(&ns.name, deadline);
+    let ttl = fixtures::workflow("brief").ttl_seconds_after_finished(2).step(container("a", "x"));
+    let deadline = fixtures::workflow("late")
+        .active_deadline_seconds(2)
+        .step(container("slow", "x").sim("duration", "5m"))
+        .step(container("never", "x"));
+    apply(&ns.name, &ttl.yaml());
+    apply(&ns.name, &deadline.yaml());
     wait_phase(&ns.name, "brief", "Succeeded", WAIT);
     wait_for("the finished Workflow to be deleted", WAIT, || {
         get_json(&ns.name, "workflow", "brief").is_none().then_some(())
@@ -323,8 +310,8 @@ fn a_finished_run_is_deleted_after_its_ttl_and_a_deadline_stops_a_run() {
 fn a_pod_the_api_server_refuses_fails_its_step_with_the_reason() {
     let ns = test_namespace("refused");
     let _op = Operator::start(&ns.name);
-    let yaml = "apiVersion: hitl.dev/v1alpha1\nkind: Workflow\nmetadata:\n  name: refused\nspec:\n  steps:\n    - {name: big, container: {image: x, resources: {limits: {cpu: lots}}}}\n    - {name: after, container: {image: x}}\n";
-    apply(&ns.name, yaml);
+    let yaml = workflow_yaml("refused", [container("big", "x").cpu_limit("lots"), container("after", "x")]);
+    apply(&ns.name, &yaml);
     let wf = wait_phase(&ns.name, "refused", "Failed", WAIT);
     let big = step(&wf, "big");
     assert_eq!(big["reason"], "PodCreateFailed");
@@ -338,11 +325,11 @@ fn a_pod_the_api_server_refuses_fails_its_step_with_the_reason() {
 fn exit_steps_run_after_success_failure_and_rejection() {
     let ns = test_namespace("onexit");
     let _op = Operator::start(&ns.name);
-    let exit = "  onExit:\n    - name: report\n      container:\n        image: busybox:1.36\n        args: [\"{{ workflow.phase }}:{{ workflow.failedSteps.join(',') }}\"]\n";
-    let gate = "    - name: review\n      suspend: {approvers: {users: [alice]}}\n";
-    let failing = sim(&[("outcome", "Failed"), ("exit-code", "2")]);
-    for (name, steps) in [("ok", c("a", "")), ("bad", c("a", &failing)), ("rejected", gate.to_string())] {
-        apply(&ns.name, &format!("{}{exit}", workflow_yaml(name, &[steps])));
+    let report = || c("report").args(["{{ workflow.phase }}:{{ workflow.failedSteps.join(',') }}"]);
+    let failing = c("a").sim("outcome", "Failed").sim("exit-code", "2");
+    let gate = suspend("review").approvers_users(["alice"]);
+    for (name, step) in [("ok", c("a")), ("bad", failing), ("rejected", gate)] {
+        apply(&ns.name, &fixtures::workflow(name).step(step).on_exit(report()).yaml());
     }
     wait_pending(&ns.name, "rejected.review");
     patch_approval("alice", &ns.name, "rejected.review", r#"{"spec":{"decision":"Reject"}}"#).unwrap();

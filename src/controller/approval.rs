@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -42,7 +43,7 @@ pub async fn run(
 }
 
 fn error_policy(a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {
-    let (failures, wait) = ctx.failed(&super::object_key(a.as_ref()));
+    let (failures, wait) = ctx.failed(&super::object_key(a.as_ref()), err);
     warn!(error = %err, category = err.category(), failures, retry_in = ?wait, "approval reconcile failed");
     ctx.metrics.failed("approval", err.category());
     super::report_error(ctx, a, err);
@@ -50,7 +51,7 @@ fn error_policy(a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {
 }
 
 #[instrument(skip_all, fields(approval = %a.name_any(), namespace = a.namespace().unwrap_or_default()))]
-async fn reconcile(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(super) async fn reconcile(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
     let key = super::object_key(a.as_ref());
     let result = reconcile_inner(a, ctx.clone()).await;
@@ -77,6 +78,7 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
     // First sight of a new gate: grant its approvers before anyone is told it waits.
     if a.status.is_none() && ctx.config.per_gate_grants {
         grants::ensure(&ctx, &a).await?;
+        grants::ensure_evidence(&ctx, &a).await?;
     }
     let now = jiff::Timestamp::now();
     let mut decision = gate::evaluate(&a, now);
@@ -95,6 +97,10 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
             ctx.event(a.as_ref(), ev).await;
         }
         observe_decision(&ctx, &a, &decision.status);
+    }
+    let decided = decision.status.phase.is_some_and(|p| p != ApprovalPhase::Pending);
+    if decided && ctx.config.per_gate_grants {
+        grants::revoke_evidence(&ctx, &a).await?;
     }
     let notify_at = ctx.notifier.schedule(&current, now);
     let wake = [decision.requeue_at, notify_at].into_iter().flatten().min();
@@ -135,42 +141,56 @@ enum GateCheck {
     Differs(String),
 }
 
+/// Checks the Approval against its Workflow's gate: against the Workflow watch's copy when that
+/// is not older than the operator's own last write and it matches; anything else (no copy, or a
+/// mismatch that would refuse the Approval or make it wait) is decided on a fresh read.
 async fn gate_check(ctx: &Context, a: &Approval) -> Result<GateCheck, Error> {
     let Some(owner) = a.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Workflow") else {
         return Ok(GateCheck::Differs("it has no owning Workflow".into()));
     };
-    let workflows: Api<Workflow> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
+    let ns = a.namespace().unwrap_or_default();
+    if let Some(wf) = ctx.cached(ctx.workflows.get(), &ns, &owner.name)
+        && let GateCheck::Matches = check_against(&wf, a, owner)
+    {
+        return Ok(GateCheck::Matches);
+    }
+    let workflows: Api<Workflow> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(wf) = workflows.get_opt(&owner.name).await.map_err(Error::Kube)? else {
         return Ok(GateCheck::Differs(format!("its Workflow {} does not exist", owner.name)));
     };
+    Ok(check_against(&wf, a, owner))
+}
+
+/// `gate_check` against one reading of the owning Workflow.
+fn check_against(wf: &Workflow, a: &Approval, owner: &OwnerReference) -> GateCheck {
     if wf.uid().as_deref() != Some(owner.uid.as_str()) {
-        return Ok(GateCheck::Differs(format!("it belongs to an earlier Workflow named {}", owner.name)));
+        return GateCheck::Differs(format!("it belongs to an earlier Workflow named {}", owner.name));
     }
     // A template run's steps are in its record.
-    let wf = crate::engine::template::as_run(&wf);
+    let wf = crate::engine::template::as_run(wf);
     let (Some(step), Some(st)) = (
         wf.spec.all_steps().find(|s| s.name == a.spec.step && s.suspend.is_some()),
         wf.status.iter().flat_map(|s| &s.steps).find(|s| s.name == a.spec.step),
     ) else {
-        return Ok(GateCheck::NotYet);
+        return GateCheck::NotYet;
     };
     if let Some(i) = a.spec.item {
-        return Ok(item_gate_check(&wf, step, st, i, a, &owner.name));
+        return item_gate_check(&wf, step, st, i, a, &owner.name);
     }
     if st.phase != StepPhase::Waiting || st.approval_name.as_deref() != Some(&a.name_any()) {
-        return Ok(if st.phase.is_terminal() {
+        return if st.phase.is_terminal() {
             GateCheck::Differs(format!("step {} is no longer waiting", step.name))
         } else {
             GateCheck::NotYet
-        });
+        };
     }
     let expected = plan::approval_request(&wf, step, st);
-    Ok(match gate::mismatch(&expected, &a.spec) {
+    match gate::mismatch(&expected, &a.spec) {
         None => GateCheck::Matches,
         Some(why) => {
             GateCheck::Differs(format!("it does not match step {} of Workflow {}: {why}", step.name, owner.name))
         }
-    })
+    }
 }
 
 /// `gate_check` for the Approval of item `i` of a forEach gate.

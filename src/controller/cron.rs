@@ -15,6 +15,7 @@ use tracing::{instrument, warn};
 use super::pods::MANAGER;
 use super::{Context, Error, Written};
 use crate::api::cron::{ANNOTATION_SCHEDULED, ActiveWorkflow, LABEL_CRON};
+use crate::api::workflow::{ANNOTATION_AUTHORS, ANNOTATION_CREATED_BY};
 use crate::api::{CronWorkflow, CronWorkflowStatus, Workflow, WorkflowPhase};
 use crate::engine::conditions;
 use crate::engine::cron::{self, Decision, Run, RunState, Schedule};
@@ -33,7 +34,7 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 fn error_policy(cron: Arc<CronWorkflow>, err: &Error, ctx: Arc<Context>) -> Action {
-    let (failures, wait) = ctx.failed(&super::object_key(cron.as_ref()));
+    let (failures, wait) = ctx.failed(&super::object_key(cron.as_ref()), err);
     warn!(error = %err, category = err.category(), failures, retry_in = ?wait, "cron reconcile failed");
     ctx.metrics.failed("cronworkflow", err.category());
     super::report_error(ctx.clone(), cron, err);
@@ -65,8 +66,17 @@ async fn reconcile_inner(cron: Arc<CronWorkflow>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::await_change());
         }
     };
+    if authors(&cron).is_none() {
+        let unknown = format!(
+            "who wrote this CronWorkflow is not recorded (annotation {ANNOTATION_AUTHORS}, written by the \
+             API server's hitl-authors policy): it was created before that policy was installed; re-create it \
+             (kubectl replace --force) so its runs know who may not approve them"
+        );
+        write(&ctx, &cron, status_for(&cron, None, &[], ("False", "AuthorsUnknown", unknown), now)).await?;
+        return Ok(Action::await_change());
+    }
     let api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &cron.namespace().unwrap_or_default());
-    let runs = runs_of(&api, &cron).await?;
+    let runs = runs_of(&api, &cron, &ctx.identity).await?;
     let created = cron.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
     let recorded = cron.status.as_ref().and_then(|s| s.last_schedule_time.as_ref()).map(|t| t.0);
     let mut decision = cron::decide(&cron.spec, &schedule, created, recorded, &runs, now);
@@ -102,17 +112,30 @@ async fn reconcile_inner(cron: Arc<CronWorkflow>, ctx: Arc<Context>) -> Result<A
 
 /// The Workflows this CronWorkflow created, read fresh from the API server (a consistent list,
 /// never a cache that may not yet hold the one just created).
-async fn runs_of(api: &Api<Workflow>, cron: &CronWorkflow) -> Result<Vec<Run>, Error> {
+async fn runs_of(api: &Api<Workflow>, cron: &CronWorkflow, identity: &str) -> Result<Vec<Run>, Error> {
     let lp = ListParams::default().labels(&format!("{LABEL_CRON}={}", cron.name_any()));
-    let uid = cron.uid().unwrap_or_default();
     let list = api.list(&lp).await.map_err(Error::Kube)?;
     Ok(list
         .items
         .into_iter()
-        .filter(|w| w.owner_references().iter().any(|o| o.uid == uid))
+        .filter(|w| is_run_of(w, cron, identity))
         .filter(|w| w.metadata.deletion_timestamp.is_none())
         .filter_map(|w| run_of(&cron.name_any(), &w))
         .collect())
+}
+
+/// A run is a Workflow this operator created (the API server wrote its user name into
+/// `hitl.dev/created-by`, which nobody else can) for this CronWorkflow. Its label, name and owner
+/// reference alone prove nothing: anyone who may create Workflows can copy them.
+fn is_run_of(wf: &Workflow, cron: &CronWorkflow, identity: &str) -> bool {
+    let owned = wf.owner_references().iter().any(|o| Some(&o.uid) == cron.metadata.uid.as_ref());
+    let created_by = wf.annotations().get(ANNOTATION_CREATED_BY).map(String::as_str);
+    owned && !identity.is_empty() && created_by == Some(identity)
+}
+
+/// The authors the API server recorded on the CronWorkflow (None: not recorded).
+fn authors(cron: &CronWorkflow) -> Option<&String> {
+    cron.annotations().get(ANNOTATION_AUTHORS).filter(|v| !v.trim().is_empty())
 }
 
 fn run_of(cron: &str, wf: &Workflow) -> Option<Run> {
@@ -137,7 +160,7 @@ async fn start(
 ) -> Result<(), Error> {
     let crons: Api<CronWorkflow> = Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     let Some(cron) = crons.get_opt(&cached.name_any()).await.map_err(Error::Kube)? else { return Ok(()) };
-    if cron.uid() != cached.uid() || cron.spec.suspend {
+    if cron.uid() != cached.uid() || cron.spec.suspend || authors(&cron).is_none() {
         decision.create = None;
         return Ok(());
     }
@@ -148,7 +171,7 @@ async fn start(
         Ok(_) => format!("created Workflow {} for {due}", wf.name_any()),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&wf.name_any()).await.map_err(Error::Kube)?;
-            if !existing.owner_references().iter().any(|o| Some(&o.uid) == cron.metadata.uid.as_ref()) {
+            if !is_run_of(&existing, &cron, &ctx.identity) {
                 return Err(Error::NotOwned(format!(
                     "Workflow {} exists but does not belong to this CronWorkflow; delete it",
                     wf.name_any()
@@ -176,14 +199,19 @@ async fn start(
 }
 
 /// The Workflow for one scheduled time: the CronWorkflow's `workflowSpec` unchanged, owned by it
-/// (so deleting the CronWorkflow deletes its runs), labelled and annotated with the time.
+/// (so deleting the CronWorkflow deletes its runs), labelled and annotated with the time and
+/// with the CronWorkflow's authors (who may then not approve it where self-approval is forbidden).
 pub fn workflow_for(cron: &CronWorkflow, due: jiff::Timestamp) -> Workflow {
+    let mut annotations = std::collections::BTreeMap::from([(ANNOTATION_SCHEDULED.to_string(), due.to_string())]);
+    if let Some(authors) = authors(cron) {
+        annotations.insert(ANNOTATION_AUTHORS.to_string(), authors.clone());
+    }
     Workflow {
         metadata: ObjectMeta {
             name: Some(cron::run_name(&cron.name_any(), due)),
             namespace: cron.namespace(),
             labels: Some([(LABEL_CRON.to_string(), cron.name_any())].into()),
-            annotations: Some([(ANNOTATION_SCHEDULED.to_string(), due.to_string())].into()),
+            annotations: Some(annotations),
             owner_references: Some(vec![cron.controller_owner_ref(&()).expect("a stored CronWorkflow has a uid")]),
             ..Default::default()
         },
@@ -260,8 +288,13 @@ mod tests {
         );
         cron.metadata.namespace = Some("it".into());
         cron.metadata.uid = Some("u-1".into());
+        cron.metadata.annotations = Some([(ANNOTATION_AUTHORS.to_string(), "carol\ndave".to_string())].into());
         let due: jiff::Timestamp = "2026-03-01T09:00:00Z".parse().unwrap();
-        let wf = workflow_for(&cron, due);
+        let mut wf = workflow_for(&cron, due);
+        assert_eq!(wf.annotations().get(ANNOTATION_AUTHORS).map(String::as_str), Some("carol\ndave"));
+        assert!(!is_run_of(&wf, &cron, "op"), "not created by the operator (as the API server records it)");
+        wf.annotations_mut().insert(ANNOTATION_CREATED_BY.into(), "op".into());
+        assert!(is_run_of(&wf, &cron, "op"));
         assert_eq!(wf.spec, cron.spec.workflow_spec);
         assert_eq!(wf.name_any(), "review-1772355600");
         let owner = &wf.owner_references()[0];

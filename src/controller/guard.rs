@@ -15,11 +15,18 @@ use crate::api::{Approval, Workflow};
 use crate::engine::bounded::panic_text;
 use crate::engine::plan::{self, Plan};
 
-/// `plan::plan`, run on the blocking pool; a panic fails the Workflow instead of the process.
-pub async fn plan(wf: Arc<Workflow>, pods: Vec<Pod>, approvals: Vec<Approval>, now: Timestamp) -> Plan {
+/// `plan::plan_checked`, run on the blocking pool; a panic fails the Workflow instead of the process.
+pub async fn plan(
+    wf: Arc<Workflow>,
+    pods: Vec<Pod>,
+    approvals: Vec<Approval>,
+    now: Timestamp,
+    checked: plan::SpecChecked,
+) -> Plan {
     let planned = {
         let wf = wf.clone();
-        tokio::task::spawn_blocking(move || guarded(&wf, || plan::plan(&wf, &pods, &approvals, now), now)).await
+        let run = move || guarded(&wf, || plan::plan_checked(&wf, &pods, &approvals, now, checked), now);
+        tokio::task::spawn_blocking(run).await
     };
     planned.unwrap_or_else(|e| plan::abort(&wf, "InternalError", format!("planning failed: {e}"), now))
 }
@@ -75,7 +82,7 @@ mod tests {
 
     #[tokio::test]
     async fn plans_off_the_runtime() {
-        let plan = plan(Arc::new(workflow()), vec![], vec![], Timestamp::now()).await;
+        let plan = plan(Arc::new(workflow()), vec![], vec![], Timestamp::now(), plan::SpecChecked::No).await;
         assert_eq!(plan.status.steps[0].phase, StepPhase::Running);
     }
 }

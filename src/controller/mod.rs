@@ -2,30 +2,39 @@
 
 pub mod approval;
 pub mod cron;
+pub mod events;
 pub mod grants;
 pub mod guard;
 pub mod inbox_writer;
 mod mounts;
 pub mod notify;
+mod notify_send;
+pub mod notify_target;
 mod observe;
 pub mod outcomes;
+pub mod pod_changes;
 pub mod pods;
+mod refusal;
+pub mod settled;
 pub mod step_pods;
 pub mod templates;
 pub mod tolerant;
 pub mod workflow;
 pub mod workspace;
 
+#[cfg(test)]
+mod mock_tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::Workflow;
 use crate::engine::event::Event;
 use crate::error_category::ErrorCategory;
+use refusal::Refusal;
 
 /// Operator settings, from flags and environment.
 #[derive(Clone, Debug)]
@@ -45,6 +54,9 @@ pub struct Config {
     pub notify_timeout: Duration,
     /// Notifications sent at once.
     pub notify_workers: u16,
+    /// The cluster's Service and Pod ranges, which notifications may not reach (with loopback,
+    /// link-local, unspecified and multicast addresses) unless the namespace owner lists the host.
+    pub notify_ranges: crate::engine::notify_target::ClusterRanges,
 }
 
 /// Errors of one reconcile. Each has a static category, used as Event reason and log field.
@@ -74,22 +86,15 @@ fn api_status(e: &kube::Error) -> Option<&kube::core::Status> {
     }
 }
 
-/// RBAC refused the operator (`... cannot create resource "pods" ...`): a right is missing, and
-/// granting it fixes things, unlike an admission policy's refusal of this one object. So does a
-/// ServiceAccount that does not exist yet (a new namespace gets its `default` one a moment later).
-fn missing_right(s: &kube::core::Status) -> bool {
-    s.code == 403 && (s.message.contains(" cannot ") || s.message.contains("error looking up service account"))
-}
-
-/// The object would outgrow what the API server stores (etcd's request limit, or 413).
+/// The object would outgrow what the API server stores.
 pub fn too_large(e: &kube::Error) -> bool {
-    api_status(e).is_some_and(|s| s.code == 413 || s.message.contains("too large"))
+    refusal::of_error(e) == Refusal::TooLarge
 }
 
 impl Error {
-    fn status(&self) -> Option<&kube::core::Status> {
+    fn refusal(&self) -> Option<Refusal> {
         match self {
-            Error::Kube(e) | Error::Create(e) => api_status(e),
+            Error::Kube(e) | Error::Create(e) => Some(refusal::of_error(e)),
             Error::NotOwned(_) => None,
         }
     }
@@ -99,48 +104,68 @@ impl Error {
     }
 
     fn kind(&self) -> ErrorCategory {
-        match (self, self.status()) {
-            (_, Some(s)) if missing_right(s) => ErrorCategory::Forbidden,
-            (Error::Kube(e) | Error::Create(e), _) if too_large(e) => ErrorCategory::TooLarge,
+        match (self, self.refusal()) {
+            (_, Some(Refusal::MissingRight)) => ErrorCategory::Forbidden,
+            (_, Some(Refusal::TooLarge)) => ErrorCategory::TooLarge,
             (Error::Kube(_), _) => ErrorCategory::KubeError,
             (Error::Create(_), _) => ErrorCategory::CreateFailed,
             (Error::NotOwned(_), _) => ErrorCategory::NameTaken,
         }
     }
 
-    /// Retrying the same create will not help, so its step fails: the object is invalid (400/422),
-    /// admission refused it (403, e.g. Pod Security), or its name is taken by another owner.
-    /// An exceeded quota (also 403) can clear up, and so can a right the operator lacks (RBAC's
-    /// 403): those are retried, with backoff, and shown on the Workflow meanwhile.
+    /// Retrying the same create will not help, so its step fails: the object is invalid,
+    /// admission refused it, or its name is taken by another owner. An exceeded quota can clear
+    /// up, and so can a right the operator lacks: those are retried, with backoff, and shown on
+    /// the Workflow meanwhile.
     pub fn fails_step(&self) -> bool {
         match self {
             Error::NotOwned(_) => true,
-            Error::Create(kube::Error::Api(s)) => {
-                matches!(s.code, 400 | 422)
-                    || (s.code == 403 && !s.message.contains("exceeded quota") && !missing_right(s))
-            }
-            _ => false,
+            Error::Create(e) => refusal::of_error(e) == Refusal::ThisObject,
+            Error::Kube(_) => false,
         }
     }
 }
 
-/// Shared by every reconcile: one client, one event recorder.
+/// Shared by every reconcile: one client, one Event publisher.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: Arc<events::Events>,
     pub config: Config,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub notifier: Arc<notify::Notifier>,
     /// The Workflow controller's own watch of step Pods (the one that triggers it): read before a
     /// GET, so a pass over a run with k running steps costs no k reads.
     pub pods: std::sync::OnceLock<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
+    /// The Workflow controller's store of Approvals (the watch that wakes it), for its passes.
+    pub approvals: std::sync::OnceLock<kube::runtime::reflector::Store<crate::api::Approval>>,
+    /// The Workflow controller's store, for the Approval pass's check of its gate.
+    pub workflows: std::sync::OnceLock<kube::runtime::reflector::Store<Workflow>>,
     /// resourceVersion of our last status write per object UID, so a reconcile never acts on a
     /// cached object older than that write; with when it was written, so old entries go.
     last_write: Mutex<HashMap<String, (u64, Instant)>>,
-    /// Consecutive failed reconciles per object, for backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failed reconciles per object, for backoff, with the last error's category and
+    /// text (the next pass records it on the object: `Stalled`).
+    failures: Mutex<HashMap<String, Failures>>,
     /// Watches that have not yet listed everything, over every watched namespace.
     unsynced: Arc<std::sync::atomic::AtomicUsize>,
+    /// Digests of the Workflow specs (with their UIDs) that passed the engine's checks, so a
+    /// pass need not check them again.
+    checked_specs: Mutex<std::collections::HashSet<String>>,
+    /// UIDs of decided Approvals whose evidence grants this process has taken back: done once,
+    /// not on every later pass over them (each notification record write brings one).
+    evidence_revoked: Mutex<std::collections::HashSet<String>>,
+    /// Workflow passes that could only read back our own write, told apart (see settled).
+    pub settled: settled::Settled,
+    /// The user name the API server knows this operator by: what it records in `hitl.dev/created-by`
+    /// of the Workflows the operator creates, so those are told apart from look-alikes.
+    pub identity: String,
+}
+
+/// An object's run of failed reconciles.
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    last: Option<(&'static str, String)>,
 }
 
 /// A write older than this has reached every watch long ago: its entry is of no more use.
@@ -153,36 +178,50 @@ impl Context {
         metrics: Arc<crate::metrics::Metrics>,
         notifier: Arc<notify::Notifier>,
         unsynced: Arc<std::sync::atomic::AtomicUsize>,
+        identity: String,
+        events: Arc<events::Events>,
     ) -> Arc<Self> {
-        let reporter = Reporter { controller: "hitl-operator".into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events,
             client,
             config,
             metrics,
             notifier,
             pods: std::sync::OnceLock::new(),
+            approvals: std::sync::OnceLock::new(),
+            workflows: std::sync::OnceLock::new(),
             last_write: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             unsynced,
+            identity,
+            evidence_revoked: Mutex::new(Default::default()),
+            checked_specs: Mutex::new(Default::default()),
+            settled: Default::default(),
         })
     }
 
     /// True when the cached object predates our own last write to it.
     pub fn is_stale<K: Resource>(&self, obj: &K) -> bool {
-        let (Some(uid), Some(rv)) = (obj.meta().uid.as_ref(), obj.meta().resource_version.as_ref()) else {
-            return false;
-        };
-        let Ok(rv) = rv.parse::<u64>() else {
+        let (Some(uid), Some(rv)) = (obj.meta().uid.as_ref(), resource_version(obj)) else {
             return false;
         };
         self.last_write.lock().expect("lock").get(uid).is_some_and(|&(w, _)| rv < w)
     }
 
+    /// `ns/name` from a watch's store, when the store has it and its copy is not older than this
+    /// process's own last write to it; None otherwise, and the caller reads the API server. A
+    /// copy newer than our write but older than someone else's is acted on as a slightly earlier
+    /// view: that change comes through the watch and brings another pass.
+    pub fn cached<K>(&self, store: Option<&kube::runtime::reflector::Store<K>>, ns: &str, name: &str) -> Option<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let found = store?.get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))?;
+        (!self.is_stale(found.as_ref())).then(|| (*found).clone())
+    }
+
     pub fn wrote<K: Resource>(&self, written: &K) {
-        if let (Some(uid), Some(Ok(rv))) =
-            (written.meta().uid.clone(), written.meta().resource_version.as_ref().map(|r| r.parse::<u64>()))
-        {
+        if let (Some(uid), Some(rv)) = (written.meta().uid.clone(), resource_version(written)) {
             let mut last = self.last_write.lock().expect("lock");
             // Objects deleted without a finalizer are never reconciled again: prune by age.
             if last.len() >= 1024 {
@@ -194,6 +233,12 @@ impl Context {
 
     pub fn forget(&self, uid: &str) {
         self.last_write.lock().expect("lock").remove(uid);
+        self.settled.forget(uid);
+    }
+
+    /// The resourceVersion of this process's last write to the object of `uid`, if it is known.
+    pub fn last_written(&self, uid: &str) -> Option<u64> {
+        self.last_write.lock().expect("lock").get(uid).map(|&(rv, _)| rv)
     }
 
     /// Entries kept for staleness checks (for tests and metrics).
@@ -201,14 +246,50 @@ impl Context {
         self.last_write.lock().expect("lock").len()
     }
 
+    /// Whether the spec of this digest already passed the engine's checks.
+    pub fn spec_checked(&self, digest: &str) -> crate::engine::plan::SpecChecked {
+        use crate::engine::plan::SpecChecked;
+        if self.checked_specs.lock().expect("lock").contains(digest) { SpecChecked::Yes } else { SpecChecked::No }
+    }
+
+    /// Remembers that it did. Bounded: forgetting costs one more check.
+    pub fn spec_passed(&self, digest: String) {
+        let mut checked = self.checked_specs.lock().expect("lock");
+        if checked.len() >= 8192 {
+            checked.clear();
+        }
+        checked.insert(digest);
+    }
+
+    /// Whether this process has already taken back the evidence grants of Approval `uid`.
+    pub fn evidence_revoked(&self, uid: &str) -> bool {
+        self.evidence_revoked.lock().expect("lock").contains(uid)
+    }
+
+    /// Records that it has. Bounded: forgetting costs one more round of DELETEs answered 404.
+    pub fn revoked_evidence(&self, uid: &str) {
+        let mut revoked = self.evidence_revoked.lock().expect("lock");
+        if revoked.len() >= 4096 {
+            revoked.clear();
+        }
+        revoked.insert(uid.to_string());
+    }
+
     /// Counts a failed reconcile of `key` and says how long to wait before the next one:
     /// exponential from 200 ms, at most 5 minutes, with up to 25% jitter so that many objects
     /// failing for one cause do not retry in step.
-    pub fn failed(&self, key: &str) -> (u32, Duration) {
+    pub fn failed(&self, key: &str, err: &Error) -> (u32, Duration) {
         let mut failures = self.failures.lock().expect("lock");
-        let n = failures.entry(key.to_string()).or_default();
-        *n = n.saturating_add(1);
-        (*n, backoff(*n, key))
+        let f = failures.entry(key.to_string()).or_default();
+        f.count = f.count.saturating_add(1);
+        f.last = Some((err.category(), err.to_string()));
+        (f.count, backoff(f.count, key))
+    }
+
+    /// Why `key` cannot make progress, once it failed twice in a row (one failure may be a blip).
+    pub fn stalled(&self, key: &str) -> Option<(&'static str, String)> {
+        let failures = self.failures.lock().expect("lock");
+        failures.get(key).filter(|f| f.count >= 2).and_then(|f| f.last.clone())
     }
 
     /// A reconcile of `key` succeeded: its backoff starts over.
@@ -223,37 +304,31 @@ impl Context {
         reason: &'static str,
         note: String,
     ) {
-        let e = KubeEvent {
-            type_: EventType::Warning,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
+        let e = events::Note { warning: true, reason, note };
         self.metrics.write("event");
-        if let Err(err) = self.recorder.publish(&e, reference).await {
+        if let Err(err) = self.events.publish(&e, reference).await {
             tracing::warn!(reason, error = %err, "recording an event failed");
         }
     }
 
     /// Records an Event on `obj`; failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, ev: &Event) {
-        let e = KubeEvent {
-            type_: if ev.warning { EventType::Warning } else { EventType::Normal },
-            reason: ev.reason.into(),
-            note: Some(ev.note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
+        let e = events::Note { warning: ev.warning, reason: ev.reason, note: ev.note.chars().take(1000).collect() };
         self.metrics.write("event");
-        if let Err(err) = self.recorder.publish(&e, &obj.object_ref(&())).await {
+        if let Err(err) = self.events.publish(&e, &obj.object_ref(&())).await {
             tracing::warn!(reason = ev.reason, error = %err, "recording an event failed");
         }
     }
 }
 
+/// An object's resourceVersion as a number (the API server's are; a client only compares them
+/// with its own writes to the same object).
+pub fn resource_version<K: Resource>(obj: &K) -> Option<u64> {
+    obj.meta().resource_version.as_ref()?.parse().ok()
+}
+
 /// Tells the people who look at the object (`kubectl describe`) why its reconcile failed: a
-/// Warning Event with the error's category as reason. The recorder folds repeats into a series.
+/// Warning Event with the error's category as reason. Repeats fold into a series (see events).
 pub fn report_error<K>(ctx: Arc<Context>, obj: Arc<K>, err: &Error)
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
@@ -363,9 +438,11 @@ pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Me
     let scopes: Vec<Option<String>> =
         if config.namespaces.is_empty() { vec![None] } else { config.namespaces.iter().cloned().map(Some).collect() };
     let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(WATCHES * scopes.len()));
+    // One publisher for the process: it folds repeated Events into a series, across every set.
+    let events = Arc::new(events::Events::new(client.clone(), "hitl-operator", std::env::var("POD_NAME").ok()));
     let sets = scopes.into_iter().map(|namespace| {
         let config = Config { namespace, ..config.clone() };
-        run_in(client.clone(), config, metrics.clone(), unsynced.clone())
+        run_in(client.clone(), config, metrics.clone(), unsynced.clone(), events.clone())
     });
     futures::future::join_all(sets).await;
 }
@@ -379,11 +456,12 @@ async fn run_in(
     config: Config,
     metrics: Arc<crate::metrics::Metrics>,
     unsynced: Arc<std::sync::atomic::AtomicUsize>,
+    events: Arc<events::Events>,
 ) {
-    preflight(&client, &config, &metrics).await;
+    let identity = preflight(&client, &config, &metrics).await;
     metrics.set_not_ready("waiting for the watches of Workflows, Approvals and step Pods to sync");
     let (notifier, jobs, channels) = notify::Notifier::new(&client, &config);
-    let ctx = Context::new(client, config, metrics, notifier, unsynced);
+    let ctx = Context::new(client, config, metrics, notifier, unsynced, identity, events);
     let changed = Arc::new(tokio::sync::Notify::new());
     let (approvals, approval_events) = approval::watch(&ctx, changed.clone());
     let approval_controller = approval::run(ctx.clone(), approvals.clone(), approval_events);
@@ -461,13 +539,13 @@ where
 
 /// Waits until the operator can list what it reconciles, saying plainly (log and /readyz) what
 /// is missing: the CRDs, or a right.
-async fn preflight(client: &Client, config: &Config, metrics: &crate::metrics::Metrics) {
+async fn preflight(client: &Client, config: &Config, metrics: &crate::metrics::Metrics) -> String {
     let lp = kube::api::ListParams::default().limit(1);
     loop {
         let workflows: kube::Api<Workflow> = api_in(client, config);
         let approvals: kube::Api<crate::api::Approval> = api_in(client, config);
-        let problem = match futures::try_join!(workflows.list_metadata(&lp), approvals.list_metadata(&lp)) {
-            Ok(_) => return,
+        let problem = match futures::try_join!(workflows.list_metadata(&lp), approvals.list_metadata(&lp), whoami(client)) {
+            Ok((_, _, identity)) => return identity,
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 "the CRDs workflows.hitl.dev and approvals.hitl.dev are not installed (kubectl apply --server-side -f crds/, or the Helm chart)".to_string()
             }
@@ -478,6 +556,15 @@ async fn preflight(client: &Client, config: &Config, metrics: &crate::metrics::M
         metrics.set_not_ready(problem);
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
+}
+
+/// The user name the API server authenticates this operator as (a SelfSubjectReview, which every
+/// authenticated user may create).
+async fn whoami(client: &Client) -> Result<String, kube::Error> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let reviews: kube::Api<SelfSubjectReview> = kube::Api::all(client.clone());
+    let review = reviews.create(&kube::api::PostParams::default(), &SelfSubjectReview::default()).await?;
+    Ok(review.status.and_then(|s| s.user_info).and_then(|u| u.username).unwrap_or_default())
 }
 
 /// An Api over the watched namespace, or all namespaces.

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -19,10 +17,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Context;
-use crate::api::notify::{DeliveryState, NotificationRecord, SecretKeyRef, SmtpTls};
+use super::notify_send::Sender;
+use super::notify_target::HttpClients;
+use crate::api::notify::{DeliveryState, NotificationRecord};
 use crate::api::{Approval, NotificationChannel};
 use crate::engine::conditions;
-use crate::engine::notify::{self, Due, Step};
+use crate::engine::notify::{self, Due, Failure, Step};
 
 /// Notifications waiting for a worker; beyond this the Approval controller tries again later.
 const QUEUE: usize = 1024;
@@ -37,6 +37,8 @@ pub struct Job {
     due: Due,
     channel: String,
     attempt: i32,
+    /// The record of earlier tries, which the new one builds on.
+    previous: Option<NotificationRecord>,
 }
 
 /// The Approval controller's handle on delivery.
@@ -72,15 +74,18 @@ impl Notifier {
     }
 
     /// Queues what `a` owes its channels now; returns when to look again (a reminder, an
-    /// escalation, a retry).
+    /// escalation, a retry). An ended gate's waiting "decision needed" records are queued too: the
+    /// worker records them `Dropped`.
     pub fn schedule(&self, a: &Approval, now: Timestamp) -> Option<Timestamp> {
         let (due, mut next) = notify::reached(a, now);
-        if due.is_empty() {
-            return next;
-        }
         let namespace = a.namespace().unwrap_or_default();
+        for stale in notify::stale_after_end(a) {
+            let Some(event) = notify::event_of_key(&stale.key) else { continue };
+            let due = Due { event, key: stale.key.clone() };
+            self.enqueue(self.job(a, &namespace, &due, &stale.channel, stale.attempts + 1, Some(stale.clone())));
+        }
         let records = a.status.as_ref().map(|s| s.notifications.as_slice()).unwrap_or_default();
-        for channel in self.channels_of(a, &namespace) {
+        for channel in if due.is_empty() { vec![] } else { self.channels_of(a, &namespace) } {
             let wanted = self.wants(&namespace, &channel);
             for d in due.iter().filter(|d| wanted.as_ref().is_none_or(|w| w.is_empty() || w.contains(&d.event))) {
                 let stored = records.iter().find(|r| r.key == d.key && r.channel == channel);
@@ -88,17 +93,30 @@ impl Notifier {
                 match notify::next_step(record.as_ref(), now) {
                     Step::Done => {}
                     Step::RetryAt(at) => next = Some(next.map_or(at, |n| n.min(at))),
-                    Step::Send { attempt } => self.enqueue(Job {
-                        namespace: namespace.clone(),
-                        approval: a.name_any(),
-                        due: d.clone(),
-                        channel: channel.clone(),
-                        attempt,
-                    }),
+                    Step::Send { attempt } => self.enqueue(self.job(a, &namespace, d, &channel, attempt, record)),
                 }
             }
         }
         next
+    }
+
+    fn job(
+        &self,
+        a: &Approval,
+        namespace: &str,
+        due: &Due,
+        channel: &str,
+        attempt: i32,
+        previous: Option<NotificationRecord>,
+    ) -> Job {
+        Job {
+            namespace: namespace.to_string(),
+            approval: a.name_any(),
+            due: due.clone(),
+            channel: channel.to_string(),
+            attempt,
+            previous,
+        }
     }
 
     /// The gate's channels: those it names, or the namespace's defaults.
@@ -131,8 +149,9 @@ impl Notifier {
         let mut recent = self.recent.lock().expect("lock");
         recent.retain(|_, (_, at)| at.elapsed() < RECENT_KEPT);
         let mine = recent.get(&(key.to_string(), channel.to_string())).map(|(r, _)| r.clone());
-        // Further along: more attempts, or the same attempts with an end (delivered, given up).
-        let progress = |r: &NotificationRecord| (r.attempts, r.state != DeliveryState::Pending);
+        // Further along: more attempts, or the same attempts with an end (delivered, given up,
+        // dropped), or more checks of a configuration that held it up.
+        let progress = |r: &NotificationRecord| (r.attempts, r.state != DeliveryState::Pending, r.configuration_checks);
         stored.cloned().into_iter().chain(mine).max_by_key(progress)
     }
 
@@ -153,19 +172,14 @@ impl Notifier {
         }
     }
 
-    fn done(&self, job: &Job) {
+    pub(super) fn done(&self, job: &Job) {
         self.in_flight.lock().expect("lock").remove(&(job.due.key.clone(), job.channel.clone()));
     }
 }
 
 /// Sends queued notifications, `workers` at a time, until the queue closes.
 pub async fn run_workers(ctx: Arc<Context>, jobs: mpsc::Receiver<Job>) {
-    let http = reqwest::Client::builder()
-        .timeout(ctx.config.notify_timeout)
-        .connect_timeout(ctx.config.notify_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("HTTP client");
+    let http = HttpClients::new(ctx.config.notify_timeout, ctx.config.notify_ranges.clone());
     let workers = usize::from(ctx.config.notify_workers.max(1));
     tokio_stream_of(jobs)
         .for_each_concurrent(workers, |job| {
@@ -182,28 +196,63 @@ fn tokio_stream_of(mut rx: mpsc::Receiver<Job>) -> impl futures::Stream<Item = J
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// One attempt, and its record.
-async fn deliver(ctx: &Context, http: &reqwest::Client, job: &Job) {
+/// One try, and its record. The gate is read fresh first: one that ended meanwhile is no longer
+/// announced as waiting (its record says so instead).
+pub(super) async fn deliver(ctx: &Context, http: &HttpClients, job: &Job) {
     let approvals: Api<Approval> = Api::namespaced(ctx.client.clone(), &job.namespace);
     let Ok(Some(a)) = approvals.get_opt(&job.approval).await else { return };
+    let record = match notify::drop_reason(&a, job.due.event) {
+        Some(reason) => dropped(job, reason),
+        None => attempt(ctx, http, &a, job).await,
+    };
+    match persist(ctx, &approvals, &job.approval, record.clone()).await {
+        // Remembered only once recorded: what this process remembers is what the watch will
+        // bring, so a record that was never written is not taken for done.
+        Ok(()) => ctx.notifier.remember(&record),
+        // Not recorded: the next look at the Approval sends it again, with the same key.
+        Err(e) => warn!(approval = %job.approval, error = %e, "recording a notification"),
+    }
+}
+
+fn dropped(job: &Job, reason: String) -> NotificationRecord {
+    info!(approval = %job.approval, channel = %job.channel, key = %job.due.key, "dropped: the gate ended");
+    let base = job.previous.clone().unwrap_or_else(|| NotificationRecord {
+        key: job.due.key.clone(),
+        channel: job.channel.clone(),
+        ..Default::default()
+    });
+    notify::dropped(&base, reason)
+}
+
+/// Sends, counts and logs one try; returns its record.
+async fn attempt(ctx: &Context, http: &HttpClients, a: &Approval, job: &Job) -> NotificationRecord {
     let channel = ctx.notifier.channel(&job.namespace, &job.channel);
+    let sender =
+        Sender { client: &ctx.client, http, ranges: &ctx.config.notify_ranges, timeout: ctx.config.notify_timeout };
     let result = match &channel {
-        Some(c) => send(ctx, http, &a, job, c).await,
-        None => Err(format!("NotificationChannel {} not found", job.channel)),
+        Some(c) => sender.send(a, &job.due, c).await,
+        None => Err(Failure::Configuration(format!("NotificationChannel {} not found", job.channel))),
     };
     ctx.metrics.notified(channel_kind(channel.as_deref()), job.due.event.as_str(), result.is_ok());
     match &result {
         Ok(()) => info!(approval = %job.approval, channel = %job.channel, key = %job.due.key, "notified"),
-        Err(e) => {
-            warn!(approval = %job.approval, channel = %job.channel, attempt = job.attempt, error = %e, "notification failed")
+        Err(Failure::Configuration(e)) => {
+            warn!(approval = %job.approval, channel = %job.channel, error = %e, "notification held by its configuration")
+        }
+        Err(Failure::Delivery) => {
+            warn!(approval = %job.approval, channel = %job.channel, attempt = job.attempt, "notification failed")
         }
     }
-    let record = notify::record_attempt(&job.due.key, &job.channel, job.attempt, result, Timestamp::now());
-    ctx.notifier.remember(&record);
-    if let Err(e) = persist(ctx, &approvals, &job.approval, record).await {
-        // Not recorded: the next look at the Approval sends it again, with the same key.
-        warn!(approval = %job.approval, error = %e, "recording a notification");
-    }
+    let previous = job.previous.as_ref();
+    notify::record_attempt(
+        previous,
+        &job.due.key,
+        &job.channel,
+        job.attempt,
+        result,
+        notify::waits(a),
+        Timestamp::now(),
+    )
 }
 
 fn channel_kind(channel: Option<&NotificationChannel>) -> &'static str {
@@ -215,133 +264,6 @@ fn channel_kind(channel: Option<&NotificationChannel>) -> &'static str {
     }
 }
 
-/// Renders and sends; the error says what went wrong without any credential in it.
-async fn send(
-    ctx: &Context,
-    http: &reqwest::Client,
-    a: &Approval,
-    job: &Job,
-    channel: &NotificationChannel,
-) -> Result<(), String> {
-    let page = notify::page_url(channel.spec.approval_url_template.as_deref(), a);
-    let message = notify::render(a, &job.due, page.as_deref(), Timestamp::now());
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &job.namespace);
-    if let Some(w) = &channel.spec.webhook {
-        let url = match (&w.url, &w.url_secret_ref) {
-            (_, Some(r)) => secret_text(&secrets, r).await?,
-            (Some(u), None) => u.clone(),
-            (None, None) => return Err("webhook: set url or urlSecretRef".into()),
-        };
-        let url = crate::api::notify::receiver_url(&url).map_err(|e| format!("webhook: {e}"))?;
-        let key = secret_bytes(&secrets, &w.signing_secret_ref).await?;
-        let body = serde_json::to_vec(&message.cloud_event).expect("JSON");
-        let request = http
-            .post(url)
-            .header("Content-Type", "application/cloudevents+json; charset=utf-8")
-            .header("Idempotency-Key", &job.due.key)
-            .header("X-Hitl-Signature", notify::signature(&key, &body))
-            .body(body);
-        return post(request).await;
-    }
-    if let Some(s) = &channel.spec.slack {
-        let url = secret_text(&secrets, &s.url_secret_ref).await?;
-        let url = crate::api::notify::receiver_url(&url).map_err(|e| format!("slack: {e}"))?;
-        let body = serde_json::to_vec(&serde_json::json!({"text": notify::slack_text(&message.text)})).expect("JSON");
-        let request = http.post(url).header("Content-Type", "application/json").header("Idempotency-Key", &job.due.key);
-        return post(request.body(body)).await;
-    }
-    if let Some(e) = &channel.spec.email {
-        return email(ctx, &secrets, e, &message, &job.due.key).await;
-    }
-    Err("the channel sets none of webhook, slack, email".into())
-}
-
-/// A POST whose failure is told without its URL (the URL may be the credential).
-async fn post(request: reqwest::RequestBuilder) -> Result<(), String> {
-    match request.send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("the receiver answered {}", r.status())),
-        Err(e) if e.is_timeout() => Err("the receiver did not answer in time".into()),
-        Err(e) if e.is_connect() => Err("could not connect to the receiver".into()),
-        Err(e) => Err(format!("sending failed: {}", e.without_url())),
-    }
-}
-
-async fn email(
-    ctx: &Context,
-    secrets: &Api<Secret>,
-    e: &crate::api::notify::EmailChannel,
-    message: &notify::Message,
-    key: &str,
-) -> Result<(), String> {
-    use lettre::message::{Mailbox, header::ContentType};
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-
-    let from: Mailbox = e.from.parse().map_err(|err| format!("email: from {:?}: {err}", e.from))?;
-    let mut builder = lettre::Message::builder()
-        .from(from)
-        .subject(&message.subject)
-        .message_id(Some(format!("<{}@hitl.dev>", key.replace('/', "."))))
-        .header(ContentType::TEXT_PLAIN);
-    for to in &e.to {
-        builder = builder.to(to.parse().map_err(|err| format!("email: to {to:?}: {err}"))?);
-    }
-    let mail = builder.body(message.text.clone()).map_err(|err| format!("email: {err}"))?;
-    let port = u16::try_from(e.port.unwrap_or(587)).map_err(|_| "email: port out of range".to_string())?;
-    let transport = match e.tls.unwrap_or_default() {
-        SmtpTls::StartTLS => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&e.host),
-        SmtpTls::TLS => AsyncSmtpTransport::<Tokio1Executor>::relay(&e.host),
-        SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&e.host)),
-    }
-    .map_err(|err| format!("email: {err}"))?;
-    let mut transport = transport.port(port).timeout(Some(ctx.config.notify_timeout));
-    if let Some(name) = &e.credentials_secret {
-        let user = SecretKeyRef { name: name.clone(), key: "username".into() };
-        let password = SecretKeyRef { name: name.clone(), key: "password".into() };
-        transport = transport
-            .credentials(Credentials::new(secret_text(secrets, &user).await?, secret_text(secrets, &password).await?));
-    }
-    let sent = tokio::time::timeout(ctx.config.notify_timeout, transport.build().send(mail)).await;
-    match sent {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) => Err(format!("SMTP: {err}")),
-        Err(_) => Err("the SMTP server did not answer in time".into()),
-    }
-}
-
-async fn secret_bytes(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Vec<u8>, String> {
-    let secret = match secrets.get_opt(&r.name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(no_secret_key(r)),
-        Err(kube::Error::Api(s)) if s.code == 403 => {
-            return Err(format!(
-                "the operator may not read Secret {}: a namespace owner allows it by binding the ClusterRole \
-                 hitl-operator-notification-secrets to the operator's ServiceAccount in this namespace",
-                r.name
-            ));
-        }
-        Err(e) => return Err(format!("reading Secret {}: {}", r.name, super::said(&e))),
-    };
-    match secret.data.as_ref().and_then(|d| d.get(&r.key)) {
-        Some(ByteString(bytes)) if !bytes.is_empty() => Ok(bytes.clone()),
-        _ => Err(no_secret_key(r)),
-    }
-}
-
-/// One message whether the Secret or only its key is missing: a channel's writer, who may not
-/// read Secrets, must not learn from the recorded error which Secrets and keys exist.
-fn no_secret_key(r: &SecretKeyRef) -> String {
-    format!("Secret {} with a non-empty key {} is not there (either may be missing)", r.name, r.key)
-}
-
-async fn secret_text(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<String, String> {
-    let bytes = secret_bytes(secrets, r).await?;
-    String::from_utf8(bytes)
-        .map(|s| s.trim().to_string())
-        .map_err(|_| format!("Secret {} key {} is not text", r.name, r.key))
-}
-
 /// Writes one record into the Approval's status (and the `Notified` condition), on the freshest
 /// copy, retrying on conflicts with the controller's own writes.
 async fn persist(
@@ -350,7 +272,11 @@ async fn persist(
     name: &str,
     record: NotificationRecord,
 ) -> Result<(), String> {
-    for _ in 0..5 {
+    for tried in 0..5u32 {
+        if tried > 0 {
+            // Every channel's worker writes this status: let the others' writes through.
+            tokio::time::sleep(std::time::Duration::from_millis(25 * u64::from(tried))).await;
+        }
         let Some(mut a) = approvals.get_opt(name).await.map_err(|e| super::said(&e))? else { return Ok(()) };
         let status = a.status.get_or_insert_with(Default::default);
         status.notifications.retain(|r| !(r.key == record.key && r.channel == record.channel));
@@ -374,11 +300,14 @@ async fn persist(
     Err("status kept changing".into())
 }
 
-/// `Notified`: True once everything sent was delivered; False with the failures otherwise.
+/// `Notified`: True once everything owed was delivered (or dropped because the gate ended);
+/// False with the failures otherwise, reason `WaitingForConfiguration` while a channel's
+/// configuration holds one up (the namespace owner can fix that).
 fn notified_condition(records: &[NotificationRecord]) -> conditions::Wanted<'static> {
+    let open = |r: &&NotificationRecord| !matches!(r.state, DeliveryState::Delivered | DeliveryState::Dropped);
     let failing: Vec<String> = records
         .iter()
-        .filter(|r| r.state != DeliveryState::Delivered)
+        .filter(open)
         .map(|r| {
             format!(
                 "{} to {}: {}",
@@ -389,9 +318,19 @@ fn notified_condition(records: &[NotificationRecord]) -> conditions::Wanted<'sta
         })
         .collect();
     let given_up = records.iter().any(|r| r.state == DeliveryState::Failed);
-    match (failing.is_empty(), given_up) {
-        (true, _) => ("Notified", "True", "Delivered", format!("{} notification(s) delivered", records.len())),
-        (false, true) => ("Notified", "False", "DeliveryFailed", failing.join("; ")),
-        (false, false) => ("Notified", "False", "Retrying", failing.join("; ")),
+    let held = records.iter().filter(open).any(|r| r.configuration_checks > 0);
+    let delivered = records.iter().filter(|r| r.state == DeliveryState::Delivered).count();
+    let dropped = records.len() - delivered - failing.len();
+    match (failing.is_empty(), given_up, held) {
+        (true, _, _) if dropped > 0 => (
+            "Notified",
+            "True",
+            "Delivered",
+            format!("{delivered} notification(s) delivered, {dropped} dropped as the gate ended first"),
+        ),
+        (true, _, _) => ("Notified", "True", "Delivered", format!("{delivered} notification(s) delivered")),
+        (false, true, _) => ("Notified", "False", "DeliveryFailed", failing.join("; ")),
+        (false, false, true) => ("Notified", "False", "WaitingForConfiguration", failing.join("; ")),
+        (false, false, false) => ("Notified", "False", "Retrying", failing.join("; ")),
     }
 }

@@ -27,7 +27,7 @@ pub async fn run(ctx: Arc<Context>, store: kube::runtime::reflector::Store<Pod>,
 }
 
 fn error_policy(pod: Arc<Pod>, err: &Error, ctx: Arc<Context>) -> Action {
-    let (_, wait) = ctx.failed(&super::object_key(pod.as_ref()));
+    let (_, wait) = ctx.failed(&super::object_key(pod.as_ref()), err);
     tracing::warn!(pod = %pod.name_any(), error = %err, "releasing a step Pod failed");
     ctx.metrics.failed("pod", err.category());
     Action::requeue(wait)

@@ -1,6 +1,6 @@
 //! The operator's one watch of step Pods. Its store serves the Workflow controller (a pass reads
 //! its running steps' Pods from it) and the outcome controller; its changes are routed by
-//! `engine::pod_changes`: a Workflow is woken only by a change of what its plan reads, the
+//! `pod_changes`: a Workflow is woken only by a change of what its plan reads, the
 //! outcome controller only by a Pod being deleted while our finalizer holds it.
 
 use std::sync::Arc;
@@ -12,9 +12,9 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::Context;
+use super::pod_changes::PodChanges;
 use super::pods::LABEL_WORKFLOW;
 use crate::engine::plan::STUCK_WAITING_REASONS;
-use crate::engine::pod_changes::PodChanges;
 
 /// A stream of Pods to wake a controller with (never an error: the watch retries on its own).
 pub type Wakes = mpsc::UnboundedReceiver<Result<Pod, watcher::Error>>;

@@ -9,7 +9,8 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::{Context, Error, Written};
-use crate::api::{ResolvedTemplate, Workflow, WorkflowPhase, WorkflowTemplate};
+use crate::api::workflow::{ANNOTATION_AUTHORS, authors_of};
+use crate::api::{ResolvedTemplate, Workflow, WorkflowPhase, WorkflowTemplate, WorkflowTemplateRef};
 use crate::engine::event::Event;
 use crate::engine::plan::{self, Plan};
 use crate::engine::template;
@@ -45,11 +46,46 @@ pub async fn effective(ctx: &Context, wf: Arc<Workflow>, now: jiff::Timestamp) -
         );
         return Ok(Run::Fail(Box::new(plan::abort(&wf, "TemplateNotFound", message, now))));
     };
+    if let Some((reason, message)) = refusal(&found, &reference) {
+        return Ok(Run::Fail(Box::new(plan::abort(&wf, reason, message, now))));
+    }
     let spec = match template::for_run(&found.spec, &wf.spec) {
         Ok(spec) => spec,
         Err(e) => return Ok(Run::Fail(Box::new(plan::abort(&wf, e.reason, e.message, now)))),
     };
     record(ctx, &wf, &found, spec, now).await
+}
+
+/// Why a run may not follow the template as the API server holds it now: it changed since the
+/// run pinned it, or nobody knows who wrote it (so nobody knows who may not approve the run).
+fn refusal(found: &WorkflowTemplate, reference: &WorkflowTemplateRef) -> Option<(&'static str, String)> {
+    let now_at = found.meta().resource_version.clone().unwrap_or_default();
+    if let Some(pinned) = reference.resource_version.as_ref().filter(|v| **v != now_at) {
+        return Some((
+            "TemplateChanged",
+            format!(
+                "spec.workflowTemplateRef: WorkflowTemplate {} was changed since resourceVersion {pinned} (it is at \
+                 {now_at} now); read it again and run it with the version you read",
+                found.name_any()
+            ),
+        ));
+    }
+    if authors(found).is_empty() {
+        return Some((
+            "TemplateAuthorsUnknown",
+            format!(
+                "WorkflowTemplate {}: who wrote it is not recorded (annotation {ANNOTATION_AUTHORS}, written by the API \
+                 server's hitl-authors policy); it was created before that policy was installed: re-create it \
+                 (kubectl replace --force)",
+                found.name_any()
+            ),
+        ));
+    }
+    None
+}
+
+fn authors(found: &WorkflowTemplate) -> Vec<String> {
+    found.annotations().get(ANNOTATION_AUTHORS).map(|v| authors_of(v)).unwrap_or_default()
 }
 
 /// Writes what will run into the status (starting the run, so the spec is frozen from here on).
@@ -69,6 +105,7 @@ async fn record(
         uid: found.meta().uid.clone(),
         resource_version: found.meta().resource_version.clone(),
         digest: digest.clone(),
+        authors: authors(found),
         resolved_at: Some(Time(now)),
         spec: Box::new(spec),
     });

@@ -26,6 +26,19 @@ where
     watch_notifying(ctx, config, None)
 }
 
+/// As `watch`, but the stream also yields the objects deleted (`touched_objects`): for a watch
+/// that wakes their owners, which must see a child go as well as change.
+pub fn watch_with_deletes<K>(
+    ctx: &Arc<Context>,
+    config: watcher::Config,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, stored) = reflected(ctx, config, None);
+    (reader, stored.touched_objects())
+}
+
 /// As `watch`, also waking `changed` after every event (deletions included) has reached the
 /// store, for a reader of the whole store (the inboxes).
 pub fn watch_notifying<K>(
@@ -33,6 +46,19 @@ pub fn watch_notifying<K>(
     config: watcher::Config,
     changed: Option<Arc<tokio::sync::Notify>>,
 ) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, stored) = reflected(ctx, config, changed);
+    (reader, stored.applied_objects())
+}
+
+/// The watch's events, each applied to the store before it is passed on.
+fn reflected<K>(
+    ctx: &Arc<Context>,
+    config: watcher::Config,
+    changed: Option<Arc<tokio::sync::Notify>>,
+) -> (Store<K>, impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -52,7 +78,7 @@ where
             changed.notify_one();
         }
     });
-    (reader, stored.applied_objects())
+    (reader, stored)
 }
 
 /// The event with its object typed, or None when the object does not deserialize (reported).

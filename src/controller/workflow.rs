@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ObjectMeta, Preconditions};
@@ -13,8 +13,8 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::pods::{self, LABEL_WORKFLOW, MANAGER};
-use super::{Context, Error, Written};
-use crate::api::{Approval, SelfApproval, StepPhase, Workflow, WorkflowPolicy};
+use super::{Context, Error, Written, settled};
+use crate::api::{Approval, StepPhase, Workflow, WorkflowPolicy, WorkflowPolicySpec};
 use crate::engine::approval_request::ApprovalRequest;
 use crate::engine::event::Event;
 use crate::engine::gate;
@@ -24,34 +24,51 @@ use crate::engine::plan;
 /// Watches Workflows and the Approvals they own, and is woken by the changes of their step Pods
 /// that matter (see `step_pods`).
 pub async fn run(ctx: Arc<Context>, pod_changes: super::step_pods::Wakes) {
-    let approvals: Api<Approval> = super::api_in(&ctx.client, &ctx.config);
     let children = watcher::Config::default().labels(LABEL_WORKFLOW).page_size(200);
+    // The passes read Approvals from this store: an Approval change reaches it before it wakes
+    // the Workflow, so a pass woken by a decision sees at least that decision; a deleted
+    // Approval wakes it too (a gate deleted while it waits is opened again).
+    let (approvals, approval_changes) = super::tolerant::watch_with_deletes::<Approval>(&ctx, children);
+    let _ = ctx.approvals.set(approvals);
     let (store, workflows) = super::tolerant::watch::<Workflow>(&ctx, watcher::Config::default().page_size(200));
     let controller = Controller::for_stream(workflows, store)
-        .owns_stream(pod_changes)
-        .owns(approvals, children)
+        .owns_stream(counted(ctx.clone(), pod_changes))
+        .owns_stream(counted(ctx.clone(), approval_changes))
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal();
     super::ready_when_synced(ctx.clone(), controller.store());
+    let _ = ctx.workflows.set(controller.store());
     ctx.metrics.count_workflows_from(controller.store());
     controller.run(reconcile, error_policy, ctx).for_each(super::log_result).await;
 }
 
+/// Each child event counted for its run before it wakes the run, so a pass knows whether the
+/// children moved since the run's last recorded pass (see settled).
+fn counted<K: Resource>(
+    ctx: Arc<Context>,
+    changes: impl Stream<Item = Result<K, watcher::Error>>,
+) -> impl Stream<Item = Result<K, watcher::Error>> {
+    changes.inspect(move |change| {
+        let owners = change.iter().flat_map(|child| child.meta().owner_references.iter().flatten());
+        for owner in owners.filter(|r| r.kind == "Workflow") {
+            ctx.settled.child_changed(&owner.uid);
+        }
+    })
+}
+
 fn error_policy(wf: Arc<Workflow>, err: &Error, ctx: Arc<Context>) -> Action {
-    let (failures, wait) = ctx.failed(&super::object_key(wf.as_ref()));
+    let (failures, wait) = ctx.failed(&super::object_key(wf.as_ref()), err);
     warn!(error = %err, category = err.category(), failures, retry_in = ?wait, "reconcile failed");
     ctx.metrics.failed("workflow", err.category());
     super::report_error(ctx.clone(), wf.clone(), err);
-    // One failure may be a blip; a second in a row is shown where `kubectl get`/kstatus look.
-    if failures >= 2 {
-        tokio::spawn(mark_stalled(ctx, wf, err.category(), err.to_string()));
-    }
+    // A second failure in a row is shown where `kubectl get`/kstatus look, by the next pass
+    // (which holds this Workflow's turn), not by a task racing it.
     Action::requeue(wait)
 }
 
 /// Records on the Workflow why it cannot make progress: `Stalled=True` (and `Reconciling=True`)
 /// with the error's category as reason. The next reconcile that succeeds sets them from the run.
-async fn mark_stalled(ctx: Arc<Context>, wf: Arc<Workflow>, reason: &'static str, message: String) {
+async fn mark_stalled(ctx: &Context, wf: &Workflow, reason: &'static str, message: String) {
     let api: Api<Workflow> = Api::namespaced(ctx.client.clone(), &wf.namespace().unwrap_or_default());
     let Ok(Some(mut fresh)) = api.get_opt(&wf.name_any()).await else { return };
     let mut status = fresh.status.clone().unwrap_or_default();
@@ -68,7 +85,7 @@ async fn mark_stalled(ctx: Arc<Context>, wf: Arc<Workflow>, reason: &'static str
     }
     status.conditions = conditions;
     fresh.status = Some(status);
-    if let Err(e) = super::write_status(&ctx, &fresh, "workflow_status").await {
+    if let Err(e) = super::write_status(ctx, &fresh, "workflow_status").await {
         warn!(error = %e, "recording the failure on the Workflow failed too");
     }
 }
@@ -92,10 +109,22 @@ where
 }
 
 #[instrument(skip_all, fields(workflow = %wf.name_any(), namespace = wf.namespace().unwrap_or_default()))]
-async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(super) async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
+    let uid = wf.uid().unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let child_event = match ctx.settled.next(&uid, super::resource_version(wf.as_ref()), now) {
+        settled::Next::Run { child_event } => child_event,
+        settled::Next::Skip { wake_at } => {
+            ctx.metrics.skipped("workflow");
+            return Ok(wake_at.map_or_else(Action::await_change, |at| Action::requeue(super::until(at, now))));
+        }
+    };
     let key = super::object_key(wf.as_ref());
-    let result = reconcile_inner(wf, ctx.clone()).await;
+    if let Some((reason, message)) = ctx.stalled(&key) {
+        mark_stalled(&ctx, &wf, reason, message).await;
+    }
+    let result = reconcile_inner(wf, ctx.clone(), child_event).await;
     ctx.metrics.reconciled("workflow", start.elapsed());
     if result.is_ok() {
         ctx.succeeded(&key);
@@ -103,7 +132,9 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error
     result
 }
 
-async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The pass. `child_event` is where the run's children stood as it began: recorded with the
+/// plan, so a later pass that could only see our own writes is skipped.
+async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>, child_event: u64) -> Result<Action, Error> {
     if wf.metadata.deletion_timestamp.is_some() {
         ctx.forget(&wf.uid().unwrap_or_default());
         return Ok(Action::await_change());
@@ -127,20 +158,36 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action,
     let apis = Apis::new(&ctx, &wf);
     let (pods, approvals) = gather(&ctx, &apis, &wf).await?;
     // Off the async runtime, and a panic fails this Workflow only (see guard).
-    let mut plan = super::guard::plan(wf.clone(), pods.clone(), approvals, now).await;
+    // The spec's checks (every expression compiled) run once per spec, not once per pass.
+    let spec = plan::spec_digest(&wf);
+    let checked = ctx.spec_checked(&spec);
+    let plan = super::guard::plan(wf.clone(), pods.clone(), approvals, now, checked).await;
+    if plan.spec_valid {
+        ctx.spec_passed(spec);
+    }
     if plan.delete_workflow {
         return delete_finished(&apis, &ctx, &wf).await;
     }
-    // Children first, so the status never names an object that does not exist.
-    if let Some(retry) = apply_children(&apis, &ctx, &wf, &mut plan, now).await? {
-        return Ok(retry);
-    }
+    // Children first, so the status never names an object that does not exist. What the API
+    // server refused goes back to the engine, which says what it means for the run.
+    // A plan the API server changed after it was made (a refused child) is worked out for the
+    // run by the pass after its write: only a plan carried out as made settles the run.
+    let (plan, settles) = match apply_children(&apis, &ctx, &wf, &plan).await? {
+        Applied::All => (plan, true),
+        Applied::Refused(refused) => (plan.with_refused(refused, now), false),
+        Applied::NoWorkspace(message) => (plan::abort(&wf, "WorkspaceCreateFailed", message, now), false),
+        Applied::Later(retry) => return Ok(retry),
+    };
     if let Some(retry) = cancel_gates(&apis, &ctx, &plan, now).await? {
         return Ok(retry);
     }
     match persist(&ctx, &wf, &plan, now).await? {
         Persisted::Recorded(action) => {
             release_pods(&apis, &ctx, &plan, &pods).await?;
+            let uid = own.uid().unwrap_or_default();
+            if let Some(at) = super::resource_version(own.as_ref()).max(ctx.last_written(&uid)).filter(|_| settles) {
+                ctx.settled.recorded(&uid, at, child_event, plan.requeue_at);
+            }
             Ok(action)
         }
         Persisted::Not(action) => Ok(action),
@@ -190,7 +237,9 @@ impl Apis {
 /// The Pods of running steps and the Approvals of waiting ones. Pods come from the controller's
 /// own watch; one it has not seen yet (created a moment ago) is read by name, so a Pod is never
 /// taken for gone because the watch lags. A cached Pod older than the API server's is harmless:
-/// its change triggers another pass. Approvals are read fresh by name.
+/// its change triggers another pass. Approvals come from the Approval watch's store unless its
+/// copy predates the operator's own last write (the decision it acts on is always one the
+/// Approval controller wrote), else they are read by name.
 async fn gather(ctx: &Context, apis: &Apis, wf: &Workflow) -> Result<(Vec<Pod>, Vec<Approval>), Error> {
     let steps = wf.status.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
     let ns = wf.namespace().unwrap_or_default();
@@ -213,9 +262,17 @@ async fn gather(ctx: &Context, apis: &Apis, wf: &Workflow) -> Result<(Vec<Pod>, 
             None => unseen.push(name),
         }
     }
-    let (fetched, approvals) =
-        futures::try_join!(children(&apis.pods, wf, unseen), children(&apis.approvals, wf, waiting))?;
+    let mut approvals = vec![];
+    let mut unread = vec![];
+    for name in waiting {
+        match ctx.cached(ctx.approvals.get(), &ns, &name) {
+            Some(a) if a.metadata.owner_references.iter().flatten().any(|r| r.uid == uid) => approvals.push(a),
+            _ => unread.push(name),
+        }
+    }
+    let (fetched, read) = futures::try_join!(children(&apis.pods, wf, unseen), children(&apis.approvals, wf, unread))?;
     pods.extend(fetched);
+    approvals.extend(read);
     Ok((pods, approvals))
 }
 
@@ -233,37 +290,52 @@ async fn delete_finished(apis: &Apis, ctx: &Context, wf: &Workflow) -> Result<Ac
     }
 }
 
-/// Creates the Pods and Approvals the plan asks for and deletes the Pods it gives up on. A child
-/// that cannot be created fails its step; Some(action) means: come back later.
-async fn apply_children(
-    apis: &Apis,
-    ctx: &Context,
-    wf: &Workflow,
-    plan: &mut plan::Plan,
-    now: Timestamp,
-) -> Result<Option<Action>, Error> {
-    if !create_workspace(apis, ctx, wf, plan, now).await? {
-        return Ok(None);
+/// What carrying out the plan's creates and deletes came to.
+enum Applied {
+    /// Every child the plan asked for exists.
+    All,
+    /// The API server refused these children for good; the others exist.
+    Refused(Vec<plan::Refused>),
+    /// The run's workspace claim was refused (invalid, forbidden): no Pod was asked for.
+    NoWorkspace(String),
+    /// Come back later (a name is still held by an earlier run's Approval).
+    Later(Action),
+}
+
+/// Creates the workspace, Pods and Approvals the plan asks for and deletes the Pods it gives up
+/// on. Errors that may clear up (a missing right, a quota, the API server) end the pass.
+async fn apply_children(apis: &Apis, ctx: &Context, wf: &Workflow, plan: &plan::Plan) -> Result<Applied, Error> {
+    if let Some(message) = create_workspace(apis, ctx, wf, plan).await? {
+        return Ok(Applied::NoWorkspace(message));
     }
-    for req in plan.create_pods.clone() {
-        let pod = pods::build(wf, &req);
+    let mut refused = vec![];
+    let refusal =
+        |step: &str, item, reason, e: Error| plan::Refused { step: step.into(), item, reason, message: e.to_string() };
+    for req in &plan.create_pods {
+        let pod = pods::build(wf, req);
         ctx.metrics.write("create_pod");
-        if let Err(e) = super::create_if_absent(&apis.pods, wf, &pod).await {
-            if !e.fails_step() {
-                return Err(e);
-            }
-            plan.fail_step(&req.step, req.item, "PodCreateFailed", e.to_string(), now);
-        }
-    }
-    for req in plan.create_approvals.clone() {
-        match open_gate(apis, ctx, wf, &req).await {
-            Ok(Opened::Yes) => {}
-            Ok(Opened::AfterOldOneGoes) => return Ok(Some(Action::requeue(Duration::from_millis(500)))),
-            Err(e) if e.fails_step() => plan.fail_step(&req.step, req.item, "ApprovalCreateFailed", e.to_string(), now),
+        match super::create_if_absent(&apis.pods, wf, &pod).await {
+            Ok(()) => {}
+            Err(e) if e.fails_step() => refused.push(refusal(&req.step, req.item, "PodCreateFailed", e)),
             Err(e) => return Err(e),
         }
     }
-    for name in &plan.delete_pods {
+    // Read once per pass that opens gates, not per gate (a fan-out opens many).
+    let policy = if plan.create_approvals.is_empty() { None } else { namespace_policy(apis).await? };
+    for req in &plan.create_approvals {
+        match open_gate(apis, ctx, wf, req, policy.as_ref()).await {
+            Ok(Opened::Yes) => {}
+            Ok(Opened::AfterOldOneGoes) => return Ok(Applied::Later(Action::requeue(Duration::from_millis(500)))),
+            Err(e) if e.fails_step() => refused.push(refusal(&req.step, req.item, "ApprovalCreateFailed", e)),
+            Err(e) => return Err(e),
+        }
+    }
+    delete_pods(apis, ctx, &plan.delete_pods).await?;
+    Ok(if refused.is_empty() { Applied::All } else { Applied::Refused(refused) })
+}
+
+async fn delete_pods(apis: &Apis, ctx: &Context, names: &[String]) -> Result<(), Error> {
+    for name in names {
         ctx.metrics.write("delete_pod");
         match apis.pods.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
@@ -271,28 +343,25 @@ async fn apply_children(
             Err(e) => return Err(Error::Kube(e)),
         }
     }
-    Ok(None)
+    Ok(())
 }
 
-/// Creates the run's workspace claim if the plan asks for it. A claim the API server refuses
-/// (invalid, forbidden) fails the run before any Pod starts: false, and the plan is now that.
+/// Creates the run's workspace claim if the plan asks for it; Some(why) when the API server
+/// refuses it for good (invalid, forbidden), which fails the run before any Pod starts.
 async fn create_workspace(
     apis: &Apis,
     ctx: &Context,
     wf: &Workflow,
-    plan: &mut plan::Plan,
-    now: Timestamp,
-) -> Result<bool, Error> {
+    plan: &plan::Plan,
+) -> Result<Option<String>, Error> {
     let Some(claim) = plan.create_workspace.as_deref().and_then(|name| super::workspace::claim(wf, name)) else {
-        return Ok(true);
+        return Ok(None);
     };
     ctx.metrics.write("create_workspace");
     match super::create_if_absent(&apis.claims, wf, &claim).await {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(None),
         Err(e) if e.fails_step() => {
-            let message = format!("spec.workspace: PersistentVolumeClaim {}: {e}", claim.name_any());
-            *plan = plan::abort(wf, "WorkspaceCreateFailed", message, now);
-            Ok(false)
+            Ok(Some(format!("spec.workspace: PersistentVolumeClaim {}: {e}", claim.name_any())))
         }
         Err(e) => Err(e),
     }
@@ -375,11 +444,14 @@ enum Opened {
 }
 
 /// Creates the Approval for a gate (and so its grant, by the Approval controller).
-async fn open_gate(apis: &Apis, ctx: &Context, wf: &Workflow, req: &ApprovalRequest) -> Result<Opened, Error> {
-    let mut spec = req.spec();
-    if namespace_forbids_self_approval(apis).await? {
-        spec.gate.self_approval = Some(SelfApproval::Forbid);
-    }
+async fn open_gate(
+    apis: &Apis,
+    ctx: &Context,
+    wf: &Workflow,
+    req: &ApprovalRequest,
+    policy: Option<&WorkflowPolicySpec>,
+) -> Result<Opened, Error> {
+    let spec = req.spec_under(policy);
     let mut labels: std::collections::BTreeMap<String, String> = [
         (LABEL_WORKFLOW.to_string(), names::workflow_label(&wf.name_any())),
         (pods::LABEL_STEP.to_string(), req.step.clone()),
@@ -413,12 +485,12 @@ async fn open_gate(apis: &Apis, ctx: &Context, wf: &Workflow, req: &ApprovalRequ
     }
 }
 
-/// The namespace owner's `WorkflowPolicy/default` forbids self-approval. No policy (or no such
-/// CRD installed): allowed.
-async fn namespace_forbids_self_approval(apis: &Apis) -> Result<bool, Error> {
+/// The namespace owner's `WorkflowPolicy/default`, read only when the pass opens a gate. None
+/// when there is none (or no such CRD is installed).
+async fn namespace_policy(apis: &Apis) -> Result<Option<WorkflowPolicySpec>, Error> {
     match apis.policies.get_opt(crate::api::policy::POLICY_NAME).await {
-        Ok(p) => Ok(p.and_then(|p| p.spec.self_approval) == Some(SelfApproval::Forbid)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Ok(p) => Ok(p.map(|p| p.spec)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
         Err(e) => Err(Error::Kube(e)),
     }
 }

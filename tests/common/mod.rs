@@ -6,6 +6,9 @@
 // Each test binary includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod fixtures;
+pub mod watch;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,6 +20,43 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The crate's root directory (where `hack/` lives).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kubectl plugin, `kubectl-hitl`, as cargo built it for this test's profile and target.
+///
+/// The plugin is a binary of another package of the workspace (hitl-client), and cargo sets
+/// `CARGO_BIN_EXE_<name>` only for the test's own package, nor does it build other packages'
+/// binaries for `cargo test --test X`. So it is looked up next to this test executable
+/// (`<target>/<profile>/deps/<test>`, the plugin in `<target>/<profile>/`; `CARGO_TARGET_DIR` and
+/// `--target` included), and it must be built first (`make test-integration` does): a missing or
+/// stale one panics rather than testing the plugin of some other version.
+pub fn plugin_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let dir = exe.parent().and_then(|deps| deps.parent()).expect("the test executable is in <profile>/deps/");
+        let bin = dir.join(format!("kubectl-hitl{}", std::env::consts::EXE_SUFFIX));
+        const BUILD: &str = "run `cargo build --workspace --bins` first";
+        let built = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| panic!("no kubectl plugin at {}: {BUILD}", bin.display()));
+        let sources = ["crates/hitl-api", "crates/hitl-engine", "crates/hitl-client", "Cargo.lock"];
+        if let Some(newer) = sources.iter().filter_map(|s| newest_file(&repo_root().join(s))).find(|(t, _)| *t > built)
+        {
+            panic!("the kubectl plugin at {} is older than {}: {BUILD}", bin.display(), newer.1.display());
+        }
+        bin
+    })
+    .clone()
+}
+
+/// The most recently modified file under `path` (or `path` itself), and when.
+fn newest_file(path: &std::path::Path) -> Option<(SystemTime, PathBuf)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some((meta.modified().ok()?, path.to_path_buf()));
+    }
+    std::fs::read_dir(path).ok()?.flatten().filter_map(|e| newest_file(&e.path())).max_by_key(|(t, _)| *t)
 }
 
 const NO_CLUSTER: &str = "no local Kubernetes cluster is reachable: start one with `make cluster-up` \
@@ -79,6 +119,18 @@ pub fn kubeconfig(user: &str) -> PathBuf {
     }
     kubeconfigs().lock().unwrap_or_else(|e| e.into_inner()).insert(user.to_string(), path.clone());
     path
+}
+
+/// Mints `user` (no groups) in the local cluster once per test binary, beside the four built in.
+pub fn add_user(user: &str) {
+    static ADDED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let mut added = ADDED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if added.iter().any(|u| u == user) {
+        return;
+    }
+    let out = hack("cluster", &["add-user", user]);
+    assert!(out.status.success(), "hack/cluster add-user {user}: {}", String::from_utf8_lossy(&out.stderr));
+    added.push(user.to_string());
 }
 
 fn kubeconfigs() -> &'static Mutex<HashMap<String, PathBuf>> {
@@ -294,4 +346,31 @@ impl Drop for TestNamespace {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The local cluster's real node (`hack/cluster up` starts it where the host can run it).
+pub const REAL_NODE: &str = "real-node-0";
+
+/// Panics, saying how to get one, unless the real node is Ready and its kubelet alive (it renewed
+/// its node Lease lately: no node controller runs here to mark a node whose kubelet died).
+pub fn require_real_node() {
+    let how = "`hack/cluster up` starts one on Linux as root (it said why not when it started; \
+               HITL_REAL_NODE=0 turns it off)";
+    let ready = kubectl(
+        "admin",
+        &["get", "node", REAL_NODE, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"],
+    );
+    assert!(
+        ready.status.success() && ready.stdout == b"True",
+        "the local cluster has no Ready real node {REAL_NODE}: {how}. kubectl: {}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let renewed =
+        kubectl_ok("admin", &["-n", "kube-node-lease", "get", "lease", REAL_NODE, "-o", "jsonpath={.spec.renewTime}"]);
+    let renewed: jiff::Timestamp = renewed.parse().unwrap_or_else(|e| panic!("renewTime {renewed:?}: {e}"));
+    let age = jiff::Timestamp::now().duration_since(renewed);
+    assert!(
+        age.as_secs() < 40,
+        "the kubelet of {REAL_NODE} last renewed its Lease {age:#} ago: it is not running ({how})"
+    );
 }
