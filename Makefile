@@ -42,8 +42,10 @@ assets:
 cluster-up:
 	hack/cluster up
 
+# The decision archive's PostgreSQL (hack/postgres), which the archive's tests start, goes too.
 cluster-down:
 	hack/cluster down
+	hack/postgres down
 
 cluster-status:
 	hack/cluster status
@@ -112,4 +114,4 @@ bench-fanout:
 test: test-unit
 	hack/build-assets
 	hack/cluster up
-	status=0; $(MAKE) test-integration || status=$$?; hack/cluster down; exit $$status
+	status=0; $(MAKE) test-integration || status=$$?; hack/cluster down; hack/postgres down; exit $$status

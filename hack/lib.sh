@@ -33,3 +33,27 @@ asset_path() {
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# N distinct free loopback ports: all bound at once so they differ, then released for the
+# components to take. (A small race with other processes is accepted; up fails loudly if hit.)
+free_ports() {
+  if command -v python3 >/dev/null; then
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+    return
+  fi
+  local ports=() p
+  while [ ${#ports[@]} -lt "$1" ]; do
+    p=$(( 20000 + RANDOM % 30000 ))
+    # Connection refused means nobody listens there.
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && [[ " ${ports[*]} " != *" $p "* ]]; then
+      ports+=("$p")
+    fi
+  done
+  echo "${ports[*]}"
+}
