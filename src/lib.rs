@@ -9,6 +9,7 @@ pub use hitl_api as api;
 pub use hitl_client::{inbox_reader, ui};
 pub use hitl_engine as engine;
 
+pub mod archive;
 pub mod controller;
 pub mod error_category;
 pub mod leader;

@@ -2,6 +2,7 @@
 //! (or in-cluster service account), as the leader of its replicas.
 
 use clap::{Parser, ValueEnum};
+use hitl_operator::archive;
 use hitl_operator::controller::{self, Config};
 use hitl_operator::engine::notify_target::{Cidr, ClusterRanges};
 use hitl_operator::leader::{self, LeaseConfig};
@@ -19,6 +20,8 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HITL
 
 #[derive(Parser, Debug)]
 #[command(name = "hitl-operator", version = VERSION, about = "Kubernetes operator for human-in-the-loop workflows")]
+// A flag given twice takes its last value, as kubectl's do (a wrapper adds to what it was given).
+#[command(args_override_self = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Mode>,
@@ -63,6 +66,17 @@ struct Args {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "HITL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
+    /// PostgreSQL URL of the decision archive, which keeps every decided gate and finished run
+    /// after their objects are gone (`sslmode=verify-full&sslrootcert=...` for TLS). Unset: no
+    /// archive. Workflows then carry the `hitl.dev/archive` finalizer until their records are stored.
+    #[arg(long, env = "HITL_ARCHIVE_DATABASE_URL", hide_env_values = true)]
+    archive_database_url: Option<String>,
+    /// How long the archive keeps records (`400d`, `90d`, `12h`); older ones are removed hourly,
+    /// leaving a checkpoint so the hash chain still verifies.
+    #[arg(long, env = "HITL_ARCHIVE_RETENTION", default_value = "400d", value_parser = hitl_operator::engine::archive::parse_age)]
+    archive_retention: std::time::Duration,
+    #[command(flatten)]
+    archive_api: archive::server::ServeArgs,
     /// Log format.
     #[arg(long, env = "HITL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -189,6 +203,12 @@ async fn operator(args: Args) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(hitl_operator::metrics::serve(listener, metrics.clone()));
     let client = kube::Client::try_default().await?;
+    let archive = connect_archive(&args, &client, &metrics)?;
+    if let Some(a) = &archive {
+        // Every replica serves the archive's read path (its Service reaches any ready one); only
+        // the leader writes.
+        archive::server::start(&args.archive_api, a.store.clone(), client.clone()).await?;
+    }
     let config = Config {
         namespaces: watched(&args.namespaces),
         namespace: None,
@@ -198,13 +218,17 @@ async fn operator(args: Args) -> anyhow::Result<()> {
         notify_timeout: std::time::Duration::from_secs(args.notification_timeout.max(1)),
         notify_workers: args.notification_workers,
         notify_ranges: ClusterRanges { services: args.service_cluster_ip_range, pods: args.cluster_cidr },
+        archive: None,
     };
+    let retention = archive.as_ref().map(|a| (a.store.clone(), a.retention));
+    let config = Config { archive: archive.map(|a| a.writer), ..config };
+    let work = work(client.clone(), config, metrics.clone(), retention);
     let Some(lease) = lease else {
         // Leader before ready: whoever sees /readyz answer also sees hitl_leader 1.
         metrics.set_leader(true);
         metrics.set_ready();
-        tracing::info!(namespaces = ?config.namespaces, "hitl-operator starting (no leader election)");
-        controller::run(client, config, metrics).await;
+        tracing::info!("hitl-operator starting (no leader election)");
+        work.await;
         tracing::info!("hitl-operator stopped");
         return Ok(());
     };
@@ -217,10 +241,10 @@ async fn operator(args: Args) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    tracing::info!(namespaces = ?config.namespaces, version = VERSION, "hitl-operator starting");
+    tracing::info!(version = VERSION, "hitl-operator starting");
     metrics.set_leader(true);
     tokio::select! {
-        _ = controller::run(client, config, metrics) => {
+        _ = work => {
             // The controllers stop on SIGTERM; hand the Lease over at once.
             leader.release().await;
             tracing::info!("hitl-operator stopped");
@@ -231,6 +255,62 @@ async fn operator(args: Args) -> anyhow::Result<()> {
             tracing::error!("lost the lease to another replica; exiting");
             std::process::exit(1);
         }
+    }
+}
+
+/// The archive, when one is configured. A URL that cannot be one stops the operator at start; a
+/// database that is away does not (runs go on, records wait): it is reached on first use.
+fn connect_archive(
+    args: &Args,
+    client: &kube::Client,
+    metrics: &std::sync::Arc<hitl_operator::metrics::Metrics>,
+) -> anyhow::Result<Option<Archiving>> {
+    let Some(url) = args.archive_database_url.as_deref().filter(|u| !u.is_empty()) else { return Ok(None) };
+    let store = archive::store::Archive::open(url)
+        .map_err(|e| anyhow::anyhow!("--archive-database-url {}: {e}", redacted(url)))?;
+    tracing::info!(database = %redacted(url), retention = ?args.archive_retention, "decision archive on");
+    let manager = controller::pods::MANAGER;
+    let writer = archive::writer::Writer::new(client.clone(), store.clone(), metrics.clone(), manager);
+    Ok(Some(Archiving { store, writer, retention: args.archive_retention }))
+}
+
+/// The URL without its password, for logs and errors.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+struct Archiving {
+    store: archive::store::Archive,
+    writer: std::sync::Arc<archive::writer::Writer>,
+    retention: std::time::Duration,
+}
+
+/// What the leader does: the controllers (with the archive's writer, when on), and the archive's
+/// retention.
+async fn work(
+    client: kube::Client,
+    config: Config,
+    metrics: std::sync::Arc<hitl_operator::metrics::Metrics>,
+    retention: Option<(archive::store::Archive, std::time::Duration)>,
+) {
+    tracing::info!(namespaces = ?config.namespaces, "watching");
+    let retention = async move {
+        match retention {
+            Some((store, keep)) => archive::retention::run(store, keep).await,
+            None => futures::future::pending().await,
+        }
+    };
+    // The controllers end on SIGTERM; retention stops with them.
+    tokio::select! {
+        _ = controller::run(client, config, metrics) => {}
+        _ = retention => {}
     }
 }
 

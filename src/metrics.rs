@@ -60,6 +60,14 @@ pub struct StepLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ArchiveLabels {
+    /// `gate`, `run` or `checkpoint`.
+    pub kind: &'static str,
+    /// `stored`, `already` (stored before: a repeat) or `failed`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     commit: &'static str,
@@ -88,6 +96,10 @@ pub struct Metrics {
     pub step_duration: Family<StepLabels, Histogram>,
     /// 1 while this replica runs the controllers (holds the Lease, or runs without election).
     pub leader: Gauge,
+    /// Writes to the decision archive.
+    pub archive_records: Family<ArchiveLabels, Counter>,
+    /// Objects whose record waits for the archive (its database refused or is away).
+    pub archive_backlog: Gauge,
     stores: stores::Stores,
     /// Why /readyz says no, or Ok once the operator can do its work (or stands by).
     readiness: Mutex<Result<(), String>>,
@@ -154,6 +166,18 @@ impl Default for Metrics {
         );
         let leader = Gauge::default();
         hitl.register("leader", "1 while this replica runs the controllers, else 0", leader.clone());
+        let archive_records = Family::<ArchiveLabels, Counter>::default();
+        hitl.register(
+            "archive_records",
+            "Records written to the decision archive, by kind and result (stored, already, failed)",
+            archive_records.clone(),
+        );
+        let archive_backlog = Gauge::default();
+        hitl.register(
+            "archive_backlog",
+            "Gates and runs whose record waits for the decision archive's database",
+            archive_backlog.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: env!("HITL_GIT_COMMIT") })
@@ -173,6 +197,8 @@ impl Default for Metrics {
             gate_outcomes,
             step_duration,
             leader,
+            archive_records,
+            archive_backlog,
             stores,
             readiness: Mutex::new(Err("starting".into())),
         };
@@ -259,6 +285,10 @@ impl Metrics {
     /// This replica runs the controllers (true) or stands by (false).
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    pub fn archived(&self, kind: &'static str, result: &'static str) {
+        self.archive_records.get_or_create(&ArchiveLabels { kind, result }).inc();
     }
 
     pub fn decided(&self, seconds: f64) {

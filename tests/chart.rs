@@ -176,7 +176,7 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         approvals.push("patch");
     }
     let mut rules = vec![
-        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "create", "delete"]}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "create", "delete", "patch"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflows/status", "approvals/status", "cronworkflows/status"],
                "verbs": ["update"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["cronworkflows"], "verbs": ["get", "list", "watch"]}),
@@ -430,6 +430,10 @@ fn chart_lints_and_its_schema_refuses_mistakes() {
         "topologySpreadConstraints[0].maxSkew=1",
         "podAnnotations.checksum=1",
         "priorityClassName=Very Important",
+        "archive.enable=true",
+        "archive.retention=soon",
+        "archive.port=0",
+        "archive.existingSecret=Not_A_Name",
     ] {
         let out = helm(&["lint", CHART, "--set", bad]);
         assert!(!out.status.success(), "helm lint accepted --set {bad}");
@@ -767,6 +771,7 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("watch", "workflows.hitl.dev"),
         ("delete", "workflows.hitl.dev"),
         ("create", "workflows.hitl.dev"),
+        ("patch", "workflows.hitl.dev"),
         ("update", "workflows.hitl.dev/status"),
         ("get", "cronworkflows.hitl.dev"),
         ("list", "cronworkflows.hitl.dev"),
@@ -1323,4 +1328,87 @@ fn the_ui_impersonates_only_what_its_values_allow_and_stays_apart_from_the_opera
             .all(|d| !d["metadata"]["name"].as_str().unwrap_or("").ends_with("-ui")),
         "off by default"
     );
+}
+
+#[test]
+fn the_archive_api_is_registered_with_the_ca_of_the_certificate_its_pods_serve() {
+    let on = ["--set", "archive.enabled=true", "--set", "archive.existingSecret=archive-db"];
+    let docs = render("rel", "hitl-system", &on);
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(find(&docs, "Secret", "rel-hitl-operator-archive-tls").clone()).unwrap();
+    let tls = secret.data.unwrap_or_default();
+    let api = &find(&docs, "APIService", "v1alpha1.archive.hitl.dev")["spec"];
+    let ca_bundle: k8s_openapi::ByteString = serde_json::from_value(api["caBundle"].clone()).unwrap();
+    assert_eq!(ca_bundle, tls["ca.crt"], "the APIService trusts the CA that signed the Pods' certificate");
+    assert!(api.get("insecureSkipTLSVerify").is_none(), "{api}");
+    assert_eq!(api["service"], json!({"name": "rel-hitl-operator-archive", "namespace": "hitl-system", "port": 443}));
+    // The API server checks the certificate for <service>.<namespace>.svc.
+    let dir = std::env::temp_dir().join(unique_name("archive-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, key) in [("ca.pem", "ca.crt"), ("tls.pem", "tls.crt")] {
+        std::fs::write(dir.join(file), &tls[key].0).unwrap();
+    }
+    let verified = run(Command::new("openssl")
+        .args(["verify", "-verify_hostname", "rel-hitl-operator-archive.hitl-system.svc", "-CAfile"])
+        .arg(dir.join("ca.pem"))
+        .arg(dir.join("tls.pem")));
+    let _ = std::fs::remove_dir_all(&dir);
+    ok("openssl verify of the archive's serving certificate", verified);
+
+    // Every replica serves it, with the mounted certificate, and restarts when it is re-made.
+    let service = &find(&docs, "Service", "rel-hitl-operator-archive")["spec"];
+    assert_eq!(service["ports"][0]["targetPort"], "https-archive");
+    assert_eq!(service["selector"], find(&docs, "Deployment", "rel-hitl-operator")["spec"]["selector"]["matchLabels"]);
+    let operator = container(&docs, "rel");
+    let args: Vec<&str> = operator["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for want in [
+        "--archive-serve-addr=0.0.0.0:8443",
+        "--archive-tls-cert=/etc/hitl/archive-tls/tls.crt",
+        "--archive-tls-key=/etc/hitl/archive-tls/tls.key",
+    ] {
+        assert!(args.contains(&want), "{want} in {args:?}");
+    }
+    let env = |name: &str| operator["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
+    assert_eq!(
+        env("HITL_ARCHIVE_DATABASE_URL").unwrap()["valueFrom"],
+        json!({"secretKeyRef": {"name": "archive-db", "key": "url"}})
+    );
+    assert_eq!(env("HITL_ARCHIVE_RETENTION").unwrap()["value"], "400d");
+    assert!(
+        operator["ports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "https-archive", "containerPort": 8443, "protocol": "TCP"}))
+    );
+    assert_eq!(pod_spec(&docs, "rel")["volumes"][0]["secret"]["secretName"], "rel-hitl-operator-archive-tls");
+    let annotations = &find(&docs, "Deployment", "rel-hitl-operator")["spec"]["template"]["metadata"]["annotations"];
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&tls["tls.crt"].0).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert_eq!(annotations["checksum/archive-tls"], digest.as_str());
+
+    // Its rights: reviews as each reader, and whom to believe as the front proxy; people may ask.
+    assert_eq!(
+        find(&docs, "ClusterRole", "rel-hitl-operator-archive")["rules"],
+        json!([{"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}])
+    );
+    let reader = find(&docs, "RoleBinding", "rel-hitl-operator-archive-authentication-reader");
+    assert_eq!(reader["metadata"]["namespace"], "kube-system");
+    assert_eq!(reader["roleRef"]["name"], "extension-apiserver-authentication-reader");
+    assert_eq!(reader["subjects"][0]["name"], "rel-hitl-operator");
+    assert_eq!(
+        find(&docs, "ClusterRole", "hitl-archive-reader")["rules"],
+        json!([{"apiGroups": ["archive.hitl.dev"], "resources": ["records"], "verbs": ["list"]}])
+    );
+    assert_eq!(find(&docs, "ClusterRoleBinding", "hitl-archive-reader")["subjects"][0]["name"], "system:authenticated");
+    let unbound = render("rel", "hitl-system", &[&on[..], &["--set", "archive.readerGroups=null"]].concat());
+    assert!(
+        !unbound.iter().any(|d| d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "hitl-archive-reader")
+    );
+
+    // The database URL must come from a Secret; off by default.
+    let refused = helm(&["template", "rel", CHART, "--set", "archive.enabled=true"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("archive.existingSecret"));
+    assert!(!render("rel", "hitl-system", &[]).iter().any(|d| d["kind"] == "APIService"), "off by default");
 }

@@ -53,6 +53,9 @@ fn error_policy(a: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> Action {
 #[instrument(skip_all, fields(approval = %a.name_any(), namespace = a.namespace().unwrap_or_default()))]
 pub(super) async fn reconcile(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
+    if let Some(archive) = ctx.archive.get() {
+        archive.approval(&a);
+    }
     let key = super::object_key(a.as_ref());
     let result = reconcile_inner(a, ctx.clone()).await;
     ctx.metrics.reconciled("approval", start.elapsed());

@@ -57,6 +57,8 @@ pub struct Config {
     /// The cluster's Service and Pod ranges, which notifications may not reach (with loopback,
     /// link-local, unspecified and multicast addresses) unless the namespace owner lists the host.
     pub notify_ranges: crate::engine::notify_target::ClusterRanges,
+    /// The decision archive's writer, when the archive is on.
+    pub archive: Option<Arc<crate::archive::writer::Writer>>,
 }
 
 /// Errors of one reconcile. Each has a static category, used as Event reason and log field.
@@ -159,6 +161,8 @@ pub struct Context {
     /// The user name the API server knows this operator by: what it records in `hitl.dev/created-by`
     /// of the Workflows the operator creates, so those are told apart from look-alikes.
     pub identity: String,
+    /// Where the controllers hand the decision archive what concerns it (unset: no archive).
+    pub archive: std::sync::OnceLock<crate::archive::writer::Feed>,
 }
 
 /// An object's run of failed reconciles.
@@ -197,6 +201,7 @@ impl Context {
             evidence_revoked: Mutex::new(Default::default()),
             checked_specs: Mutex::new(Default::default()),
             settled: Default::default(),
+            archive: std::sync::OnceLock::new(),
         })
     }
 
@@ -461,9 +466,14 @@ async fn run_in(
     let identity = preflight(&client, &config, &metrics).await;
     metrics.set_not_ready("waiting for the watches of Workflows, Approvals and step Pods to sync");
     let (notifier, jobs, channels) = notify::Notifier::new(&client, &config);
+    let (feed, fed) = config.archive.clone().map(crate::archive::writer::feed).unzip();
     let ctx = Context::new(client, config, metrics, notifier, unsynced, identity, events);
+    if let Some(feed) = feed {
+        let _ = ctx.archive.set(feed);
+    }
     let changed = Arc::new(tokio::sync::Notify::new());
     let (approvals, approval_events) = approval::watch(&ctx, changed.clone());
+    let approvals_for_archive = approvals.clone();
     let approval_controller = approval::run(ctx.clone(), approvals.clone(), approval_events);
     let step_pods = step_pods::watch(&ctx);
     let controllers = async {
@@ -485,11 +495,32 @@ async fn run_in(
             futures::future::pending().await
         }
     };
+    let archiving = archive_writer(&ctx, fed, approvals_for_archive);
     tokio::select! {
         _ = controllers => {}
         _ = delivery => {}
         _ = inboxes => {}
+        _ = archiving => {}
     }
+}
+
+/// The decision archive's writer, fed by this set's controllers and reading their stores (the
+/// Workflow controller's is there once it started).
+async fn archive_writer(
+    ctx: &Arc<Context>,
+    fed: Option<crate::archive::writer::Fed>,
+    approvals: kube::runtime::reflector::Store<crate::api::Approval>,
+) {
+    let (Some(fed), Some(writer)) = (fed, ctx.config.archive.clone()) else {
+        return futures::future::pending().await;
+    };
+    let workflows = loop {
+        match ctx.workflows.get() {
+            Some(store) => break store.clone(),
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    crate::archive::writer::run(writer, fed, workflows, approvals).await
 }
 
 /// What a controller stream yields: reconciled objects, or errors of the machinery around the

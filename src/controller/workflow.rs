@@ -111,6 +111,9 @@ where
 #[instrument(skip_all, fields(workflow = %wf.name_any(), namespace = wf.namespace().unwrap_or_default()))]
 pub(super) async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
+    if let Some(archive) = ctx.archive.get() {
+        archive.workflow(&wf);
+    }
     let uid = wf.uid().unwrap_or_default();
     let now = jiff::Timestamp::now();
     let child_event = match ctx.settled.next(&uid, super::resource_version(wf.as_ref()), now) {

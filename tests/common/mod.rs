@@ -6,7 +6,9 @@
 // Each test binary includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod archive_api;
 pub mod fixtures;
+pub mod postgres;
 pub mod watch;
 
 use std::collections::HashMap;

@@ -91,6 +91,8 @@ impl Operator {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hitl-operator"))
             .args(["--namespace", &self.namespace, "--metrics-addr", "127.0.0.1:0"])
+            // Operators of concurrent tests, each with the archive on, must not share its port.
+            .args(["--archive-serve-addr", "127.0.0.1:0"])
             .args(&self.args)
             .env("KUBECONFIG", common::kubeconfig(&self.user))
             .env("RUST_LOG", "info,hitl_operator=debug,kube=warn")

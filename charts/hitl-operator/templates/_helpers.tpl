@@ -137,3 +137,26 @@ Arguments: (list $ object).
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The archive API's serving certificate, its key and its CA, as JSON {"ca", "crt", "key"}: read back
+from their Secret when it exists, so an upgrade keeps them, else generated - once per render,
+shared by every template that asks (the Secret, the APIService's caBundle, the Pods' checksum).
+*/}}
+{{- define "hitl-operator.archiveTLS" -}}
+{{- if not (hasKey .Values.archive "_tls") }}
+{{- $fullname := include "hitl-operator.fullname" . }}
+{{- $service := printf "%s-archive" $fullname }}
+{{- $kept := (lookup "v1" "Secret" .Release.Namespace (printf "%s-archive-tls" $fullname)).data | default dict }}
+{{- $tls := dict "ca" (index $kept "ca.crt" | default "" | b64dec) "crt" (index $kept "tls.crt" | default "" | b64dec) "key" (index $kept "tls.key" | default "" | b64dec) }}
+{{- if not (and $tls.ca $tls.crt $tls.key) }}
+{{- $days := int .Values.archive.tls.validityDays }}
+{{- $issuer := genCA (printf "%s-archive-ca" $fullname) $days }}
+{{- $names := list $service (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s.svc" $service .Release.Namespace) }}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $service .Release.Namespace) nil $names $days $issuer }}
+{{- $tls = dict "ca" $issuer.Cert "crt" $cert.Cert "key" $cert.Key }}
+{{- end }}
+{{- $_ := set .Values.archive "_tls" $tls }}
+{{- end }}
+{{- toJson .Values.archive._tls }}
+{{- end }}

@@ -7,6 +7,7 @@
 //! (hitl-api), has no Kubernetes client, no async runtime and no network, and cannot name the
 //! controller.
 pub mod approval_request;
+pub mod archive;
 pub mod authors;
 pub mod bounded;
 pub mod cel_runner;

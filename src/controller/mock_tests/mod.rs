@@ -42,6 +42,7 @@ fn context(client: Client) -> (Arc<Context>, mpsc::Receiver<notify::Job>) {
         notify_timeout: Duration::from_secs(1),
         notify_workers: 1,
         notify_ranges: Default::default(),
+        archive: None,
     };
     // The channel watch is never driven: no NotificationChannel is known.
     let (notifier, jobs, _channel_watch) = notify::Notifier::new(&client, &config);

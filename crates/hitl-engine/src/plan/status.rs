@@ -189,5 +189,8 @@ fn set_conditions(ctx: &Ctx<'_>, status: &mut WorkflowStatus) {
             if phase == WorkflowPhase::Failed { message.clone() } else { String::new() },
         ),
     ];
+    // Conditions others keep on the run (the archive's `Archived`) stay as they are.
+    let others: Vec<_> = status.conditions.iter().filter(|c| !wanted.iter().any(|w| w.0 == c.type_)).cloned().collect();
     status.conditions = conditions::merge(&status.conditions, wanted, t(ctx.now), ctx.wf.metadata.generation);
+    status.conditions.extend(others);
 }

@@ -53,6 +53,46 @@ pub enum Format {
     Name,
 }
 
+/// `history`'s output, as kubectl's `-o`.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HistoryFormat {
+    /// One line per record: when, namespace, workflow, step, outcome, who decided, comment.
+    #[default]
+    Table,
+    /// The RecordList as the archive returned it, each record's content as hashed.
+    Json,
+    /// The RecordList as YAML.
+    Yaml,
+    /// The table's columns and each record's place and hash, for spreadsheets.
+    Csv,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct HistoryArgs {
+    /// In every namespace: those you may read whole, and your own decisions in the others.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Only this Workflow's records.
+    #[arg(long, value_name = "NAME")]
+    pub workflow: Option<String>,
+    /// Only the gates this user decided.
+    #[arg(long, value_name = "USER")]
+    pub approver: Option<String>,
+    /// Only records since then: an age (30d, 12h) or a time (2026-01-31T00:00:00Z).
+    #[arg(long, value_name = "AGE|TIME")]
+    pub since: Option<String>,
+    /// At most this many records (the oldest first).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Output format.
+    #[arg(short, long, value_name = "FORMAT", default_value = "table")]
+    pub output: HistoryFormat,
+    /// Check each namespace's hash chain instead of listing records; exits non-zero when one is
+    /// broken. Reads whole namespaces, so it takes no filters.
+    #[arg(long, conflicts_with_all = ["workflow", "approver", "since", "limit", "output"])]
+    pub verify: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the gates that wait for a decision.
@@ -114,6 +154,12 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         tail: Option<i64>,
     },
+    /// Read the decision archive: who decided which gate, when, and how runs ended.
+    ///
+    /// Read through the API server as you: a namespace where you may get Workflows is shown
+    /// whole; elsewhere only the gates you decided. `--verify` checks each namespace's hash chain
+    /// on this machine, so the archive's server need not be trusted for that.
+    History(HistoryArgs),
     /// Serve the approval pages (inbox, gate forms, live runs) to a browser.
     ///
     /// Locally (the default) it serves on 127.0.0.1 with your own kubeconfig credentials and opens

@@ -220,6 +220,18 @@ mod tests {
     }
 
     #[test]
+    fn history_offers_its_filters_and_formats() {
+        let out = complete(&["history", "--"]);
+        for want in ["--workflow\t", "--approver\t", "--since\t", "--verify\t", "--all-namespaces\t"] {
+            assert!(out.contains(want), "{want:?} missing from:\n{out}");
+        }
+        let formats = complete(&["history", "-o", ""]);
+        for want in ["table\t", "json\t", "yaml\t", "csv\t"] {
+            assert!(formats.contains(want), "{want:?} missing from:\n{formats}");
+        }
+    }
+
+    #[test]
     fn flag_values_are_offered() {
         assert_eq!(
             complete(&["pending", "-o", "y"]),

@@ -16,7 +16,15 @@ pub struct Target {
 }
 
 pub async fn connect(flags: &ConnectFlags) -> anyhow::Result<Target> {
-    let config = config(flags).await?;
+    connect_with(flags, true).await
+}
+
+/// As `connect`, saying whether the client retries what the server calls transient (429, 503,
+/// 504): kube does, fifteen times over minutes, which a command that reports such an answer at
+/// once must not.
+pub async fn connect_with(flags: &ConnectFlags, retry: bool) -> anyhow::Result<Target> {
+    let mut config = config(flags).await?;
+    config.default_retry = retry;
     let namespace = flags.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).context("cannot build a client from the kubeconfig")?;

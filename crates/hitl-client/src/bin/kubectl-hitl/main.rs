@@ -5,6 +5,8 @@
 //!   kubectl hitl approve GATE [--input k=v]... [--comment TEXT]
 //!   kubectl hitl reject GATE [--comment TEXT]
 //!   kubectl hitl logs GATE [--step NAME] [-f] [--tail N]  the logs a gate shows as evidence
+//!   kubectl hitl history [-A] [--workflow W] [--approver U] [--since 30d] [-o table|json|yaml|csv] [--verify]
+//!                                                       the decision archive: who decided what
 //!   kubectl hitl ui [--port N] [--no-open]              the approval pages in a browser
 //!   kubectl hitl completion bash|zsh|fish
 //!
@@ -19,6 +21,8 @@ mod connect;
 mod decide;
 mod describe;
 mod errors;
+mod history;
+mod history_output;
 mod logs;
 mod output;
 mod target;
@@ -60,7 +64,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Command::Ui(ui_args) = args.command {
         return ui::run(&args.connect, ui_args).await;
     }
-    let target = connect::connect(&args.connect).await?;
+    // The archive's 503 (its database away) is an answer for the person, not a reason to retry.
+    let retry = !matches!(args.command, Command::History(_));
+    let target = connect::connect_with(&args.connect, retry).await?;
     let (client, ns) = (target.client, target.namespace);
     let done = match args.command {
         Command::Pending { all_namespaces, output } => pending(client, &ns, all_namespaces, output).await,
@@ -75,6 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let a = get(&client, &ns, &gate).await?;
             logs::print(&client, &ns, &a, logs::Wanted { step: step.as_deref(), follow, tail }).await
         }
+        Command::History(history) => history::run(&client, &ns, &history).await,
         Command::Completion { .. } | Command::Ui(_) => unreachable!("handled above"),
     };
     done.map_err(|e| errors::unreachable(e, &target.server))
