@@ -17,8 +17,10 @@
 //! Knobs: `HITL_SCALE_N` (default 1000), `HITL_SCALE_CHAINS` (default 200), `HITL_SCALE_GATES`
 //! (default 200), `HITL_SCALE_BURST` (default 1000), `HITL_SCALE_ONLY` (some of
 //! `bare,one,ch20,chain,fan,gate,burst`, for a quicker look), `HITL_BENCH_OPERATOR_BIN` (another
-//! operator binary), `HITL_SCALE_WRAP` (a profiler to run the operator under). Report on stdout
-//! and in `target/bench/scale.json`.
+//! operator binary), `HITL_SCALE_WRAP` (a profiler to run the operator under),
+//! `HITL_SCALE_ARCHIVE=1` (the decision archive on: `hack/postgres up`, its URL to the operator, so
+//! the figures are with every decision and run written to PostgreSQL). Report on stdout and in
+//! `target/bench/scale.json`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -167,8 +169,12 @@ impl Operator {
             }
             None => Command::new(&bin),
         };
+        command.args(["--namespace", ns, "--leader-elect=false", "--metrics-addr", &metrics]);
+        if std::env::var("HITL_SCALE_ARCHIVE").is_ok_and(|v| v == "1") {
+            output(&c.root, "hack/postgres", &["up"])?;
+            command.args(["--archive-database-url", output(&c.root, "hack/postgres", &["url"])?.trim()]);
+        }
         let child = command
-            .args(["--namespace", ns, "--leader-elect=false", "--metrics-addr", &metrics])
             .env("KUBECONFIG", kubeconfig.trim())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -189,6 +195,13 @@ impl Operator {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("the operator did not become ready")
+    }
+
+    /// What the decision archive wrote, from the operator's metrics (non-zero series only).
+    async fn archive_figures(&self) -> anyhow::Result<String> {
+        let page = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.1)).await?.text().await?;
+        let lines: Vec<&str> = page.lines().filter(|l| l.starts_with("hitl_archive") && !l.ends_with(" 0")).collect();
+        Ok(lines.join("; "))
     }
 
     /// Resident memory now, MiB: (anonymous: heap and stacks, file-backed: the binary's pages).
@@ -326,6 +339,9 @@ async fn bench() -> anyhow::Result<()> {
     if wanted("burst") {
         phases.push(burst::phase(&c, &op, &ns, burst).await?);
         kept += burst;
+    }
+    if std::env::var("HITL_SCALE_ARCHIVE").is_ok_and(|v| v == "1") {
+        println!("decision archive on: {}", op.archive_figures().await?);
     }
     let (cpu, peak, rss) = op.usage();
     drop(op);
