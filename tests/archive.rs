@@ -33,11 +33,18 @@ fn plain(name: &str) -> String {
     )
 }
 
+/// The operator's identity with the chart's rights for the archive on (the finalizer's patch).
+fn archive_rights() {
+    harness::operator_user();
+    common::archive_api::grant_operator_archive_rights();
+}
+
 fn archive_flags(pg: &Postgres) -> Vec<String> {
     vec!["--leader-elect=false".into(), "--archive-database-url".into(), pg.url()]
 }
 
 fn start(ns: &str, pg: &Postgres) -> Operator {
+    archive_rights();
     let flags = archive_flags(pg);
     Operator::start_with(ns, "", &flags.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -218,6 +225,7 @@ fn retention_removes_old_records_and_the_chain_still_verifies() {
         "UPDATE archive_records SET recorded_at = now() - interval '500 days' WHERE namespace = '{ns}' AND position <= 2"
     ));
     let watched = test_namespace("archive-retention");
+    archive_rights();
     let flags = [&archive_flags(&pg)[..], &["--archive-retention".into(), "400d".into()]].concat();
     let _op = Operator::start_with(watched.name(), "", &flags.iter().map(String::as_str).collect::<Vec<_>>());
     let kept = wait_for("retention to remove the two old records", WAIT, || {
@@ -253,7 +261,7 @@ fn every_outcome_reads_back_with_kubectl_hitl_history() {
         let pem = base64_decode(secret["data"][key].as_str().unwrap());
         std::fs::write(tls_dir.join(key), pem).unwrap();
     }
-    tokio::runtime::Runtime::new().unwrap().block_on(common::archive_api::operator_client());
+    archive_rights();
     let port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
     let mut flags = archive_flags(&pg);
     flags.extend(["--archive-serve-addr".into(), format!("0.0.0.0:{port}")]);

@@ -176,7 +176,7 @@ fn controller_rules(per_gate_grants: bool) -> Value {
         approvals.push("patch");
     }
     let mut rules = vec![
-        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "create", "delete", "patch"]}),
+        json!({"apiGroups": ["hitl.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch", "create", "delete"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["workflows/status", "approvals/status", "cronworkflows/status"],
                "verbs": ["update"]}),
         json!({"apiGroups": ["hitl.dev"], "resources": ["cronworkflows"], "verbs": ["get", "list", "watch"]}),
@@ -771,7 +771,6 @@ fn installed_chart_grants_the_operator_exactly_what_it_needs() {
         ("watch", "workflows.hitl.dev"),
         ("delete", "workflows.hitl.dev"),
         ("create", "workflows.hitl.dev"),
-        ("patch", "workflows.hitl.dev"),
         ("update", "workflows.hitl.dev/status"),
         ("get", "cronworkflows.hitl.dev"),
         ("list", "cronworkflows.hitl.dev"),
@@ -1342,6 +1341,15 @@ fn the_archive_api_is_registered_with_the_ca_of_the_certificate_its_pods_serve()
     assert_eq!(ca_bundle, tls["ca.crt"], "the APIService trusts the CA that signed the Pods' certificate");
     assert!(api.get("insecureSkipTLSVerify").is_none(), "{api}");
     assert_eq!(api["service"], json!({"name": "rel-hitl-operator-archive", "namespace": "hitl-system", "port": 443}));
+    // The writer sets and releases its finalizer on Workflows: patch, with the archive on only.
+    let workflow_verbs = |docs: &[Value]| {
+        let role = find(docs, "ClusterRole", "rel-hitl-operator");
+        let rules = role["rules"].as_array().unwrap().iter();
+        rules.filter(|r| r["resources"] == json!(["workflows"])).map(|r| r["verbs"].clone()).next()
+    };
+    assert_eq!(workflow_verbs(&docs), Some(json!(["get", "list", "watch", "create", "delete", "patch"])));
+    let off = render("rel", "hitl-system", &[]);
+    assert_eq!(workflow_verbs(&off), Some(json!(["get", "list", "watch", "create", "delete"])));
     // The API server checks the certificate for <service>.<namespace>.svc.
     let dir = std::env::temp_dir().join(unique_name("archive-tls"));
     std::fs::create_dir_all(&dir).unwrap();

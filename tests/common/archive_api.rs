@@ -112,17 +112,28 @@ pub fn serving_tls(secret: &Value) -> ServerTls {
 /// The chart's rights for the archive, bound to the operator's ServiceAccount, and a client
 /// with its token: the server has no more rights than an installed operator.
 pub async fn operator_client() -> kube::Client {
-    let out = Command::new(repo_root().join("hack/operator-token"))
-        .args(["hitl-system", "--set", "archive.enabled=true", "--set", "archive.existingSecret=unused"])
-        .args(["--show-only", "templates/archive-rbac.yaml"])
-        // The readers' role under a name of its own: a chart a test installs keeps `hitl-`.
-        .args(["--set", "rbac.userRoles.namePrefix=hitl-archive-read-test"])
-        .output()
-        .expect("run hack/operator-token");
-    assert!(out.status.success(), "hack/operator-token: {}", String::from_utf8_lossy(&out.stderr));
+    grant_operator_archive_rights();
     let file = kube::config::Kubeconfig::read_from(kubeconfig("operator")).unwrap();
     let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.unwrap();
     kube::Client::try_from(config).unwrap()
+}
+
+/// The operator's ServiceAccount (hack/operator-token) gets the chart's rights with the archive
+/// on: its controller role with the finalizer's patch, and the read path's reviews. Once per test
+/// binary, and after the harness's own hack/operator-token (default values, which would take the
+/// patch away again): call `harness::operator_user()` first where both run.
+pub fn grant_operator_archive_rights() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new(repo_root().join("hack/operator-token"))
+            .args(["hitl-system", "--set", "archive.enabled=true", "--set", "archive.existingSecret=unused"])
+            .args(["--show-only", "templates/archive-rbac.yaml"])
+            // The readers' role under a name of its own: a chart a test installs keeps `hitl-`.
+            .args(["--set", "rbac.userRoles.namePrefix=hitl-archive-read-test"])
+            .output()
+            .expect("run hack/operator-token");
+        assert!(out.status.success(), "hack/operator-token: {}", String::from_utf8_lossy(&out.stderr));
+    });
 }
 
 /// This host's address that the API server dials (an EndpointSlice refuses loopback).
