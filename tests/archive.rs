@@ -286,7 +286,8 @@ fn every_outcome_reads_back_with_kubectl_hitl_history() {
         wait_pending(ns, name);
     }
     patch_approval("alice", ns, "approved.gate", r#"{"spec":{"decision":"Approve","comment":"ok"}}"#).unwrap();
-    patch_approval("alice", ns, "rejected.gate", r#"{"spec":{"decision":"Reject","comment":"not now"}}"#).unwrap();
+    patch_approval("alice", ns, "rejected.gate", r#"{"spec":{"decision":"Reject","comment":"not <b>now</b>"}}"#)
+        .unwrap();
     patch_approval("alice", ns, "quorum.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     patch_approval("carol", ns, "quorum.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     wait_for("the four runs to be archived and deleted", WAIT, || {
@@ -332,6 +333,54 @@ fn every_outcome_reads_back_with_kubectl_hitl_history() {
     let verified = common::archive_api::hitl("admin", &["history", "-n", ns, "--verify"]);
     assert!(verified.ok, "{verified}");
     assert_eq!(verified.stdout, format!("{ns}: intact: 8 records from position 1\n"), "{verified}");
+
+    // The approval pages' History, as alice: the same three gates, markup in a comment as text.
+    let page = history_page_as("alice", ns);
+    for workflow in ["approved", "rejected", "quorum"] {
+        assert!(page.contains(&format!("<td>{workflow}</td>")), "{workflow} missing:\n{page}");
+    }
+    assert!(!page.contains("<td>expired</td>"), "alice sees a gate she did not decide:\n{page}");
+    assert!(page.contains("not &lt;b&gt;now&lt;/b&gt;") && !page.contains("<b>now</b>"), "{page}");
+}
+
+/// `kubectl hitl ui` as `user` on 127.0.0.1 (its own session secret), and its History page of
+/// `ns` as HTML.
+fn history_page_as(user: &str, ns: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(common::plugin_bin())
+        .arg("--kubeconfig")
+        .arg(common::kubeconfig(user))
+        .args(["ui", "--no-open", "-n", ns])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kubectl hitl ui");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{first}"));
+    let (host, token_path) = url.trim_start_matches("http://").split_once('/').unwrap();
+    let started = http_get(host, &format!("/{token_path}"), "");
+    let cookie = started
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string()))
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .unwrap_or_else(|| panic!("no session cookie: {started}"));
+    let page = http_get(host, &format!("/history?namespace={ns}"), &cookie);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page
+}
+
+/// A plain HTTP/1.1 GET on `host` (address:port); the whole response.
+fn http_get(host: &str, path: &str, cookie: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(host).expect("connect to the pages");
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    response
 }
 
 fn content_of(record: &Value) -> Value {

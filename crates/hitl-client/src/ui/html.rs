@@ -80,7 +80,7 @@ pub fn page(title: &str, who: &str, body: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · hitl</title><link rel=\"stylesheet\" href=\"{STYLE_PATH}\"></head><body>\
          <a class=\"skip\" href=\"#main\">Skip to content</a>\
-         <header><strong><a href=\"/\">hitl</a></strong><nav aria-label=\"Main\"><a href=\"/\">Inbox</a></nav>\
+         <header><strong><a href=\"/\">hitl</a></strong><nav aria-label=\"Main\"><a href=\"/\">Inbox</a> <a href=\"/history\">History</a></nav>\
          <span class=\"who\">Signed in as <span id=\"who\">{who}</span></span></header>\
          <main id=\"main\">{body}</main></body></html>",
         title = esc(title),

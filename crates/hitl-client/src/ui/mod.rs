@@ -8,6 +8,7 @@ pub mod dag;
 pub mod data;
 pub mod evidence;
 pub mod form;
+pub mod history;
 pub mod html;
 pub mod view;
 
@@ -56,6 +57,7 @@ pub fn router(ui: Shared) -> Router {
         .route("/", get(inbox_page))
         .route("/gates/{ns}/{name}", get(gate_page).post(decide))
         .route("/gates/{ns}/{name}/evidence/{pod}", get(evidence_log))
+        .route("/history", get(history_page))
         .route("/runs/{ns}/{name}", get(run_page))
         .route("/runs/{ns}/{name}/events", get(run_events))
         .route("/healthz", get(|| async { "ok" }))
@@ -208,6 +210,41 @@ async fn inbox_page(
             (StatusCode::FORBIDDEN, Html(page)).into_response()
         }
         Err(e) => problem_page(&ui, &c, "Inbox", &e),
+    }
+}
+
+/// What the History page reads (`?namespace=&since=`).
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    namespace: Option<String>,
+    since: Option<String>,
+}
+
+/// The decision archive as the person may read it.
+async fn history_page(
+    State(ui): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    let c = match ui.caller(peer, &headers, &uri) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let scope = q.namespace.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let since = q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(history::DEFAULT_SINCE);
+    let path = crate::archive_reader::path(scope, &[("since", since.to_string())]);
+    match crate::archive_reader::read(&c.client, &path).await {
+        Ok(list) => Html(with_csrf(history::page_for(&list, scope, since, &c.me.user), &csrf_token(&ui.secret, &c.me)))
+            .into_response(),
+        Err(e) => match crate::archive_reader::unavailable(&e) {
+            Some(why) => {
+                let page = with_csrf(view::problem("History", &c.me.user, &why), &csrf_token(&ui.secret, &c.me));
+                (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response()
+            }
+            None => problem_page(&ui, &c, "History", &e),
+        },
     }
 }
 

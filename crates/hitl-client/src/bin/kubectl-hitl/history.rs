@@ -4,29 +4,13 @@
 //! database credential reaches them. `--verify` checks each namespace's hash chain here.
 
 use anyhow::{anyhow, bail};
+use hitl_client::archive_reader::{self, RecordList, path};
 use hitl_engine::archive::Stored;
 use hitl_engine::archive::chain::{self, Verdict};
 use kube::Client;
-use serde::{Deserialize, Serialize};
 
 use crate::cli::{HistoryArgs, HistoryFormat};
 use crate::history_output;
-
-const GROUP: &str = "archive.hitl.dev";
-const BASE: &str = "/apis/archive.hitl.dev/v1alpha1";
-
-/// The archive's answer.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordList {
-    pub api_version: String,
-    pub kind: String,
-    /// The namespaces it holds whole; of the others, only the caller's own decisions.
-    #[serde(default)]
-    pub whole_namespaces: Vec<String>,
-    #[serde(default)]
-    pub items: Vec<Stored>,
-}
 
 /// Lists (or verifies) the records of `namespace`, or of every namespace with `-A`.
 pub async fn run(client: &Client, namespace: &str, args: &HistoryArgs) -> anyhow::Result<()> {
@@ -107,39 +91,14 @@ fn filters(args: &HistoryArgs) -> Vec<(&'static str, String)> {
     given.into_iter().filter_map(|(key, value)| Some((key, value?))).collect()
 }
 
-/// The API path of the records in `scope` (None: every namespace), with the filters.
-fn path(scope: Option<&str>, filters: &[(&str, String)]) -> String {
-    let path = match scope {
-        Some(ns) => format!("{BASE}/namespaces/{ns}/records"),
-        None => format!("{BASE}/records"),
-    };
-    if filters.is_empty() {
-        return path;
-    }
-    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(filters).finish();
-    format!("{path}?{query}")
-}
-
 async fn read(client: &Client, path: &str) -> anyhow::Result<RecordList> {
-    let request = http::Request::get(path).body(Vec::new())?;
-    client.request::<RecordList>(request).await.map_err(explain)
+    archive_reader::read(client, path).await.map_err(explain)
 }
 
-/// The archive's own refusals pass as they are (their message says what is wrong); for this
-/// group, the API server's own 404 means the API is not registered and 503 that its server is
-/// not answering.
 fn explain(e: kube::Error) -> anyhow::Error {
-    let kube::Error::Api(status) = &e else { return e.into() };
-    if status.details.as_ref().is_some_and(|d| d.group == GROUP) {
-        return e.into();
-    }
-    match status.code {
-        404 => anyhow!("the decision archive is not enabled in this cluster (the API server serves no {GROUP})"),
-        503 => anyhow!(
-            "the decision archive's server is not answering ({}); `kubectl get apiservice v1alpha1.{GROUP}` says why",
-            status.message.trim()
-        ),
-        _ => e.into(),
+    match archive_reader::unavailable(&e) {
+        Some(why) => anyhow!(why),
+        None => e.into(),
     }
 }
 
@@ -153,6 +112,7 @@ fn nothing_found(scope: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hitl_client::archive_reader::GROUP;
     use hitl_engine::archive::Kind;
     use hitl_engine::archive::chain::{GENESIS, link};
     use kube::core::Status;

@@ -1,11 +1,10 @@
 //! How `history` prints records: a table for people, CSV for spreadsheets, and the RecordList
 //! itself as JSON or YAML for scripts (each record's content exactly as it was hashed).
 
-use hitl_engine::archive::{Kind, Stored};
-use serde_json::Value;
+use hitl_client::archive_reader::{RecordList, row};
+use hitl_engine::archive::Stored;
 
 use crate::cli::HistoryFormat;
-use crate::history::RecordList;
 
 /// Longest comment the table shows; CSV and JSON show it whole.
 const COMMENT_WIDTH: usize = 48;
@@ -18,63 +17,6 @@ pub fn render(format: HistoryFormat, list: &RecordList, all_namespaces: bool) ->
         HistoryFormat::Json => serde_json::to_string_pretty(list)? + "\n",
         HistoryFormat::Yaml => serde_yaml::to_string(list)?,
     })
-}
-
-/// What one record says, in the table's words; empty where it does not apply.
-#[derive(Debug, PartialEq)]
-struct Row {
-    when: String,
-    namespace: String,
-    workflow: String,
-    /// `step`, or `step/item` for one item of a forEach gate.
-    step: String,
-    outcome: String,
-    decided_by: String,
-    comment: String,
-}
-
-fn row(record: &Stored) -> Row {
-    let content = record.content_json();
-    let text = |key: &str| content[key].as_str().unwrap_or_default().to_string();
-    let when = |key: &str| content[key].as_str().unwrap_or(&record.recorded_at).to_string();
-    let namespace = record.namespace.clone();
-    match record.kind {
-        Kind::Gate => Row {
-            when: when("decidedAt"),
-            namespace,
-            workflow: text("workflow"),
-            step: step(&content),
-            outcome: text("outcome"),
-            decided_by: text("decidedBy"),
-            comment: text("comment"),
-        },
-        Kind::Run => Row {
-            when: when("finishedAt"),
-            namespace,
-            workflow: text("workflow"),
-            step: String::new(),
-            outcome: text("phase"),
-            decided_by: String::new(),
-            comment: String::new(),
-        },
-        Kind::Checkpoint => Row {
-            when: record.recorded_at.clone(),
-            namespace,
-            workflow: String::new(),
-            step: String::new(),
-            outcome: "Checkpoint".into(),
-            decided_by: String::new(),
-            comment: format!("retention removed {} records from before {}", content["deleted"], text("before")),
-        },
-    }
-}
-
-fn step(content: &Value) -> String {
-    let step = content["step"].as_str().unwrap_or_default();
-    match content["item"].as_i64() {
-        Some(item) => format!("{step}/{item}"),
-        None => step.to_string(),
-    }
 }
 
 /// Columns as wide as their widest cell, as kubectl prints them; NAMESPACE only with `-A`.
@@ -138,6 +80,7 @@ fn csv_field(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hitl_engine::archive::Kind;
 
     fn record(kind: Kind, content: &str) -> Stored {
         Stored {
