@@ -358,29 +358,17 @@ fn history_page_as(user: &str, ns: &str) -> String {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let url = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{first}"));
     let (host, token_path) = url.trim_start_matches("http://").split_once('/').unwrap();
-    let started = http_get(host, &format!("/{token_path}"), "");
+    let started = common::http_get(host, &format!("/{token_path}"), &[]);
     let cookie = started
         .lines()
         .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string()))
         .and_then(|c| c.split(';').next().map(str::to_string))
         .unwrap_or_else(|| panic!("no session cookie: {started}"));
-    let page = http_get(host, &format!("/history?namespace={ns}"), &cookie);
+    let page = common::http_get(host, &format!("/history?namespace={ns}"), &[&format!("Cookie: {cookie}")]);
     let _ = child.kill();
     let _ = child.wait();
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     page
-}
-
-/// A plain HTTP/1.1 GET on `host` (address:port); the whole response.
-fn http_get(host: &str, path: &str, cookie: &str) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(host).expect("connect to the pages");
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    response
 }
 
 fn content_of(record: &Value) -> Value {

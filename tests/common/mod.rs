@@ -376,3 +376,18 @@ pub fn require_real_node() {
         "the kubelet of {REAL_NODE} last renewed its Lease {age:#} ago: it is not running ({how})"
     );
 }
+
+/// A plain HTTP/1.1 GET of `path` on `addr` (host:port) with `headers` (`Name: value`), the
+/// connection closed after it; the whole response, status line first. It times out, so a
+/// stalled server fails the test instead of hanging it.
+pub fn http_get(addr: &str, path: &str, headers: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    response
+}

@@ -120,13 +120,7 @@ impl Operator {
             let at = line.find("addr=")? + 5;
             Some(line[at..].split_whitespace().next()?.to_string())
         });
-        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to the metrics server");
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        use std::io::{Read, Write};
-        conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
-        let mut body = String::new();
-        conn.read_to_string(&mut body).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        body
+        common::http_get(&addr, path, &[])
     }
 
     /// The process id of the running operator.
