@@ -149,6 +149,8 @@ fn runs(real_node: bool) -> Vec<RunSpec> {
         RunSpec { key: "transition_x4", prefix: "ta", workflows: 20, concurrency: 4, shape: Shape::Chain(CHAIN_STEPS) },
         RunSpec { key: "transition_x1", prefix: "tb", workflows: 20, concurrency: 1, shape: Shape::Chain(CHAIN_STEPS) },
         RunSpec { key: "approval_x8", prefix: "ap", workflows: 50, concurrency: 8, shape: Shape::Gates(GATES) },
+        // The decision path with nothing beside it: what one decision costs the cluster's writes.
+        RunSpec { key: "approval_x1", prefix: "aq", workflows: 20, concurrency: 1, shape: Shape::Gates(GATES) },
     ];
     let only = std::env::var("HITL_BENCH_ONLY").unwrap_or_default();
     let wanted = |spec: &RunSpec| only.is_empty() || only.split(',').any(|k| k.trim() == spec.key);

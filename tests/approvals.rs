@@ -134,7 +134,8 @@ fn rejecting_fails_the_step_with_the_comment() {
     let approved =
         kubectl_err("admin", &["-n", ns_, "wait", "--for=condition=Approved", "--timeout=0s", "approval/deal.review"]);
     assert!(approved.contains("condition not met"), "{approved}");
-    kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Decided", "--timeout=0s", "approval/deal.review"]);
+    // The run acts on the decision as it sees it; the Approval records it milliseconds later.
+    kubectl_ok("admin", &["-n", ns_, "wait", "--for=condition=Decided", "--timeout=60s", "approval/deal.review"]);
     let wf = workflow(ns_, "deal");
     assert_eq!(phase(&wf), "Failed");
     assert_eq!(wf["status"]["progress"], "2/4, failed at review", "sign and redact never ran");

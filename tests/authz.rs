@@ -45,7 +45,7 @@ fn a_user_listed_by_name_approves_and_is_recorded() {
     patch_approval("alice", &ns.name, "w.gate", r#"{"spec":{"decision":"Approve"}}"#).unwrap();
     let wf = wait_phase(&ns.name, "w", "Succeeded", WAIT);
     assert_eq!(step(&wf, "gate")["decidedBy"], "alice");
-    let a = approval(&ns.name, "w.gate");
+    let a = wait_decided(&ns.name, "w.gate");
     assert_eq!((a["spec"]["decidedBy"].as_str(), a["status"]["decidedBy"].as_str()), (Some("alice"), Some("alice")));
 }
 

@@ -101,7 +101,10 @@ fn a_gate_is_counted_pending_then_decided_timed_and_counted_by_outcome() {
 
     patch_approval("alice", &ns.name, "deal.review", r#"{"spec":{"decision":"Approve"}}"#).expect("alice approves");
     wait_phase(&ns.name, "deal", "Succeeded", WAIT);
-    let decided = wait_value(&op, &phase("workflows", "Succeeded"), 1.0);
+    wait_value(&op, &phase("workflows", "Succeeded"), 1.0);
+    // The run moves on as it sees the decision; the Approval's record (and its metrics) follow.
+    wait_value(&op, "hitl_approval_decision_seconds_count", 1.0);
+    let decided = wait_value(&op, &phase("approvals", "Approved"), 1.0);
     assert_eq!(value(&decided, "hitl_approval_decision_seconds_count"), Some(1.0), "{decided}");
     assert_eq!(value(&decided, r#"hitl_gate_outcomes_total{outcome="approved"}"#), Some(1.0), "{decided}");
     assert_eq!(value(&decided, r#"hitl_gate_outcomes_total{outcome="rejected"}"#), Some(0.0), "{decided}");

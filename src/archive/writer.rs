@@ -213,7 +213,7 @@ async fn run_pass(wf: Arc<Workflow>, context: Arc<RunContext>) -> Result<Action,
     let approvals = gates_of(&context.approvals, &wf);
     // A finished run's last pass cancels its open gates; their records come with that.
     if !deleting && approvals.iter().any(pending) {
-        return Ok(Action::requeue(Duration::from_secs(2)));
+        return Ok(Action::requeue(Duration::from_millis(250)));
     }
     if let Err(e) = store_all(writer, &wf, &approvals).await {
         super::condition::waiting(&api, &wf, writer.manager, &e.to_string()).await;

@@ -70,10 +70,14 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
         return Ok(Action::await_change());
     }
     let pending = a.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == ApprovalPhase::Pending);
+    let mut now = jiff::Timestamp::now();
     if pending {
         // Nothing is granted or recorded for an Approval that is not exactly its Workflow's gate.
         match gate_check(&ctx, &a).await? {
             GateCheck::Matches => {}
+            // The run acted on the decision before this pass (gate::outcome): record it as seen
+            // then, so the Approval says what the run did even if its deadline passed since.
+            GateCheck::DecidedByRun(seen) => now = now.min(seen),
             GateCheck::NotYet => return Ok(Action::requeue(Duration::from_millis(250))),
             GateCheck::Differs(why) => return refuse(&ctx, &a, why).await,
         }
@@ -83,7 +87,6 @@ async fn reconcile_inner(a: Arc<Approval>, ctx: Arc<Context>) -> Result<Action, 
         grants::ensure(&ctx, &a).await?;
         grants::ensure_evidence(&ctx, &a).await?;
     }
-    let now = jiff::Timestamp::now();
     let mut decision = gate::evaluate(&a, now);
     let escalating = escalate(&a, &mut decision.status, now);
     let mut current = (*a).clone();
@@ -138,6 +141,8 @@ fn escalate(a: &Approval, status: &mut crate::api::ApprovalStatus, now: jiff::Ti
 /// Whether an Approval is the gate its Workflow's step expects.
 enum GateCheck {
     Matches,
+    /// The step already ended on this gate's decision, which the run saw at this time.
+    DecidedByRun(jiff::Timestamp),
     /// The Workflow has not yet recorded the step as waiting on it (its status write follows the
     /// Approval's creation by milliseconds).
     NotYet,
@@ -152,10 +157,11 @@ async fn gate_check(ctx: &Context, a: &Approval) -> Result<GateCheck, Error> {
         return Ok(GateCheck::Differs("it has no owning Workflow".into()));
     };
     let ns = a.namespace().unwrap_or_default();
-    if let Some(wf) = ctx.cached(ctx.workflows.get(), &ns, &owner.name)
-        && let GateCheck::Matches = check_against(&wf, a, owner)
-    {
-        return Ok(GateCheck::Matches);
+    if let Some(wf) = ctx.cached(ctx.workflows.get(), &ns, &owner.name) {
+        let check = check_against(&wf, a, owner);
+        if let GateCheck::Matches | GateCheck::DecidedByRun(_) = check {
+            return Ok(check);
+        }
     }
     let workflows: Api<Workflow> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(wf) = workflows.get_opt(&owner.name).await.map_err(Error::Kube)? else {
@@ -180,7 +186,22 @@ fn check_against(wf: &Workflow, a: &Approval, owner: &OwnerReference) -> GateChe
     if let Some(i) = a.spec.item {
         return item_gate_check(&wf, step, st, i, a, &owner.name);
     }
-    if st.phase != StepPhase::Waiting || st.approval_name.as_deref() != Some(&a.name_any()) {
+    let this_gate = st.approval_name.as_deref() == Some(&a.name_any());
+    if let (true, Some(seen)) = (this_gate, decided_by_run(st)) {
+        let mut expected = plan::approval_request(&wf, step, st);
+        // The step's message is now its outcome; the run compared the gate's own as it decided.
+        expected.message = a.spec.message.clone();
+        if st.decided_by != a.spec.decided_by {
+            return GateCheck::Differs(format!("step {} records another decider", step.name));
+        }
+        return match gate::mismatch(&expected, &a.spec) {
+            None => GateCheck::DecidedByRun(seen),
+            Some(why) => {
+                GateCheck::Differs(format!("it does not match step {} of Workflow {}: {why}", step.name, owner.name))
+            }
+        };
+    }
+    if st.phase != StepPhase::Waiting || !this_gate {
         return if st.phase.is_terminal() {
             GateCheck::Differs(format!("step {} is no longer waiting", step.name))
         } else {
@@ -194,6 +215,13 @@ fn check_against(wf: &Workflow, a: &Approval, owner: &OwnerReference) -> GateChe
             GateCheck::Differs(format!("it does not match step {} of Workflow {}: {why}", step.name, owner.name))
         }
     }
+}
+
+/// When the step ended on a person's decision on its gate: the time the run saw it.
+fn decided_by_run(st: &crate::api::StepStatus) -> Option<jiff::Timestamp> {
+    let decided = st.phase.is_terminal() && st.decided_by.is_some();
+    let by_person = matches!(st.reason.as_deref(), Some("Approved" | "Rejected"));
+    st.finished_at.as_ref().map(|t| t.0).filter(|_| decided && by_person)
 }
 
 /// `gate_check` for the Approval of item `i` of a forEach gate.

@@ -262,6 +262,14 @@ pub fn wait_pending(ns: &str, name: &str) -> Value {
     })
 }
 
+/// Waits until the Approval's status records its outcome. A run acts on a sound decision as soon
+/// as it sees it, so its step may end a few milliseconds before the Approval's status says so.
+pub fn wait_decided(ns: &str, name: &str) -> Value {
+    wait_for(&format!("approval {ns}/{name} to record its outcome"), Duration::from_secs(60), || {
+        get_json(ns, "approval", name).filter(|a| !matches!(a["status"]["phase"].as_str(), None | Some("Pending")))
+    })
+}
+
 /// `kubectl patch approval` as `user`, with a merge patch; returns Ok(stdout) or Err(stderr).
 pub fn patch_approval(user: &str, ns: &str, name: &str, patch: &str) -> Result<String, String> {
     let out = kubectl(user, &["-n", ns, "patch", "approval", name, "--type", "merge", "-p", patch]);

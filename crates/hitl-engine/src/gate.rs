@@ -240,7 +240,7 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
         Some(ApprovalPhase::Rejected) => Decision::Reject,
         Some(ApprovalPhase::Expired) if deadline.is_some_and(|d| d <= now) => return Outcome::Expired,
         Some(ApprovalPhase::Expired) => return Outcome::NotAccepted("it is marked Expired before the deadline".into()),
-        _ => return Outcome::Waiting,
+        _ => return unrecorded(expected, a, &status, now),
     };
     let seen = status.decided_at.as_ref().map(|t| t.0);
     if let Some(deadline) = deadline
@@ -254,13 +254,42 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
     if sent_decision(&a.spec) != Some(decided) {
         return Outcome::NotAccepted(format!("its status says {decided:?}, but its spec holds no such decision"));
     }
-    let spec_decider = a.spec.decided_by.clone().unwrap_or_default();
-    if status.decided_by.clone().unwrap_or_default() != spec_decider {
+    if status.decided_by.clone().unwrap_or_default() != a.spec.decided_by.clone().unwrap_or_default() {
         return Outcome::NotAccepted("the decider in its status differs from the one in its spec".into());
     }
+    accepted(expected, a, &status, decided, seen)
+}
+
+/// A decision in the Approval's spec that its controller has not recorded yet. The Workflow acts
+/// on it at once when it holds up on the Workflow's own checks (one decider, an allowed one,
+/// valid input, seen by this pass before the deadline), so the next step does not wait for the
+/// Approval's status write; the Approval controller then records the same decision at the time
+/// the run saw it. Anything else (a quorum, a forEach item's gate, a decision that does not hold
+/// up) waits for that record, and the Approval controller says why.
+fn unrecorded(expected: &ApprovalRequest, a: &Approval, status: &ApprovalStatus, now: Timestamp) -> Outcome {
+    let Some(decided) = sent_decision(&a.spec) else { return Outcome::Waiting };
+    let quorum = expected.gate.required_approvals.is_some_and(|n| n > 1);
+    let expired = expected.expires_at.as_ref().is_some_and(|d| d.0 <= now);
+    if quorum || expected.item.is_some() || expired {
+        return Outcome::Waiting;
+    }
+    match accepted(expected, a, status, decided, Some(now)) {
+        outcome @ (Outcome::Approved { .. } | Outcome::Rejected { .. }) => outcome,
+        _ => Outcome::Waiting,
+    }
+}
+
+/// One decider's decision, `seen` at that time, checked against the step's approvers and inputs.
+fn accepted(
+    expected: &ApprovalRequest,
+    a: &Approval,
+    status: &ApprovalStatus,
+    decided: Decision,
+    seen: Option<Timestamp>,
+) -> Outcome {
     let step_deciders = Deciders {
         approvers: expected.gate.approvers.as_ref(),
-        escalated: escalation_counts(expected, &status).then(|| escalated_approvers(a)).flatten(),
+        escalated: escalation_counts(expected, status, seen).then(|| escalated_approvers(a)).flatten(),
         self_approval: a.spec.gate.self_approval,
         created_by: expected.workflow.created_by.as_deref(),
         authors: &expected.workflow.authors,
@@ -268,7 +297,7 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
     if let Some(why) = step_deciders.refusal(&a.spec) {
         return Outcome::NotAccepted(why);
     }
-    let decided_by = if spec_decider.is_empty() { "someone".to_string() } else { spec_decider };
+    let decided_by = a.spec.decided_by.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "someone".to_string());
     let given = a.spec.input.clone().unwrap_or_default();
     match decided {
         Decision::Reject => match inputs::check_given(&expected.gate.inputs, &given) {
@@ -284,11 +313,11 @@ pub fn outcome(expected: &ApprovalRequest, a: &Approval, now: Timestamp) -> Outc
 
 /// Whether the Workflow accepts escalation approvers: the gate escalated no earlier than the
 /// step's own escalation time, and the decision was seen after it escalated.
-fn escalation_counts(expected: &ApprovalRequest, status: &ApprovalStatus) -> bool {
+fn escalation_counts(expected: &ApprovalRequest, status: &ApprovalStatus, seen: Option<Timestamp>) -> bool {
     let (Some(escalated), Some(at)) = (status.escalated_at.as_ref(), expected.escalates_at.as_ref()) else {
         return false;
     };
-    escalated.0 >= at.0 && status.decided_at.as_ref().is_some_and(|d| d.0 >= escalated.0)
+    escalated.0 >= at.0 && seen.is_some_and(|d| d >= escalated.0)
 }
 
 /// Which of the controller's fields of an Approval differ from the gate expected; None when it
@@ -509,6 +538,67 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(outcome(&expected, &a, t(6)), Outcome::NotAccepted(e) if e.contains("null is not one")));
+    }
+
+    /// The gate `a` records, as its Workflow would expect it, with a deadline at t(60).
+    fn expected_of(a: &Approval) -> ApprovalRequest {
+        ApprovalRequest {
+            name: "wf-review".into(),
+            workflow: a.spec.workflow_ref.clone(),
+            step: a.spec.step.clone(),
+            item: None,
+            message: None,
+            gate: a.spec.gate.clone(),
+            expires_at: Some(Time(t(60))),
+            escalates_at: None,
+            evidence_pods: vec![],
+            evidence_digest: None,
+        }
+    }
+
+    fn decided(by: &str, decision: Decision, input: serde_json::Value) -> Approval {
+        let a = gate(&["alice"], &[]);
+        let mut a = Approval { spec: expected_of(&a).spec(), ..a };
+        a.spec.decision = Some(decision);
+        a.spec.decided_by = Some(by.into());
+        a.spec.input = Some(serde_json::from_value(input).unwrap());
+        a.status = Some(ApprovalStatus { phase: Some(ApprovalPhase::Pending), ..Default::default() });
+        a
+    }
+
+    /// The run acts on a decision before the Approval controller records it, when it holds up on
+    /// the run's own checks, so the next step does not wait for the Approval's status write.
+    #[test]
+    fn the_run_acts_on_a_sound_decision_the_approval_does_not_record_yet() {
+        let a = decided("alice", Decision::Approve, json!({"verdict": "sign"}));
+        let Outcome::Approved { values, decided_by } = outcome(&expected_of(&a), &a, t(5)) else {
+            panic!("not acted on: {:?}", outcome(&expected_of(&a), &a, t(5)));
+        };
+        assert_eq!((decided_by.as_str(), values["verdict"].clone()), ("alice", json!("sign")));
+        let a = decided("alice", Decision::Reject, json!({}));
+        assert!(
+            matches!(outcome(&expected_of(&a), &a, t(5)), Outcome::Rejected { decided_by } if decided_by == "alice")
+        );
+    }
+
+    /// Anything short of that waits for the Approval controller's record (and its reasons).
+    #[test]
+    fn an_unrecorded_decision_that_does_not_hold_up_keeps_the_step_waiting() {
+        let by_bob = decided("bob", Decision::Approve, json!({"verdict": "sign"}));
+        assert_eq!(outcome(&expected_of(&by_bob), &by_bob, t(5)), Outcome::Waiting, "not an approver");
+        let bad_input = decided("alice", Decision::Approve, json!({"verdict": "shred"}));
+        assert_eq!(outcome(&expected_of(&bad_input), &bad_input, t(5)), Outcome::Waiting, "input refused");
+        let late = decided("alice", Decision::Approve, json!({"verdict": "sign"}));
+        assert_eq!(outcome(&expected_of(&late), &late, t(60)), Outcome::Waiting, "seen at the deadline");
+        let mut quorum = decided("alice", Decision::Approve, json!({"verdict": "sign"}));
+        quorum.spec.gate.required_approvals = Some(2);
+        let mut expected = expected_of(&quorum);
+        expected.gate.required_approvals = Some(2);
+        assert_eq!(outcome(&expected, &quorum, t(5)), Outcome::Waiting, "a quorum counts votes");
+        let item = decided("alice", Decision::Approve, json!({"verdict": "sign"}));
+        let expected = ApprovalRequest { item: Some(0), ..expected_of(&item) };
+        let item = Approval { spec: ApprovalSpec { item: Some(0), ..item.spec.clone() }, ..item };
+        assert_eq!(outcome(&expected, &item, t(5)), Outcome::Waiting, "a forEach item's gate");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::{APPROVALS, WORKFLOWS, context};
 use crate::api::{Approval, Decision, StepPhase, Workflow};
 use crate::engine::gate;
 
-fn store_of<K>(objects: &[K]) -> Store<K>
+pub(super) fn store_of<K>(objects: &[K]) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
@@ -25,7 +25,7 @@ where
     reader
 }
 
-fn with_version<K: kube::Resource>(mut o: K, rv: &str) -> K {
+pub(super) fn with_version<K: kube::Resource>(mut o: K, rv: &str) -> K {
     o.meta_mut().resource_version = Some(rv.into());
     o
 }

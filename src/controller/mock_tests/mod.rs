@@ -4,6 +4,7 @@
 
 mod approval_pass;
 mod cached_reads;
+mod decision_first;
 mod event_series;
 mod mock_api;
 mod notify_pass;
