@@ -17,7 +17,8 @@
 //! Knobs: `HITL_SCALE_N` (default 1000), `HITL_SCALE_CHAINS` (default 200), `HITL_SCALE_GATES`
 //! (default 200), `HITL_SCALE_BURST` (default 1000), `HITL_SCALE_ONLY` (some of
 //! `bare,one,ch20,chain,fan,gate,burst`, for a quicker look), `HITL_BENCH_OPERATOR_BIN` (another
-//! operator binary), `HITL_SCALE_WRAP` (a profiler to run the operator under),
+//! operator binary), `HITL_BENCH_RUST_LOG` (its `RUST_LOG`, default `warn`), `HITL_SCALE_WRAP` (a
+//! profiler to run the operator under),
 //! `HITL_SCALE_ARCHIVE=1` (the decision archive on: `hack/postgres up`, its URL to the operator, so
 //! the figures are with every decision and run written to PostgreSQL). Report on stdout and in
 //! `target/bench/scale.json`.
@@ -41,6 +42,8 @@ mod burst;
 
 const CREATE_CONCURRENCY: usize = 32;
 const PHASE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long after the last phase (and after a restart) the steady memory is read.
+const SETTLE: Duration = Duration::from_secs(15);
 
 /// Whether `HITL_SCALE_ONLY` (unset: every phase) names this phase.
 fn wanted(phase: &str) -> bool {
@@ -176,7 +179,7 @@ impl Operator {
         }
         let child = command
             .env("KUBECONFIG", kubeconfig.trim())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("HITL_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log)?)
             .spawn()
@@ -343,6 +346,8 @@ async fn bench() -> anyhow::Result<()> {
     if std::env::var("HITL_SCALE_ARCHIVE").is_ok_and(|v| v == "1") {
         println!("decision archive on: {}", op.archive_figures().await?);
     }
+    // Steady: once the operator's periodic trim (every 10 s) could hand back what the phases freed.
+    tokio::time::sleep(SETTLE).await;
     let (cpu, peak, rss) = op.usage();
     drop(op);
     // A restart lists everything kept: how long until ready, and the memory of the caches alone.
@@ -350,12 +355,12 @@ async fn bench() -> anyhow::Result<()> {
     let op = Operator::start(&c, &ns, &out_dir.join("scale-operator-restart.log"))?;
     op.ready().await?;
     let ready_seconds = restarted.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(SETTLE).await;
     let (_, restart_peak, restart_rss) = op.usage();
     let (anon, file) = op.rss_split();
     println!("{}", report(n, &phases));
     println!(
-        "operator with {kept} finished Workflows kept: RSS {rss:.1} MiB, peak {peak:.1} MiB, CPU {cpu:.1} s in all"
+        "operator with {kept} finished Workflows kept, 15 s after the last phase: RSS {rss:.1} MiB, peak {peak:.1} MiB, CPU {cpu:.1} s in all"
     );
     println!(
         "restarted with them: ready in {ready_seconds:.1} s; RSS {restart_rss:.1} MiB ({anon:.1} MiB heap and \

@@ -13,5 +13,6 @@ pub mod archive;
 pub mod controller;
 pub mod error_category;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod sandbox;

@@ -175,6 +175,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Mode::CelWorker { memory_limit_mib }) = args.command {
         std::process::exit(hitl_operator::sandbox::worker::serve(memory_limit_mib));
     }
+    hitl_operator::memory::limit_arenas();
     tokio::runtime::Runtime::new()?.block_on(operator(args))
 }
 
@@ -202,6 +203,7 @@ async fn operator(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(hitl_operator::metrics::serve(listener, metrics.clone()));
+    tokio::spawn(hitl_operator::memory::trim_periodically());
     let client = kube::Client::try_default().await?;
     let archive = connect_archive(&args, &client, &metrics)?;
     if let Some(a) = &archive {
