@@ -360,19 +360,28 @@ pub fn check_owner<K: Resource<DynamicType = ()>>(wf: &Workflow, child: &K) -> R
 
 /// Creates a child unless it exists. An existing object counts only if this Workflow owns it: one
 /// of the same name left by another owner is an error, never adopted.
-pub async fn create_if_absent<K>(api: &kube::Api<K>, wf: &Workflow, child: &K) -> Result<(), Error>
+pub async fn create_if_absent<K>(api: &kube::Api<K>, wf: &Workflow, child: &K) -> Result<Created, Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let pp = kube::api::PostParams { field_manager: Some(pods::MANAGER.into()), ..Default::default() };
     match api.create(&pp, child).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(Created::New),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&child.name_any()).await.map_err(Error::Kube)?;
-            check_owner(wf, &existing)
+            check_owner(wf, &existing).map(|()| Created::Existing)
         }
         Err(e) => Err(Error::Create(e)),
     }
+}
+
+/// What `create_if_absent` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// Ours already (an earlier pass, or a replica that led before this one, created it): it may
+    /// have moved on since, which the plan that asked for it could not know.
+    Existing,
 }
 
 /// What a status write came to.

@@ -174,9 +174,11 @@ async fn reconcile_inner(wf: Arc<Workflow>, ctx: Arc<Context>, child_event: u64)
     // Children first, so the status never names an object that does not exist. What the API
     // server refused goes back to the engine, which says what it means for the run.
     // A plan the API server changed after it was made (a refused child) is worked out for the
-    // run by the pass after its write: only a plan carried out as made settles the run.
+    // run by the pass after its write: only a plan carried out as made settles the run. A plan
+    // that found a child already there does not either: it took it for new, and it may have
+    // finished (a replica that led before was stopped between its creates and its status write).
     let (plan, settles) = match apply_children(&apis, &ctx, &wf, &plan).await? {
-        Applied::All => (plan, true),
+        Applied::All { existed } => (plan, !existed),
         Applied::Refused(refused) => (plan.with_refused(refused, now), false),
         Applied::NoWorkspace(message) => (plan::abort(&wf, "WorkspaceCreateFailed", message, now), false),
         Applied::Later(retry) => return Ok(retry),
@@ -295,8 +297,9 @@ async fn delete_finished(apis: &Apis, ctx: &Context, wf: &Workflow) -> Result<Ac
 
 /// What carrying out the plan's creates and deletes came to.
 enum Applied {
-    /// Every child the plan asked for exists.
-    All,
+    /// Every child the plan asked for exists. `existed`: some were there already (a replica that
+    /// led before, killed between its creates and its status write), and may have moved on since.
+    All { existed: bool },
     /// The API server refused these children for good; the others exist.
     Refused(Vec<plan::Refused>),
     /// The run's workspace claim was refused (invalid, forbidden): no Pod was asked for.
@@ -312,13 +315,14 @@ async fn apply_children(apis: &Apis, ctx: &Context, wf: &Workflow, plan: &plan::
         return Ok(Applied::NoWorkspace(message));
     }
     let mut refused = vec![];
+    let mut existed = false;
     let refusal =
         |step: &str, item, reason, e: Error| plan::Refused { step: step.into(), item, reason, message: e.to_string() };
     for req in &plan.create_pods {
         let pod = pods::build(wf, req);
         ctx.metrics.write("create_pod");
         match super::create_if_absent(&apis.pods, wf, &pod).await {
-            Ok(()) => {}
+            Ok(created) => existed |= created == super::Created::Existing,
             Err(e) if e.fails_step() => refused.push(refusal(&req.step, req.item, "PodCreateFailed", e)),
             Err(e) => return Err(e),
         }
@@ -327,14 +331,14 @@ async fn apply_children(apis: &Apis, ctx: &Context, wf: &Workflow, plan: &plan::
     let policy = if plan.create_approvals.is_empty() { None } else { namespace_policy(apis).await? };
     for req in &plan.create_approvals {
         match open_gate(apis, ctx, wf, req, policy.as_ref()).await {
-            Ok(Opened::Yes) => {}
+            Ok(Opened::Yes(created)) => existed |= created == super::Created::Existing,
             Ok(Opened::AfterOldOneGoes) => return Ok(Applied::Later(Action::requeue(Duration::from_millis(500)))),
             Err(e) if e.fails_step() => refused.push(refusal(&req.step, req.item, "ApprovalCreateFailed", e)),
             Err(e) => return Err(e),
         }
     }
     delete_pods(apis, ctx, &plan.delete_pods).await?;
-    Ok(if refused.is_empty() { Applied::All } else { Applied::Refused(refused) })
+    Ok(if refused.is_empty() { Applied::All { existed } } else { Applied::Refused(refused) })
 }
 
 async fn delete_pods(apis: &Apis, ctx: &Context, names: &[String]) -> Result<(), Error> {
@@ -362,7 +366,7 @@ async fn create_workspace(
     };
     ctx.metrics.write("create_workspace");
     match super::create_if_absent(&apis.claims, wf, &claim).await {
-        Ok(()) => Ok(None),
+        Ok(_) => Ok(None),
         Err(e) if e.fails_step() => {
             Ok(Some(format!("spec.workspace: PersistentVolumeClaim {}: {e}", claim.name_any())))
         }
@@ -440,7 +444,7 @@ async fn fail_too_large(
 
 /// What opening a gate came to.
 enum Opened {
-    Yes,
+    Yes(super::Created),
     /// The name is held by the Approval of an earlier Workflow of the same name (deleted and
     /// applied again): it is garbage, and was deleted; create ours once it is gone.
     AfterOldOneGoes,
@@ -484,7 +488,7 @@ async fn open_gate(
             }
             None => Err(Error::NotOwned(msg)),
         },
-        other => other.map(|_| Opened::Yes),
+        other => other.map(Opened::Yes),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{self, kubectl, kubectl_ok, kubectl_stdin, repo_root, wait_for};
+use crate::common::{self, kubectl, kubectl_ok, kubectl_stdin, repo_root, try_wait_for, wait_for};
 
 /// Installs the generated CRDs and the admission policies once per test binary, as a user installs
 /// them, and waits until they are served.
@@ -196,11 +196,16 @@ pub fn phase(wf: &Value) -> &str {
 }
 
 /// Waits until the Workflow reaches `want` (or any terminal phase, which then must be `want`).
+/// On a timeout it says where the run stood.
 pub fn wait_phase(ns: &str, name: &str, want: &str, timeout: Duration) -> Value {
-    let wf = wait_for(&format!("workflow {ns}/{name} to reach {want}"), timeout, || {
+    let wf = try_wait_for(timeout, || {
         let wf = workflow(ns, name);
         let p = phase(&wf).to_string();
         (p == want || p == "Succeeded" || p == "Failed").then_some(wf)
+    })
+    .unwrap_or_else(|| {
+        let status = serde_json::to_string_pretty(&workflow(ns, name)["status"]).unwrap();
+        panic!("timed out after {timeout:?} waiting for workflow {ns}/{name} to reach {want}; its status:\n{status}")
     });
     assert_eq!(
         phase(&wf),

@@ -77,3 +77,36 @@ async fn the_pass_after_a_refused_pod_is_written_runs() {
     let last: Workflow = serde_json::from_value(last.body.clone()).unwrap();
     assert_eq!(last.status.and_then(|s| s.phase), Some(crate::api::WorkflowPhase::Failed));
 }
+
+/// A replica that led before was stopped between creating a's Pod and writing the status, and
+/// the Pod finished meanwhile. This pass takes the Pod for new (it already exists); the pass
+/// after its write must look at it, or no Pod event is left to wake the run.
+#[tokio::test]
+async fn the_pass_after_finding_a_child_already_there_runs() {
+    let mut wf = workflow(vec![container("a")]);
+    let first = crate::engine::plan::plan(&wf, &[], &[], jiff::Timestamp::now());
+    let pod_a = succeeded(&wf, &first.create_pods[0]);
+    let a = pod_a.metadata.name.clone().unwrap();
+    wf.status = None;
+    let status = format!("{WORKFLOWS}/wf/status");
+    let (client, api) = ApiScript::default()
+        .then(Method::POST, PODS, Reply::conflict())
+        .then(Method::GET, format!("{PODS}/{a}"), Reply::object(&pod_a))
+        .then(Method::PUT, status.clone(), Reply::Stored)
+        // The pass after that write: it reads the Pod and records its outcome.
+        .then(Method::GET, format!("{PODS}/{a}"), Reply::object(&pod_a))
+        .then(Method::PUT, status.clone(), Reply::Stored)
+        .then(Method::PATCH, format!("{PODS}/{a}"), Reply::Stored)
+        .serve();
+    let (ctx, _jobs) = context(client);
+    reconcile(Arc::new(wf), ctx.clone()).await.expect("the pass that asks for a's Pod");
+    let put = api.requests().into_iter().find(|s| s.path == status).expect("the status written");
+    let mut written: Workflow = serde_json::from_value(put.body).unwrap();
+    written.metadata.resource_version = ctx.last_written("wf-uid").map(|rv| rv.to_string());
+
+    reconcile(Arc::new(written), ctx.clone()).await.expect("the pass after the write");
+    let seen = api.finish();
+    let last = seen.iter().rev().find(|s| s.path == status).expect("the second write");
+    let last: Workflow = serde_json::from_value(last.body.clone()).unwrap();
+    assert_eq!(last.status.and_then(|s| s.phase), Some(crate::api::WorkflowPhase::Succeeded));
+}
