@@ -515,18 +515,7 @@ mod tests {
         a.spec.input = Some(BTreeMap::new());
         assert_eq!(evaluate(&a, t(5)).status.phase, Some(ApprovalPhase::Rejected), "required is for approvals");
 
-        let expected = ApprovalRequest {
-            name: "wf-review".into(),
-            workflow: a.spec.workflow_ref.clone(),
-            step: a.spec.step.clone(),
-            item: None,
-            message: None,
-            gate: a.spec.gate.clone(),
-            expires_at: None,
-            escalates_at: None,
-            evidence_pods: vec![],
-            evidence_digest: None,
-        };
+        let expected = ApprovalRequest { expires_at: None, ..expected_of(&a) };
         let mut a = Approval { spec: expected.spec(), ..a };
         a.spec.decision = Some(Decision::Reject);
         a.spec.decided_by = Some("alice".into());

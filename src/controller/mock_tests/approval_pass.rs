@@ -22,8 +22,14 @@ pub(super) fn waiting_gate() -> (Workflow, Approval) {
     let first = passed(&mut wf, &[], &[]);
     let build = succeeded(&wf, &first.create_pods[0]);
     let second = passed(&mut wf, &[build], &[]);
-    let req = &second.create_approvals[0];
-    let approval = Approval {
+    let approval = created(&wf, &second.create_approvals[0]);
+    assert!(!approval.spec.evidence_pods.is_empty(), "the gate shows build's Pod");
+    (wf, approval)
+}
+
+/// The Approval the Workflow controller creates for `req`, as stored, before any status.
+pub(super) fn created(wf: &Workflow, req: &crate::engine::approval_request::ApprovalRequest) -> Approval {
+    Approval {
         metadata: ObjectMeta {
             name: Some(req.name.clone()),
             namespace: Some("ns".into()),
@@ -34,9 +40,7 @@ pub(super) fn waiting_gate() -> (Workflow, Approval) {
         },
         spec: req.spec(),
         status: None,
-    };
-    assert!(!approval.spec.evidence_pods.is_empty(), "the gate shows build's Pod");
-    (wf, approval)
+    }
 }
 
 fn status_path(a: &Approval) -> String {

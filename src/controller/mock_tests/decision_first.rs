@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use http::Method;
 use jiff::{SignedDuration, Timestamp};
-use kube::Resource;
-use kube::api::ObjectMeta;
 
+use super::approval_pass::created;
 use super::cached_reads::store_of;
 use super::mock_api::{ApiScript, Reply, Seen};
 use super::{APPROVALS, PODS, WORKFLOWS, container, context, suspend, workflow};
@@ -24,19 +23,7 @@ fn decided_unrecorded(opened: Timestamp) -> (Workflow, Approval) {
     wf.spec.steps[0].suspend.as_mut().unwrap().message = Some("Ship it?".into());
     let first = plan::plan(&wf, &[], &[], opened);
     wf.status = Some(first.status.clone());
-    let req = &first.create_approvals[0];
-    let mut a = Approval {
-        metadata: ObjectMeta {
-            name: Some(req.name.clone()),
-            namespace: Some("ns".into()),
-            uid: Some("a-uid".into()),
-            resource_version: Some("10".into()),
-            owner_references: Some(vec![wf.controller_owner_ref(&()).unwrap()]),
-            ..Default::default()
-        },
-        spec: req.spec(),
-        status: None,
-    };
+    let mut a = created(&wf, &first.create_approvals[0]);
     a.status = Some(gate::evaluate(&a, opened).status);
     a.spec.decision = Some(Decision::Approve);
     a.spec.decided_by = Some("alice".into());

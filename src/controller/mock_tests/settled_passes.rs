@@ -67,15 +67,24 @@ async fn the_pass_after_a_refused_pod_is_written_runs() {
         .serve();
     let (ctx, _jobs) = context(client);
     reconcile(Arc::new(wf), ctx.clone()).await.expect("the step fails");
+    let last = pass_after_the_write(api, &ctx, &status).await;
+    assert_eq!(last.status.and_then(|s| s.phase), Some(crate::api::WorkflowPhase::Failed));
+}
+
+/// Runs the pass woken by the status the first pass wrote (at the resourceVersion that write
+/// got) to the end of the script; the status it wrote in turn.
+async fn pass_after_the_write(
+    api: super::mock_api::Served,
+    ctx: &Arc<crate::controller::Context>,
+    status: &str,
+) -> Workflow {
     let put = api.requests().into_iter().find(|s| s.path == status).expect("the status written");
     let mut written: Workflow = serde_json::from_value(put.body).unwrap();
     written.metadata.resource_version = ctx.last_written("wf-uid").map(|rv| rv.to_string());
-
     reconcile(Arc::new(written), ctx.clone()).await.expect("the pass after the write");
     let seen = api.finish();
     let last = seen.iter().rev().find(|s| s.path == status).expect("the second write");
-    let last: Workflow = serde_json::from_value(last.body.clone()).unwrap();
-    assert_eq!(last.status.and_then(|s| s.phase), Some(crate::api::WorkflowPhase::Failed));
+    serde_json::from_value(last.body.clone()).unwrap()
 }
 
 /// A replica that led before was stopped between creating a's Pod and writing the status, and
@@ -100,13 +109,6 @@ async fn the_pass_after_finding_a_child_already_there_runs() {
         .serve();
     let (ctx, _jobs) = context(client);
     reconcile(Arc::new(wf), ctx.clone()).await.expect("the pass that asks for a's Pod");
-    let put = api.requests().into_iter().find(|s| s.path == status).expect("the status written");
-    let mut written: Workflow = serde_json::from_value(put.body).unwrap();
-    written.metadata.resource_version = ctx.last_written("wf-uid").map(|rv| rv.to_string());
-
-    reconcile(Arc::new(written), ctx.clone()).await.expect("the pass after the write");
-    let seen = api.finish();
-    let last = seen.iter().rev().find(|s| s.path == status).expect("the second write");
-    let last: Workflow = serde_json::from_value(last.body.clone()).unwrap();
+    let last = pass_after_the_write(api, &ctx, &status).await;
     assert_eq!(last.status.and_then(|s| s.phase), Some(crate::api::WorkflowPhase::Succeeded));
 }
