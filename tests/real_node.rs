@@ -10,7 +10,7 @@ mod harness;
 use std::time::Duration;
 
 use common::{kubectl, kubectl_ok, test_namespace, wait_for};
-use harness::{Operator, apply, patch_approval, pods, step, wait_pending, wait_phase, workflow};
+use harness::{Operator, apply, patch_approval, pods, step, try_step, wait_pending, wait_phase, workflow};
 use serde_json::Value;
 
 const REAL: &str = common::REAL_NODE;
@@ -125,7 +125,7 @@ fn a_timeout_stops_the_process() {
     apply(ns.name(), &real_workflow("slow", "", steps));
     let running = wait_for("the slow step's container to run", RUN, || {
         let wf = workflow(ns.name(), "slow");
-        let pod = step(&wf, "slow")["podName"].as_str()?.to_string();
+        let pod = try_step(&wf, "slow")?["podName"].as_str()?.to_string();
         let state = kubectl_ok(
             "admin",
             &["-n", ns.name(), "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].state.running}"],

@@ -218,10 +218,13 @@ pub fn wait_phase(ns: &str, name: &str, want: &str, timeout: Duration) -> Value 
 }
 
 pub fn step<'a>(wf: &'a Value, name: &str) -> &'a Value {
-    wf["status"]["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no status for step {name}: {}", wf["status"]))
+    try_step(wf, name).unwrap_or_else(|| panic!("no status for step {name}: {}", wf["status"]))
+}
+
+/// The step's status, if the run has recorded one yet (for polling a run that may have just been
+/// applied).
+pub fn try_step<'a>(wf: &'a Value, name: &str) -> Option<&'a Value> {
+    wf["status"]["steps"].as_array().and_then(|s| s.iter().find(|s| s["name"] == name))
 }
 
 /// The Pods of a Workflow, as JSON objects.
